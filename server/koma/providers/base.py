@@ -1,0 +1,116 @@
+"""The provider contract: wire formats in, `WireChunk`s out.
+
+A provider only speaks one server's HTTP (or in-process) format. It does not split channels,
+cache, or count tokens per channel: it reports what the wire said — content text (which may
+still hold Harmony tokens or `<think>` tags), the server's separate reasoning field, tool calls,
+and the server's own stats at the end. The engine turns that into channels and events.
+
+Cancellation: `chat()` and `complete()` are async generators that hold the HTTP response open
+while iterating. Closing the generator (`aclose()`, leaving an `async with aclosing(...)`, or
+cancelling the task that iterates it) must close the response at once so the server stops
+generating.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from koma.errors import CapabilityMissing
+from koma.types import GenerationSettings, Message, Metrics, ModelDetails, ModelInfo, ToolCall, Usage
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    # OpenAI function-tool definitions: {"type": "function", "function": {name, description, parameters}}
+    tools: list[dict[str, Any]] | None = None
+    response_format: str | dict[str, Any] | None = None
+
+
+@dataclass
+class CompletionRequest:
+    """A raw or fill-in-the-middle completion (`/api/generate`, `/v1/completions`)."""
+
+    model: str
+    prompt: str
+    suffix: str | None = None
+    system: str | None = None
+    raw: bool = False
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+
+@dataclass
+class WireChunk:
+    """One piece of a streamed answer, as the wire gave it."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    done: bool = False
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    # Server-reported timings (Ollama durations, LM Studio stats, llama.cpp timings).
+    metrics: Metrics | None = None
+    raw: dict[str, Any] | None = None
+
+
+class Provider(ABC):
+    """One model server. Instances are cheap and hold a pooled HTTP client."""
+
+    name: str = "provider"
+    base_url: str = ""
+
+    @abstractmethod
+    def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
+        """Stream a chat answer."""
+
+    @abstractmethod
+    def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
+        """Stream a raw / FIM completion."""
+
+    @abstractmethod
+    async def list_models(self) -> list[ModelInfo]:
+        """Installed (or served) models with what the server knows of each."""
+
+    async def show(self, model: str) -> ModelDetails:
+        """Capabilities and metadata of one model; servers without such an API guess little."""
+        return ModelDetails(name=model, capabilities=["completion"])
+
+    async def version(self) -> str | None:
+        return None
+
+    async def ping(self) -> bool:
+        """True when the server answers; never raises."""
+        try:
+            await self.list_models()
+        except Exception:
+            return False
+        return True
+
+    async def supports_fim(self, model: str) -> bool:
+        """Whether `complete()` may be given a `suffix` for this model."""
+        return False
+
+    async def loaded_models(self) -> list[ModelInfo]:
+        """Models in memory right now (Ollama `/api/ps`, LM Studio state)."""
+        return [m for m in await self.list_models() if m.loaded]
+
+    async def load(self, model: str, keep_alive: str | int | None = None) -> str:
+        raise CapabilityMissing(
+            f"{self.name} manages its own model; Koma cannot load {model!r} there",
+            "load the model in the server itself",
+        )
+
+    async def unload(self, model: str) -> str:
+        raise CapabilityMissing(
+            f"{self.name} manages its own model; Koma cannot unload {model!r} there",
+            "stop or reconfigure the server itself",
+        )
+
+    async def aclose(self) -> None:
+        """Release pooled connections."""
