@@ -1,0 +1,308 @@
+"""The Koma language server: shared state, provider access, and the builder that wires features.
+
+Every LSP feature lives in its own module under `koma.lsp` with a `register(server)` function;
+this module only holds what they share — the current valid settings, the lazily resolved
+provider, the model and effort choice per feature, the status reporter — and the entry point
+`main()` that `koma lsp` calls.
+
+Startup must stay fast (an editor waits for the `initialize` reply), so nothing here touches the
+network or imports the engine: the provider is resolved the first time a feature needs it.
+
+Several features need the same document and lifecycle notifications (the reasoning ledger
+follows `didChange`, inline completion measures typing speed from it). pygls allows one handler
+per method, so `KomaLanguageServer.feature` fans those notifications out to every module that
+registers one, in registration order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from lsprotocol import types
+from pygls.feature_manager import wrap_with_server
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from koma.errors import KomaError, ModelNotFound
+from koma.lsp.status import StatusReporter
+from koma.settings import KomaSettings
+
+if TYPE_CHECKING:
+    from koma.providers.base import Provider
+
+logger = logging.getLogger("koma.lsp")
+
+Feature = Literal["completion", "actions", "chat"]
+
+# Notifications more than one feature module may listen to; the server calls each listener.
+FANOUT_METHODS = frozenset(
+    {
+        types.INITIALIZE,
+        types.INITIALIZED,
+        types.SHUTDOWN,
+        types.TEXT_DOCUMENT_DID_OPEN,
+        types.TEXT_DOCUMENT_DID_CHANGE,
+        types.TEXT_DOCUMENT_DID_CLOSE,
+        types.TEXT_DOCUMENT_DID_SAVE,
+        types.WORKSPACE_DID_CHANGE_CONFIGURATION,
+    }
+)
+
+# Settings whose change means a different provider object (URL, backend, placement, caching).
+_PROVIDER_KEYS = ("provider", "base_url", "keep_alive", "num_ctx", "gpu", "cache", "memory")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("koma")
+    except Exception:
+        return "0"
+
+
+class KomaLanguageServer(LanguageServer):
+    """Server state shared by the feature modules."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "koma", _version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+        )
+        self.settings: KomaSettings = KomaSettings()
+        # The `koma` section as the editor last sent it (camelCase, only what the user set).
+        self.editor_section: dict[str, Any] = {}
+        self.workspace_root: Path | None = None
+        self.client_supports_inline_completion: bool = False
+        self.status: StatusReporter = StatusReporter(self)
+        self._settings_callbacks: list[Callable[[KomaSettings], None]] = []
+        self._listeners: dict[str, list[Callable[..., Any]]] = defaultdict(list)
+        self._provider: Provider | None = None
+        self._cached_provider: Provider | None = None
+        self._retired: list[Provider] = []
+        self._provider_lock = asyncio.Lock()
+        self._first_model: str | None = None
+
+    # -- registration --------------------------------------------------------------------------
+
+    def feature(self, feature_name: str, options: Any | None = None) -> Callable[[Any], Any]:
+        """Like pygls' `feature`, but lifecycle/document notifications accept many listeners."""
+        if feature_name not in FANOUT_METHODS:
+            return super().feature(feature_name, options)
+
+        def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
+            first = not self._listeners[feature_name]
+            self._listeners[feature_name].append(wrap_with_server(f, self))
+            if first:
+                super(KomaLanguageServer, self).feature(feature_name, options)(
+                    self._dispatcher(feature_name)
+                )
+            return f
+
+        return decorator
+
+    def _dispatcher(self, method: str) -> Callable[[Any], Awaitable[None]]:
+        async def dispatch(params: Any) -> None:
+            for listener in list(self._listeners[method]):
+                try:
+                    result = listener(params)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    # One feature failing must not stop the others from seeing the event.
+                    logger.exception("listener for %s failed", method)
+
+        return dispatch
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def on_settings_changed(self, callback: Callable[[KomaSettings], None]) -> None:
+        """Call `callback(new_settings)` after every accepted settings change."""
+        self._settings_callbacks.append(callback)
+
+    def apply_settings(self, new: KomaSettings) -> bool:
+        """Make `new` the settings in force; returns whether anything changed."""
+        old = self.settings
+        if new == old:
+            return False
+        self.settings = new
+        if any(getattr(old, key) != getattr(new, key) for key in _PROVIDER_KEYS):
+            self._retire_provider()
+        if (old.model, old.completion_model) != (new.model, new.completion_model):
+            self._first_model = None
+        for callback in list(self._settings_callbacks):
+            try:
+                callback(new)
+            except Exception:
+                logger.exception("settings callback failed")
+        return True
+
+    def effort(self, feature: Feature) -> str:
+        """The reasoning effort configured for one feature."""
+        return str(getattr(self.settings.reasoning_effort, feature))
+
+    # -- provider ------------------------------------------------------------------------------
+
+    async def provider(self) -> Provider:
+        """The provider for the current settings, resolved on first use and then reused.
+
+        Raises `KomaError` (e.g. `ProviderUnreachable`) when none can be resolved; the failure
+        is not cached, so the next request tries again.
+        """
+        async with self._provider_lock:
+            if self._provider is None:
+                from koma.providers.registry import resolve_provider
+
+                resolved: Any = resolve_provider(self.settings)
+                if inspect.isawaitable(resolved):
+                    resolved = await resolved
+                self._provider = resolved
+            assert self._provider is not None
+            return self._provider
+
+    async def cached_provider(self) -> Provider:
+        """The provider behind the response cache (`cache.mode`), for chat and code actions."""
+        base = await self.provider()
+        if self.settings.cache.mode == "off":
+            return base
+        if self._cached_provider is None or getattr(self._cached_provider, "inner", None) is not (
+            base
+        ):
+            from koma.engine.cache import ResponseCache
+
+            self._cached_provider = ResponseCache.for_settings(base, self.settings.cache)
+        return self._cached_provider
+
+    def _retire_provider(self) -> None:
+        """Drop the provider; it is closed at shutdown so streams in flight can finish."""
+        if self._provider is not None:
+            self._retired.append(self._provider)
+        self._provider = None
+        self._cached_provider = None
+        self._first_model = None
+
+    async def close_providers(self) -> None:
+        self._retire_provider()
+        retired, self._retired = self._retired, []
+        for provider in retired:
+            try:
+                await provider.aclose()
+            except Exception:
+                logger.exception("closing provider failed")
+
+    async def resolve_model(self, kind: Literal["chat", "completion"]) -> str:
+        """The model for `kind`: the setting, else `model`, else the provider's first model."""
+        if kind == "completion" and self.settings.completion_model:
+            return self.settings.completion_model
+        if self.settings.model:
+            return self.settings.model
+        if self._first_model is None:
+            provider = await self.provider()
+            models = await provider.list_models()
+            if not models:
+                raise ModelNotFound(
+                    f"{provider.name} at {provider.base_url} lists no models",
+                    "pull or load one (e.g. `koma pull gpt-oss:20b`), or set koma.model",
+                )
+            self._first_model = models[0].name
+        return self._first_model
+
+
+def _workspace_root(params: types.InitializeParams) -> Path | None:
+    if params.workspace_folders:
+        path = to_fs_path(params.workspace_folders[0].uri)
+        if path:
+            return Path(path)
+    if params.root_uri:
+        path = to_fs_path(params.root_uri)
+        if path:
+            return Path(path)
+    if params.root_path:
+        return Path(params.root_path)
+    return None
+
+
+def _declares_inline_completion(capabilities: types.ClientCapabilities) -> bool:
+    text_document = capabilities.text_document
+    return bool(text_document is not None and text_document.inline_completion is not None)
+
+
+def _register_core(server: KomaLanguageServer) -> None:
+    """Client capabilities and workspace root, before any feature sees `initialize`."""
+
+    @server.feature(types.INITIALIZE)
+    def on_initialize(ls: KomaLanguageServer, params: types.InitializeParams) -> None:
+        ls.workspace_root = _workspace_root(params)
+        ls.client_supports_inline_completion = _declares_inline_completion(params.capabilities)
+
+    @server.feature(types.SHUTDOWN)
+    async def on_shutdown(ls: KomaLanguageServer, params: Any) -> None:
+        await ls.close_providers()
+
+
+def _drop_completion_for_inline_clients(server: KomaLanguageServer) -> None:
+    """Declare `completionProvider` only to clients without inline completion (protocol.md)."""
+
+    @server.feature(types.INITIALIZE)
+    def on_initialize(ls: KomaLanguageServer, params: types.InitializeParams) -> None:
+        if ls.client_supports_inline_completion:
+            ls.protocol.fm.features.pop(types.TEXT_DOCUMENT_COMPLETION, None)
+            ls.protocol.fm.feature_options.pop(types.TEXT_DOCUMENT_COMPLETION, None)
+
+
+def build_server() -> KomaLanguageServer:
+    """A server with every Koma feature registered."""
+    from koma.lsp import (
+        chat,
+        code_actions,
+        commands,
+        completion,
+        hover,
+        inline_completion,
+        settings,
+        status,
+    )
+
+    server = KomaLanguageServer()
+    _register_core(server)
+    for module in (settings, status, chat, code_actions, hover, commands):
+        module.register(server)
+    for module in (inline_completion, completion):
+        module.register(server)
+    _drop_completion_for_inline_clients(server)
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the language server: stdio by default, `--tcp --port N` for a socket."""
+    parser = argparse.ArgumentParser(prog="koma lsp", description="The Koma language server.")
+    parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
+    parser.add_argument("--tcp", action="store_true", help="listen on a TCP socket instead")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    parser.add_argument("--log-file", help="write the server log here")
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    args = parser.parse_args(argv)
+    handler: logging.Handler = (
+        logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, args.log_level), handlers=[handler])
+    server = build_server()
+    try:
+        if args.tcp:
+            server.start_tcp(args.host, args.port)
+        else:
+            server.start_io()
+    except KomaError as err:
+        print(f"koma lsp: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from err
