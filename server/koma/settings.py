@@ -48,16 +48,18 @@ class ChatSettings(_Camel):
     temperature: float | None = Field(default=None, ge=0, le=2)
 
 
+def _default_policies() -> dict[str, Policy]:
+    return {
+        "read_file": "allow",
+        "list_files": "allow",
+        "search": "allow",
+        "run_tests": "ask",
+        "propose_edit": "ask",
+    }
+
+
 class ToolSettings(_Camel):
-    policies: dict[str, Policy] = Field(
-        default_factory=lambda: {
-            "read_file": "allow",
-            "list_files": "allow",
-            "search": "allow",
-            "run_tests": "ask",
-            "propose_edit": "ask",
-        }
-    )
+    policies: dict[str, Policy] = Field(default_factory=_default_policies)
     run_tests_command: list[str] = Field(default_factory=lambda: ["python", "-m", "pytest", "-q"])
     run_tests_timeout_seconds: float = Field(default=120, gt=0)
     max_steps: int = Field(default=8, ge=1, le=64)
