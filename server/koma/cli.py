@@ -1,0 +1,381 @@
+"""The `koma` command line: chat, models, doctor and the language server, on top of the engine.
+
+Each subcommand is one `Command` in a registry: a function that adds its arguments and a
+function that runs it. Other modules add commands (`pull`, `preload`, …) with `@command(...)`
+and are listed in `EXTRA_COMMAND_MODULES`, so growing the CLI never means editing the parser.
+
+Exit codes (DESIGN.md): 0 ok, 1 error, 2 usage or configuration, 3 provider unreachable,
+4 model not found, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from koma.cli_render import (
+    ChatPrinter,
+    doctor_table,
+    make_console,
+    models_table,
+    print_error,
+    print_json,
+)
+from koma.config import collect_layers, load_layers
+from koma.errors import ConfigError, KomaError, ModelNotFound
+from koma.providers.base import Provider
+from koma.settings import KomaSettings
+from koma.types import Done, GenerationResult, GenerationSettings, Message, ModelInfo
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PROVIDERS = ("auto", "ollama", "lmstudio", "openai", "embedded")
+EFFORTS = ("low", "medium", "high")
+# Modules that register more subcommands when imported (model lifecycle, benchmarks, …).
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ()
+
+Runner = Callable[[argparse.Namespace], "int | Awaitable[int]"]
+
+
+@dataclass
+class Command:
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Runner
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str, help: str, configure: Callable[[argparse.ArgumentParser], None] | None = None
+) -> Callable[[Runner], Runner]:
+    """Register a subcommand; `run` may be sync or async and returns the exit code."""
+
+    def register(run: Runner) -> Runner:
+        COMMANDS[name] = Command(name, help, configure or (lambda parser: None), run)
+        return run
+
+    return register
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options every subcommand takes (DESIGN.md); unset ones fall back to env and files."""
+    group = parser.add_argument_group("provider options")
+    group.add_argument("--provider", choices=PROVIDERS, help="model server (default: auto)")
+    group.add_argument("--base-url", metavar="URL", help="server URL, e.g. http://localhost:11434")
+    group.add_argument("--model", metavar="NAME", help="model name, e.g. gpt-oss:120b")
+    group.add_argument("--effort", choices=EFFORTS, help="reasoning effort")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    for module in EXTRA_COMMAND_MODULES:
+        importlib.import_module(module)
+    parser = argparse.ArgumentParser(
+        prog="koma",
+        description="Local reasoning models (gpt-oss and friends) in the terminal and the editor.",
+        epilog="Environment: KOMA_PROVIDER, KOMA_BASE_URL, KOMA_MODEL, KOMA_API_KEY, KOMA_CONFIG.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS.values():
+        sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.configure(sub)
+        add_common_options(sub)
+        sub.set_defaults(_run=cmd.run)
+    return parser
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The common flags as camelCase settings overrides; unset flags are left out."""
+    overrides = {
+        "provider": getattr(args, "provider", None),
+        "baseUrl": getattr(args, "base_url", None),
+        "model": getattr(args, "model", None),
+    }
+    return {key: value for key, value in overrides.items() if value is not None}
+
+
+def settings_from_args(
+    args: argparse.Namespace, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[KomaSettings, list[str]]:
+    """Resolved settings plus the sources they came from (for `koma doctor`)."""
+    layers = collect_layers(flag_overrides(args), cwd, env)
+    return load_layers(layers), [layer.source for layer in layers]
+
+
+async def open_provider(settings: KomaSettings) -> Provider:
+    """The configured provider; `auto` probes Ollama, then LM Studio (engine's registry)."""
+    from koma.providers.registry import resolve_provider
+
+    return await resolve_provider(settings)
+
+
+async def pick_model(settings: KomaSettings, provider: Provider) -> str:
+    """The configured model, or the server's first one so a bare `koma chat` just works."""
+    if settings.model:
+        return settings.model
+    models = await provider.list_models()
+    loaded = [m.name for m in models if m.loaded]
+    if loaded or models:
+        return (loaded or [m.name for m in models])[0]
+    raise ModelNotFound(
+        f"{provider.name} at {provider.base_url} has no models",
+        "pull or load one (e.g. `ollama pull gpt-oss:20b`), then pass --model",
+    )
+
+
+# ---------------------------------------------------------------- chat
+
+
+def _configure_chat(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", nargs="?", help="the message; read from stdin when absent")
+    parser.add_argument("--system", metavar="TEXT", help="system prompt")
+    parser.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    parser.add_argument("--temperature", type=_temperature, metavar="T")
+    parser.add_argument("--seed", type=int, metavar="N")
+    parser.add_argument(
+        "--hide-thinking", action="store_true", help="do not show the model's reasoning"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON result object")
+
+
+@command("chat", "ask the model; streams its reasoning (dimmed) and its answer", _configure_chat)
+async def run_chat(args: argparse.Namespace) -> int:
+    from koma.engine.generate import stream_text
+
+    settings, _ = settings_from_args(args)
+    prompt = read_prompt(args.prompt)
+    messages = []
+    system = args.system or settings.chat.system_prompt
+    if system:
+        messages.append(Message.system(system))
+    messages.append(Message.user(prompt))
+    generation = chat_generation_settings(settings, args)
+    out, err = make_console(), make_console(stderr=True)
+    printer = ChatPrinter(out, err, show_thinking=not args.hide_thinking and not args.json)
+    provider = await open_provider(settings)
+    try:
+        model = await pick_model(settings, provider)
+        stream = stream_text(model=model, messages=messages, settings=generation, provider=provider)
+        async with aclosing(stream) as events:
+            async for event in events:
+                if not args.json:
+                    printer.feed(event)
+                elif isinstance(event, Done):
+                    printer.result = event.result
+    finally:
+        await provider.aclose()
+    result: GenerationResult | None = printer.result
+    if result is None:
+        raise KomaError("the stream ended without a result", "run `koma doctor`")
+    if args.json:
+        print_json(out, result.to_dict())
+    else:
+        printer.finish()
+    return EXIT_OK
+
+
+def chat_generation_settings(
+    settings: KomaSettings, args: argparse.Namespace
+) -> GenerationSettings:
+    """Flags first, then the `chat.*` and placement settings; None leaves the server default."""
+    gpu = settings.gpu
+    return GenerationSettings(
+        reasoning_effort=args.effort or settings.reasoning_effort.chat,
+        max_tokens=args.max_tokens or settings.chat.max_tokens,
+        temperature=args.temperature if args.temperature is not None else settings.chat.temperature,
+        seed=args.seed,
+        num_ctx=settings.num_ctx,
+        keep_alive=settings.keep_alive,
+        num_gpu=gpu.num_gpu,
+        num_thread=gpu.num_thread,
+        main_gpu=gpu.main_gpu,
+        use_mmap=gpu.use_mmap,
+    )
+
+
+def read_prompt(prompt: str | None) -> str:
+    """The prompt argument, or stdin (`-` or absent), e.g. `git diff | koma chat`."""
+    if prompt is None or prompt == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise ConfigError("no prompt given", 'pass one: koma chat "…", or pipe text into it')
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise ConfigError("the prompt is empty", 'pass one: koma chat "…"')
+    return prompt
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 2:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2, not {text}")
+    return value
+
+
+# ---------------------------------------------------------------- models
+
+
+def _configure_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+@command("models", "list the server's models: loaded state, size, quantization", _configure_json)
+async def run_models(args: argparse.Namespace) -> int:
+    settings, _ = settings_from_args(args)
+    provider = await open_provider(settings)
+    try:
+        models = await with_capabilities(provider, await provider.list_models())
+    finally:
+        await provider.aclose()
+    out = make_console()
+    if args.json:
+        data = {
+            "provider": provider.name,
+            "base_url": provider.base_url,
+            "models": [m.to_dict() for m in models],
+        }
+        print_json(out, data)
+    elif models:
+        out.print(models_table(models, f"{provider.name} at {provider.base_url}"))
+    else:
+        make_console(stderr=True).print(f"{provider.name} at {provider.base_url} has no models")
+    return EXIT_OK
+
+
+async def with_capabilities(provider: Provider, models: list[ModelInfo]) -> list[ModelInfo]:
+    """Fill capabilities the list endpoint leaves out (Ollama's /api/tags) from `show()`."""
+    missing = [m for m in models if not m.capabilities]
+    if not missing or len(missing) > 50:
+        return models
+    details = await asyncio.gather(
+        *(provider.show(m.name) for m in missing), return_exceptions=True
+    )
+    for model, found in zip(missing, details, strict=True):
+        if isinstance(found, BaseException):
+            continue
+        model.capabilities = list(found.capabilities)
+        model.context_length = model.context_length or found.context_length
+    return models
+
+
+# ---------------------------------------------------------------- doctor
+
+
+@command("doctor", "check the server, the model and its capabilities", _configure_json)
+async def run_doctor_command(args: argparse.Namespace) -> int:
+    from koma.engine.doctor import run_doctor
+
+    settings, sources = settings_from_args(args)
+    provider: Provider | None = None
+    error: KomaError | None = None
+    try:
+        provider = await open_provider(settings)
+    except KomaError as exc:
+        error = exc
+    try:
+        report = await run_doctor(settings, provider, provider_error=error, sources=sources)
+    finally:
+        if provider is not None:
+            await provider.aclose()
+    out = make_console()
+    if args.json:
+        print_json(out, report.to_dict())
+    else:
+        out.print(doctor_table(report.to_dict()))
+    return report.exit_code
+
+
+# ---------------------------------------------------------------- lsp
+
+
+def _configure_lsp(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
+    parser.add_argument("--tcp", action="store_true", help="listen on a TCP port instead")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default: 2087)")
+    parser.add_argument("--log-file", metavar="PATH", help="write the server log here")
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+
+
+@command("lsp", "run the language server (stdio by default)", _configure_lsp)
+def run_lsp(args: argparse.Namespace) -> int:
+    """Flags become environment defaults: the editor's own settings still win over them."""
+    for var, value in (
+        ("KOMA_PROVIDER", args.provider),
+        ("KOMA_BASE_URL", args.base_url),
+        ("KOMA_MODEL", args.model),
+    ):
+        if value:
+            os.environ[var] = value
+    from koma.lsp.server import main as lsp_main
+
+    argv = ["--log-level", args.log_level]
+    if args.log_file:
+        argv += ["--log-file", args.log_file]
+    if args.tcp:
+        argv += ["--tcp", "--host", args.host, "--port", str(args.port)]
+    lsp_main(argv)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run, and turn every failure into one line on stderr plus an exit code."""
+    err = make_console(stderr=True)
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        outcome = args._run(args)
+        if isinstance(outcome, Awaitable):
+            outcome = asyncio.run(_awaited(outcome))
+        return int(outcome)
+    except KeyboardInterrupt:
+        err.print()
+        return EXIT_INTERRUPTED
+    except KomaError as exc:
+        print_error(err, str(exc))
+        return exc.exit_code
+    except BrokenPipeError:  # `koma models | head`: the reader left, nothing to report
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as exc:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("KOMA_DEBUG"):
+            raise
+        print_error(err, f"unexpected {type(exc).__name__}: {exc} (KOMA_DEBUG=1 shows details)")
+        return EXIT_ERROR
+
+
+async def _awaited(outcome: Awaitable[int]) -> int:
+    return await outcome
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so Python's exit flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

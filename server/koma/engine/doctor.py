@@ -1,0 +1,255 @@
+"""`koma doctor`: a list of checks, each with a status, what was found, and the fix command.
+
+The checks are plain async functions in a registry so later features (memory vs quantization,
+model lifecycle, GPU placement) add their own with `register_check` instead of editing this
+module. A check reads what earlier checks learned from `DoctorContext.facts`, never raises
+(failures become `error` rows), and is bounded by a timeout so the doctor never hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from koma.errors import KomaError, ModelNotFound, ProviderUnreachable
+from koma.providers.base import Provider
+from koma.settings import KomaSettings
+from koma.types import ModelDetails, ModelInfo
+
+Status = Literal["ok", "warn", "error"]
+CHECK_TIMEOUT_SECONDS = 15.0
+
+START_HINTS = {
+    "ollama": "ollama serve",
+    "lmstudio": "lms server start",
+    "openai": "start the server, or point --base-url / KOMA_BASE_URL at it",
+    "embedded": "pip install 'koma[embedded]'",
+}
+
+
+@dataclass
+class Check:
+    """One row of the report; `fix` is a command or action the user can take now."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "fix": self.fix,
+            "data": self.data,
+        }
+
+
+@dataclass
+class DoctorContext:
+    """What the checks share: the settings, the provider (None when it could not be made)."""
+
+    settings: KomaSettings
+    provider: Provider | None
+    provider_error: KomaError | None = None
+    sources: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name if self.provider else self.settings.provider
+
+
+@dataclass
+class DoctorReport:
+    provider: str
+    base_url: str | None
+    model: str | None
+    checks: list[Check]
+
+    @property
+    def exit_code(self) -> int:
+        """DESIGN.md codes: 3 unreachable, 4 model not found, 1 any other error, else 0."""
+        errors = {c.name for c in self.checks if c.status == "error"}
+        if "provider" in errors:
+            return ProviderUnreachable.exit_code
+        if "model" in errors:
+            return ModelNotFound.exit_code
+        return 1 if errors else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "model": self.model,
+            "ok": self.exit_code == 0,
+            "exit_code": self.exit_code,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+CheckFn = Callable[[DoctorContext], Awaitable[Check | list[Check] | None]]
+_CHECKS: list[tuple[str, CheckFn]] = []
+
+
+def register_check(name: str, fn: CheckFn, *, after: str | None = None) -> None:
+    """Add a check (by name, replacing one of the same name), optionally after another one."""
+    global _CHECKS
+    _CHECKS = [(n, f) for n, f in _CHECKS if n != name]
+    index = len(_CHECKS)
+    if after is not None:
+        for i, (existing, _) in enumerate(_CHECKS):
+            if existing == after:
+                index = i + 1
+    _CHECKS.insert(index, (name, fn))
+
+
+def registered_checks() -> list[str]:
+    return [name for name, _ in _CHECKS]
+
+
+async def run_doctor(
+    settings: KomaSettings,
+    provider: Provider | None,
+    *,
+    provider_error: KomaError | None = None,
+    sources: Iterable[str] = (),
+    check_timeout: float = CHECK_TIMEOUT_SECONDS,
+) -> DoctorReport:
+    """Run every registered check in order; a check that fails or hangs becomes an error row."""
+    ctx = DoctorContext(settings, provider, provider_error, list(sources))
+    checks: list[Check] = []
+    for name, fn in list(_CHECKS):
+        try:
+            found = await asyncio.wait_for(fn(ctx), check_timeout)
+        except TimeoutError:
+            found = Check(name, "error", f"no answer within {check_timeout:.0f} s")
+        except KomaError as exc:
+            found = Check(name, "error", exc.message, exc.hint)
+        except Exception as exc:  # a broken check must not hide the others
+            found = Check(name, "error", f"{type(exc).__name__}: {exc}")
+        if found is None:
+            continue
+        checks.extend(found if isinstance(found, list) else [found])
+    return DoctorReport(
+        provider=ctx.provider_name,
+        base_url=provider.base_url if provider else settings.base_url,
+        model=ctx.facts.get("model") or settings.model,
+        checks=checks,
+    )
+
+
+async def check_config(ctx: DoctorContext) -> Check:
+    detail = "settings from " + ", ".join(ctx.sources) if ctx.sources else "built-in defaults"
+    return Check("config", "ok", detail, data={"sources": ctx.sources})
+
+
+async def check_provider(ctx: DoctorContext) -> Check:
+    """Reachability and server version; everything after this needs a live server."""
+    name = ctx.provider_name
+    if ctx.provider is None:
+        error = ctx.provider_error
+        detail = error.message if error else f"no {name} server found"
+        fix = (error.hint if error else None) or START_HINTS.get(name)
+        return Check("provider", "error", detail, fix)
+    try:
+        models = await ctx.provider.list_models()
+    except ProviderUnreachable as exc:
+        return Check("provider", "error", exc.message, exc.hint or START_HINTS.get(name))
+    ctx.facts["models"] = models
+    version = await _quiet(ctx.provider.version())
+    ctx.facts["version"] = version
+    where = f"{name} at {ctx.provider.base_url}" if ctx.provider.base_url else name
+    detail = f"{where} answers" + (f" (version {version})" if version else "")
+    return Check("provider", "ok", detail, data={"version": version})
+
+
+async def check_models(ctx: DoctorContext) -> Check | None:
+    models: list[ModelInfo] | None = ctx.facts.get("models")
+    if models is None:
+        return None
+    if not models:
+        fix = "ollama pull gpt-oss:20b" if ctx.provider_name == "ollama" else None
+        return Check("models", "warn", "the server lists no models", fix or "load a model")
+    loaded = [m.name for m in models if m.loaded]
+    detail = f"{len(models)} available" + (f", loaded: {', '.join(loaded)}" if loaded else "")
+    return Check("models", "ok", detail, data={"names": [m.name for m in models]})
+
+
+async def check_model(ctx: DoctorContext) -> Check | None:
+    """The configured model exists (or which one Koma will fall back to)."""
+    models: list[ModelInfo] | None = ctx.facts.get("models")
+    if models is None:
+        return None
+    wanted = ctx.settings.model
+    names = [m.name for m in models]
+    if wanted is None:
+        if not names:
+            return Check("model", "warn", "no model configured and none available", "koma models")
+        ctx.facts["model"] = names[0]
+        return Check(
+            "model",
+            "warn",
+            f"no model configured; Koma uses the first one listed: {names[0]}",
+            f'set model = "{names[0]}" in .koma.toml, or pass --model',
+        )
+    if _present(wanted, names):
+        ctx.facts["model"] = wanted
+        return Check("model", "ok", f"{wanted} is available")
+    fix = f"ollama pull {wanted}" if ctx.provider_name == "ollama" else "koma models"
+    return Check("model", "error", f"model {wanted!r} is not on the server", fix)
+
+
+async def check_capabilities(ctx: DoctorContext) -> Check | None:
+    """What the model can do, and what that means for completion, chat tools and reasoning."""
+    model = ctx.facts.get("model")
+    if ctx.provider is None or not model:
+        return None
+    details: ModelDetails = await ctx.provider.show(model)
+    ctx.facts["details"] = details
+    caps = set(details.capabilities)
+    notes = []
+    status: Status = "ok"
+    fix = None
+    if caps and "tools" not in caps:
+        status = "warn"
+        notes.append("no tool calling, so chat cannot read files or run tests")
+    if caps and "insert" not in caps and not ctx.settings.completion_model:
+        notes.append("no fill-in-the-middle; inline completion uses a chat prompt")
+        fix = 'set completionModel = "qwen2.5-coder:1.5b" (a FIM model) for faster completion'
+    context = f", context {details.context_length:,}" if details.context_length else ""
+    listed = ", ".join(sorted(caps)) or "not reported by this server"
+    detail = f"{model}: {listed}{context}" + ("; " + "; ".join(notes) if notes else "")
+    return Check(
+        "capabilities",
+        status,
+        detail,
+        fix,
+        data={"capabilities": sorted(caps), "context_length": details.context_length},
+    )
+
+
+def _present(wanted: str, names: list[str]) -> bool:
+    """Ollama lists `name:latest` for a bare `name`."""
+    return wanted in names or (":" not in wanted and f"{wanted}:latest" in names)
+
+
+async def _quiet(awaitable: Awaitable[str | None]) -> str | None:
+    try:
+        return await awaitable
+    except Exception:
+        return None
+
+
+for _name, _fn in (
+    ("config", check_config),
+    ("provider", check_provider),
+    ("models", check_models),
+    ("model", check_model),
+    ("capabilities", check_capabilities),
+):
+    register_check(_name, _fn)
