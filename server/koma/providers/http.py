@@ -1,0 +1,375 @@
+"""Shared HTTP plumbing for the providers: clients, error mapping, retries, stream readers.
+
+Every provider talks to a server through the same few rules, kept here so they cannot drift:
+
+- a client with a short connect timeout (a dead server is noticed fast) and a long read timeout
+  (a 120b model may take minutes to load before its first token);
+- server errors become typed, actionable `KomaError`s, whatever shape the server chose
+  (HTTP status, `{"error": "…"}`, `{"error": {"message": …}}`, or an HTTP-200 error body);
+- retries with backoff happen only *before* the first byte of an answer: a generation that has
+  started is never repeated behind the caller's back;
+- the response is closed as soon as the consumer stops iterating, so the server stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from koma.errors import (
+    CapabilityMissing,
+    ContextOverflow,
+    KomaError,
+    ModelNotFound,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnreachable,
+    StreamError,
+)
+
+# Connect fast, but wait long for the first token: loading a large model can take minutes.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=30.0)
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.2
+
+_CONTEXT_PATTERNS = (
+    "exceeds the available context size",
+    "exceed_context_size",
+    "context length",
+    "context_length_exceeded",
+    "context size",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+)
+_CAPABILITY_PATTERNS = ("does not support", "not support tools", "not supported by this model")
+
+
+@dataclass(frozen=True)
+class ServerLabel:
+    """How to name a server and what to tell the user when it misbehaves."""
+
+    name: str
+    base_url: str
+    start_hint: str
+    model_hint: Callable[[str], str]
+
+    def unreachable(self, detail: str = "") -> ProviderUnreachable:
+        suffix = f" ({detail})" if detail else ""
+        return ProviderUnreachable(
+            f"{self.name} is not reachable at {self.base_url}{suffix}", self.start_hint
+        )
+
+
+def make_client(
+    base_url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: httpx.Timeout | float | None = None,
+) -> httpx.AsyncClient:
+    """A pooled client; environment proxies are ignored because the servers are local."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+        trust_env=False,
+    )
+
+
+def error_message(body: Any) -> str | None:
+    """The human text of an error body, whatever its shape; None when it is no error."""
+    if not isinstance(body, dict) or "error" not in body:
+        return None
+    err = body["error"]
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("msg") or json.dumps(err))
+    return str(err)
+
+
+def _text_of(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text[:500]
+    found = error_message(body)
+    if found is not None:
+        return found
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return str(body["detail"])
+    return text[:500]
+
+
+def classify_error(
+    message: str, status: int | None, label: ServerLabel, model: str | None = None
+) -> KomaError:
+    """Turn a server's error text and status into the most specific typed error."""
+    low = message.lower()
+    where = f"{label.name} at {label.base_url}"
+    if status in (401, 403) or "invalid api key" in low or "incorrect api key" in low:
+        return ProviderError(
+            f"{where} rejected the request ({status}): {message}",
+            "set KOMA_API_KEY to a valid key for this server",
+            status=status,
+        )
+    if any(p in low for p in _CONTEXT_PATTERNS):
+        return ContextOverflow(
+            f"the prompt does not fit the model's context: {message}",
+            "shorten the conversation or raise numCtx",
+        )
+    if any(p in low for p in _CAPABILITY_PATTERNS):
+        return CapabilityMissing(message, "pick a model with that capability (see `koma models`)")
+    if "not found" in low and (status == 404 or "model" in low):
+        name = model or "the model"
+        return ModelNotFound(
+            f"model {name!r} not found on {where}: {message}", label.model_hint(name)
+        )
+    if "error parsing tool call" in low:
+        return ProviderError(
+            message, "the model wrote a malformed tool call; try again", status, True
+        )
+    retryable = status in (429, 502, 503) or "loading" in low
+    return ProviderError(f"{where} answered {status}: {message}", None, status, retryable)
+
+
+def _is_loading(err: KomaError) -> bool:
+    return isinstance(err, ProviderError) and err.status == 503
+
+
+def transport_error(exc: httpx.TransportError, label: ServerLabel, started: bool) -> KomaError:
+    """Map httpx's transport failures: refused/DNS → unreachable, timeouts → timeout."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return label.unreachable("connection timed out")
+    if isinstance(exc, httpx.ConnectError):
+        return label.unreachable(str(exc) or type(exc).__name__)
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(
+            f"{label.name} at {label.base_url} stopped answering ({type(exc).__name__})",
+            "the model may still be loading; try again or raise the timeout",
+        )
+    if started:
+        return StreamError(f"{label.name} broke the stream: {exc or type(exc).__name__}")
+    return ProviderError(
+        f"{label.name} closed the connection: {exc or type(exc).__name__}", None, None, True
+    )
+
+
+def _json_error(response: httpx.Response, raw: bytes) -> str | None:
+    """The message of an HTTP-200 JSON body that is really an error (LM Studio's quirk)."""
+    if "json" not in response.headers.get("content-type", "") and not raw.lstrip().startswith(b"{"):
+        return None
+    try:
+        return error_message(json.loads(raw))
+    except ValueError:
+        return None
+
+
+@asynccontextmanager
+async def open_stream(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    label: ServerLabel,
+    *,
+    json_body: Any = None,
+    model: str | None = None,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+) -> AsyncIterator[httpx.Response]:
+    """Open a streamed request, retrying only until the server starts a successful answer.
+
+    The response is closed when the `async with` block ends for any reason (including the
+    consumer's `aclose()` or task cancellation), which drops the connection mid-body and so
+    stops the server's generation.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            request = client.build_request(method, path, json=json_body)
+            response = await client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            err = transport_error(exc, label, started=False)
+            # Refused connections are retried (a server starting up); a connect timeout is not,
+            # it already waited long enough.
+            if attempt < retries and isinstance(exc, httpx.ConnectError):
+                await asyncio.sleep(backoff * 2 ** (attempt - 1))
+                continue
+            raise err from exc
+        if response.status_code >= 400:
+            try:
+                raw = await response.aread()
+            except httpx.TransportError:
+                raw = b""
+            finally:
+                await response.aclose()
+            err = classify_error(_text_of(raw), response.status_code, label, model)
+            # A 503 means "still loading": worth asking again; any other status is final.
+            if attempt < retries and _is_loading(err):
+                await asyncio.sleep(backoff * 2 ** (attempt - 1))
+                continue
+            raise err
+        break
+    try:
+        yield response
+    except httpx.TransportError as exc:
+        raise transport_error(exc, label, started=True) from exc
+    finally:
+        await response.aclose()
+
+
+async def request_json(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    label: ServerLabel,
+    *,
+    json_body: Any = None,
+    model: str | None = None,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+) -> Any:
+    """A small non-streamed JSON call; an HTTP-200 `{"error": …}` body is raised, not returned."""
+    async with open_stream(
+        client,
+        method,
+        path,
+        label,
+        json_body=json_body,
+        model=model,
+        retries=retries,
+        backoff=backoff,
+    ) as response:
+        raw = await response.aread()
+    found = _json_error(response, raw)
+    if found is not None:
+        raise classify_error(found, response.status_code, label, model)
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ProviderError(
+            f"{label.name} at {label.base_url} sent something that is not JSON for {path}: "
+            f"{raw[:200]!r}"
+        ) from exc
+
+
+def _stream_error(message: str, label: ServerLabel, model: str | None) -> StreamError:
+    """An error inside an HTTP-200 stream; keeps the specific hint (context, capability…)."""
+    specific = classify_error(message, None, label, model)
+    return StreamError(f"{label.name} reported an error mid-stream: {message}", specific.hint)
+
+
+async def iter_ndjson(
+    response: httpx.Response, label: ServerLabel, model: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """One JSON object per line; an `{"error": …}` line is raised as `StreamError`."""
+    async for line in response.aiter_lines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise StreamError(f"{label.name} sent a line that is not JSON: {line[:200]!r}") from exc
+        if not isinstance(obj, dict):
+            raise StreamError(f"{label.name} sent an unexpected line: {line[:200]!r}")
+        found = error_message(obj)
+        if found is not None:
+            raise _stream_error(found, label, model)
+        yield obj
+
+
+async def iter_sse(
+    response: httpx.Response, label: ServerLabel, model: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """Decoded `data:` payloads of a server-sent-event stream, stopping at `[DONE]`.
+
+    An `event: error`, a data payload holding `"error"`, or a bare JSON error body where events
+    were expected (LM Studio answers unknown paths with HTTP 200 JSON) are all raised.
+    """
+    content_type = response.headers.get("content-type", "")
+    if "json" in content_type and "event-stream" not in content_type:
+        raw = await response.aread()
+        found = _json_error(response, raw)
+        if found is not None:
+            raise classify_error(found, response.status_code, label, model)
+        raise StreamError(f"{label.name} answered with JSON where a stream was expected")
+    event = ""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith(":"):
+            continue
+        if line == "":
+            if data:
+                payload = "\n".join(data)
+                if payload.strip() == "[DONE]":
+                    return
+                obj = _decode_event(payload, event, label, model)
+                if obj is not None:
+                    yield obj
+            event, data = "", []
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value.strip()
+        elif line.lstrip().startswith("{"):
+            # A bare JSON line inside an event stream: some servers report errors this way.
+            obj = _decode_event(line, event, label, model)
+            if obj is not None:
+                yield obj
+    if data:
+        payload = "\n".join(data)
+        if payload.strip() != "[DONE]":
+            obj = _decode_event(payload, event, label, model)
+            if obj is not None:
+                yield obj
+
+
+def _decode_event(
+    payload: str, event: str, label: ServerLabel, model: str | None
+) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(payload)
+    except ValueError as exc:
+        if event == "error":
+            raise _stream_error(payload, label, model) from exc
+        raise StreamError(
+            f"{label.name} sent an event that is not JSON: {payload[:200]!r}"
+        ) from exc
+    found = error_message(obj) if isinstance(obj, dict) else None
+    if event == "error" and found is None:
+        found = payload
+    if found is not None:
+        raise _stream_error(found, label, model)
+    return obj if isinstance(obj, dict) else None
+
+
+def decode_arguments(value: Any) -> dict[str, Any] | str:
+    """Tool-call arguments as an object when they are a JSON object, else the raw text."""
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        return {}
+    if not isinstance(value, str):
+        return json.dumps(value)
+    if not value.strip():
+        return {}
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return value
+    return decoded if isinstance(decoded, dict) else value

@@ -1,0 +1,437 @@
+"""Ollama's native API: `/api/chat` and `/api/generate` streamed as NDJSON, plus model management.
+
+Native rather than Ollama's `/v1` layer because only the native API can set `num_ctx` (Ollama
+otherwise truncates long prompts silently), `keep_alive`, GPU placement and `think` levels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from koma.errors import ModelNotFound, StreamError
+from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.providers.http import (
+    DEFAULT_BACKOFF,
+    DEFAULT_RETRIES,
+    ServerLabel,
+    decode_arguments,
+    iter_ndjson,
+    make_client,
+    open_stream,
+    request_json,
+)
+from koma.types import (
+    GenerationSettings,
+    Message,
+    Metrics,
+    ModelDetails,
+    ModelInfo,
+    ToolCall,
+    Usage,
+)
+
+DEFAULT_BASE_URL = "http://localhost:11434"
+# Used when neither the request nor the provider sets num_ctx and the model allows more:
+# big enough for code context, small enough not to blow up KV-cache memory.
+FALLBACK_NUM_CTX = 8192
+
+# GenerationSettings field → Ollama `options` key. Only keys Ollama still accepts (WIRE.md);
+# `use_mlock`, `low_vram`, `f16_kv` were removed and are never sent.
+_OPTION_KEYS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "repeat_penalty": "repeat_penalty",
+    "seed": "seed",
+    "max_tokens": "num_predict",
+    "num_gpu": "num_gpu",
+    "num_thread": "num_thread",
+    "main_gpu": "main_gpu",
+    "use_mmap": "use_mmap",
+}
+
+
+class OllamaProvider(Provider):
+    """Talks to one Ollama server; `show()` answers are cached per model."""
+
+    name = "ollama"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        keep_alive: str | int | None = "10m",
+        num_ctx: int | None = None,
+        num_gpu: int | None = None,
+        num_thread: int | None = None,
+        main_gpu: int | None = None,
+        use_mmap: bool | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+    ) -> None:
+        self.base_url = normalize_ollama_url(base_url or DEFAULT_BASE_URL)
+        self.keep_alive = keep_alive
+        self.num_ctx = num_ctx
+        self.gpu: dict[str, Any] = {
+            "num_gpu": num_gpu,
+            "num_thread": num_thread,
+            "main_gpu": main_gpu,
+            "use_mmap": use_mmap,
+        }
+        self.retries = retries
+        self.backoff = backoff
+        self.label = ServerLabel(
+            "Ollama",
+            self.base_url,
+            "is Ollama running? `ollama serve`",
+            lambda model: f"`ollama pull {model}`",
+        )
+        self._client = make_client(self.base_url, timeout=timeout)
+        self._show_cache: dict[str, ModelDetails] = {}
+
+    # -- generation ---------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
+        """Stream `/api/chat`; thinking comes in `message.thinking`, content passes through raw."""
+        body = await self._common_body(request.model, request.settings)
+        body["messages"] = [encode_message(m) for m in request.messages]
+        if request.tools:
+            body["tools"] = request.tools
+        if request.response_format is not None:
+            body["format"] = request.response_format
+        async for chunk in self._stream("/api/chat", body, request.model):
+            yield chunk
+
+    async def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
+        """Stream `/api/generate`; `suffix` asks for fill-in-the-middle (needs `insert`)."""
+        body = await self._common_body(request.model, request.settings)
+        body["prompt"] = request.prompt
+        if request.suffix is not None:
+            body["suffix"] = request.suffix
+        if request.system is not None:
+            body["system"] = request.system
+        if request.raw:
+            body["raw"] = True
+        async for chunk in self._stream("/api/generate", body, request.model):
+            yield chunk
+
+    async def _stream(
+        self, path: str, body: dict[str, Any], model: str
+    ) -> AsyncIterator[WireChunk]:
+        num_ctx = body["options"]["num_ctx"]
+        finished = False
+        async with open_stream(
+            self._client,
+            "POST",
+            path,
+            self.label,
+            json_body=body,
+            model=model,
+            retries=self.retries,
+            backoff=self.backoff,
+        ) as response:
+            async for obj in iter_ndjson(response, self.label, model):
+                chunk = parse_chunk(obj, num_ctx)
+                finished = finished or chunk.done
+                if chunk.done or chunk.content or chunk.reasoning or chunk.tool_calls:
+                    yield chunk
+        if not finished:
+            raise StreamError(f"Ollama at {self.base_url} ended the stream before it was done")
+
+    async def _common_body(self, model: str, settings: GenerationSettings) -> dict[str, Any]:
+        details = await self._details_or_none(model)
+        body: dict[str, Any] = {"model": model, "stream": True}
+        body["options"] = self.build_options(settings, details)
+        keep_alive = settings.keep_alive if settings.keep_alive is not None else self.keep_alive
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        think = think_value(model, details, settings.reasoning_effort)
+        if think is not None:
+            body["think"] = think
+        return body
+
+    def build_options(
+        self, settings: GenerationSettings, details: ModelDetails | None
+    ) -> dict[str, Any]:
+        """Valid Ollama options only; `num_ctx` is always present so nothing is cut silently."""
+        options: dict[str, Any] = {}
+        for field, key in _OPTION_KEYS.items():
+            value = getattr(settings, field)
+            if value is None:
+                value = self.gpu.get(field)
+            if value is not None:
+                options[key] = value
+        if settings.stop:
+            options["stop"] = list(settings.stop)
+        options["num_ctx"] = self.resolve_num_ctx(settings, details)
+        return options
+
+    def resolve_num_ctx(self, settings: GenerationSettings, details: ModelDetails | None) -> int:
+        if settings.num_ctx:
+            return settings.num_ctx
+        if self.num_ctx:
+            return self.num_ctx
+        trained = details.context_length if details else None
+        return min(trained, FALLBACK_NUM_CTX) if trained else FALLBACK_NUM_CTX
+
+    async def _details_or_none(self, model: str) -> ModelDetails | None:
+        """`show()` for the think mapping and num_ctx; a missing model is reported right away."""
+        try:
+            return await self.show(model)
+        except ModelNotFound:
+            raise
+        except Exception:
+            # Older servers or odd proxies: generate without the metadata rather than fail.
+            return None
+
+    # -- models -------------------------------------------------------------------------------
+
+    async def show(self, model: str) -> ModelDetails:
+        cached = self._show_cache.get(model)
+        if cached is not None:
+            return cached
+        data = await self._json("POST", "/api/show", {"model": model}, model=model)
+        details = parse_show(model, data if isinstance(data, dict) else {})
+        self._show_cache[model] = details
+        return details
+
+    async def version(self) -> str | None:
+        data = await self._json("GET", "/api/version")
+        return str(data.get("version")) if isinstance(data, dict) and data.get("version") else None
+
+    async def ping(self) -> bool:
+        try:
+            await request_json(self._client, "GET", "/api/version", self.label, retries=1)
+        except Exception:
+            return False
+        return True
+
+    async def supports_fim(self, model: str) -> bool:
+        return "insert" in (await self.show(model)).capabilities
+
+    async def list_models(self) -> list[ModelInfo]:
+        """Installed models (`/api/tags`) merged with what is in memory (`/api/ps`)."""
+        tags, loaded = await asyncio.gather(self._json("GET", "/api/tags"), self._loaded_or_none())
+        by_name = {m.name: m for m in loaded or []}
+        out: list[ModelInfo] = []
+        for entry in _models_of(tags):
+            info = _info_from_entry(entry)
+            running = by_name.get(info.name)
+            info.loaded = None if loaded is None else running is not None
+            if running is not None:
+                info.size_vram_bytes = running.size_vram_bytes
+                info.expires_at = running.expires_at
+                info.context_length = running.context_length or info.context_length
+            cached = self._show_cache.get(info.name)
+            if cached is not None:
+                info.capabilities = info.capabilities or list(cached.capabilities)
+                info.context_length = info.context_length or cached.context_length
+            out.append(info)
+        return out
+
+    async def _loaded_or_none(self) -> list[ModelInfo] | None:
+        try:
+            return await self.loaded_models()
+        except Exception:
+            # Servers before /api/ps existed: installed models with an unknown loaded state.
+            return None
+
+    async def loaded_models(self) -> list[ModelInfo]:
+        data = await self._json("GET", "/api/ps")
+        out = []
+        for entry in _models_of(data):
+            info = _info_from_entry(entry)
+            info.loaded = True
+            out.append(info)
+        return out
+
+    async def load(self, model: str, keep_alive: str | int | None = None) -> str:
+        """A `/api/generate` with no prompt loads the model with the context we will use."""
+        details = await self._details_or_none(model)
+        ka = keep_alive if keep_alive is not None else self.keep_alive
+        body: dict[str, Any] = {
+            "model": model,
+            "stream": False,
+            "options": self.build_options(GenerationSettings(), details),
+        }
+        if ka is not None:
+            body["keep_alive"] = ka
+        data = await self._json("POST", "/api/generate", body, model=model)
+        load_ns = data.get("load_duration") if isinstance(data, dict) else None
+        took = f" in {load_ns / 1e6:.0f} ms" if isinstance(load_ns, int | float) and load_ns else ""
+        return f"{model} loaded{took}"
+
+    async def unload(self, model: str) -> str:
+        await self._json(
+            "POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False}, model=model
+        )
+        return f"{model} unloaded"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _json(
+        self, method: str, path: str, body: Any = None, *, model: str | None = None
+    ) -> Any:
+        return await request_json(
+            self._client,
+            method,
+            path,
+            self.label,
+            json_body=body,
+            model=model,
+            retries=self.retries,
+            backoff=self.backoff,
+        )
+
+
+def normalize_ollama_url(url: str) -> str:
+    """Accept `…:11434`, `…:11434/`, `…/api` or `…/v1` and keep only the server root."""
+    url = url.rstrip("/")
+    for tail in ("/api", "/v1"):
+        if url.endswith(tail):
+            url = url[: -len(tail)]
+    return url
+
+
+def is_gpt_oss(model: str, details: ModelDetails | None) -> bool:
+    arch = (details.architecture or "") if details else ""
+    return arch == "gptoss" or "gpt-oss" in model.lower()
+
+
+def think_value(model: str, details: ModelDetails | None, effort: str | None) -> str | bool | None:
+    """Ollama's `think`: levels for gpt-oss (it ignores booleans), `true` for other thinkers.
+
+    None means "leave it out": the model's default applies (gpt-oss reasons at medium; models
+    without the `thinking` capability would reject the flag).
+    """
+    if effort is None:
+        return None
+    if is_gpt_oss(model, details):
+        return effort
+    if details is not None and "thinking" in details.capabilities:
+        return True
+    return None
+
+
+def encode_message(message: Message) -> dict[str, Any]:
+    """A `Message` in Ollama's shape: tool arguments as objects, tool results with `tool_name`."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.thinking:
+        out["thinking"] = message.thinking
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"function": {"name": c.name, "arguments": _arguments_object(c)}}
+            for c in message.tool_calls
+        ]
+    if message.role == "tool" and message.tool_name:
+        out["tool_name"] = message.tool_name
+    return out
+
+
+def _arguments_object(call: ToolCall) -> dict[str, Any]:
+    """Ollama only takes an object; text that is not one is kept under a `value` key."""
+    decoded = decode_arguments(call.arguments)
+    return decoded if isinstance(decoded, dict) else {"value": decoded}
+
+
+def parse_chunk(obj: dict[str, Any], num_ctx: int | None) -> WireChunk:
+    """One NDJSON line of `/api/chat` or `/api/generate` as a `WireChunk`."""
+    message = _dict(obj.get("message"))
+    content = message.get("content") if message else obj.get("response")
+    reasoning = message.get("thinking") if message else obj.get("thinking")
+    calls = [
+        ToolCall(
+            name=str(fn.get("name", "")),
+            arguments=decode_arguments(fn.get("arguments")),
+            id=tc.get("id"),
+        )
+        for tc in message.get("tool_calls") or []
+        if isinstance(tc, dict) and isinstance(fn := tc.get("function"), dict)
+    ]
+    chunk = WireChunk(content=content or "", reasoning=reasoning or "", tool_calls=calls)
+    if obj.get("done"):
+        chunk.done = True
+        chunk.finish_reason = obj.get("done_reason")
+        chunk.usage = Usage(obj.get("prompt_eval_count"), obj.get("eval_count"))
+        chunk.metrics = parse_metrics(obj)
+        # The engine compares these to spot a prompt Ollama truncated to fit num_ctx.
+        chunk.raw = {
+            "prompt_eval_count": obj.get("prompt_eval_count"),
+            "eval_count": obj.get("eval_count"),
+            "num_ctx": num_ctx,
+            "done_reason": obj.get("done_reason"),
+        }
+    return chunk
+
+
+def parse_metrics(obj: dict[str, Any]) -> Metrics | None:
+    """Ollama's nanosecond durations as milliseconds; None when the server sent none."""
+
+    def ms(key: str) -> float | None:
+        value = obj.get(key)
+        return value / 1e6 if isinstance(value, int | float) else None
+
+    load, prompt, total = ms("load_duration"), ms("prompt_eval_duration"), ms("total_duration")
+    eval_count, eval_ns = obj.get("eval_count"), obj.get("eval_duration")
+    tps = eval_count / eval_ns * 1e9 if eval_count and eval_ns else None
+    if load is None and prompt is None and total is None and tps is None:
+        return None
+    ttft = (load or 0.0) + (prompt or 0.0) if load is not None or prompt is not None else None
+    return Metrics(
+        ttft_ms=ttft,
+        tokens_per_second=tps,
+        total_ms=total,
+        load_ms=load,
+        prompt_ms=prompt,
+        source="server",
+    )
+
+
+def parse_show(model: str, data: dict[str, Any]) -> ModelDetails:
+    """`/api/show`: capabilities, architecture, and the trained context length."""
+    info = _dict(data.get("model_info"))
+    details = _dict(data.get("details"))
+    arch = info.get("general.architecture") or details.get("family")
+    ctx = info.get(f"{arch}.context_length") if arch else None
+    return ModelDetails(
+        name=model,
+        capabilities=[str(c) for c in data.get("capabilities") or []],
+        architecture=str(arch) if arch else None,
+        context_length=int(ctx) if isinstance(ctx, int | float) else None,
+        model_info=info,
+        quantization=details.get("quantization_level"),
+        parameter_size=details.get("parameter_size"),
+        template=data.get("template"),
+    )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _models_of(data: Any) -> list[dict[str, Any]]:
+    models = data.get("models") if isinstance(data, dict) else None
+    return [m for m in models or [] if isinstance(m, dict)]
+
+
+def _info_from_entry(entry: dict[str, Any]) -> ModelInfo:
+    details = _dict(entry.get("details"))
+    ctx = entry.get("context_length")
+    caps = entry.get("capabilities")
+    return ModelInfo(
+        name=str(entry.get("name") or entry.get("model") or ""),
+        size_bytes=entry.get("size"),
+        quantization=details.get("quantization_level"),
+        family=details.get("family"),
+        parameter_size=details.get("parameter_size"),
+        context_length=ctx if isinstance(ctx, int) else None,
+        capabilities=[str(c) for c in caps] if isinstance(caps, list) else [],
+        size_vram_bytes=entry.get("size_vram"),
+        expires_at=entry.get("expires_at"),
+    )

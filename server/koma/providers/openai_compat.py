@@ -1,0 +1,395 @@
+"""OpenAI-compatible servers over SSE: LM Studio, llama.cpp, vLLM, Ollama's `/v1`, OpenAI itself.
+
+One provider with presets, because these servers share the wire and differ only in defaults and
+a few extra keys (llama.cpp's `chat_template_kwargs` and `timings`, LM Studio's `stats`, local
+samplers such as `top_k` that the OpenAI cloud rejects).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from koma.errors import ConfigError, StreamError
+from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.providers.http import (
+    DEFAULT_BACKOFF,
+    DEFAULT_RETRIES,
+    ServerLabel,
+    decode_arguments,
+    iter_sse,
+    make_client,
+    open_stream,
+    request_json,
+)
+from koma.types import GenerationSettings, Message, Metrics, ModelInfo, ToolCall, Usage
+
+PRESETS: dict[str, str] = {
+    "lmstudio": "http://localhost:1234/v1",
+    "llamacpp": "http://localhost:8080/v1",
+    "vllm": "http://localhost:8000/v1",
+    "openai": "https://api.openai.com/v1",
+    "ollama-openai": "http://localhost:11434/v1",
+}
+# Presets whose servers accept llama.cpp-style samplers next to the OpenAI ones.
+_LOCAL_SAMPLERS = {"lmstudio", "llamacpp", "ollama-openai"}
+
+
+def normalize_v1_url(url: str) -> str:
+    """Append `/v1` to a bare server address (`http://host:1234`), leave any other path alone.
+
+    A URL that already names a path (`…/v1`, or a proxy prefix such as `…/openai/v1`) is the
+    user's deliberate choice and is kept as given, minus a trailing slash.
+    """
+    url = url.rstrip("/")
+    if urlsplit(url).path in ("", "/"):
+        return url + "/v1"
+    return url
+
+
+def server_root(base_url: str) -> str:
+    """The server address without its `/v1`, for native endpoints next to the OpenAI ones."""
+    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+
+
+def _guess_preset(base_url: str) -> str | None:
+    host = urlsplit(base_url).hostname or ""
+    return "openai" if host == "api.openai.com" else None
+
+
+class OpenAICompatProvider(Provider):
+    """Any `/v1/chat/completions` server; `preset` picks defaults and server-specific keys."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        preset: str | None = None,
+        *,
+        fim: bool | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+    ) -> None:
+        if preset is not None and preset not in PRESETS:
+            raise ConfigError(
+                f"unknown OpenAI-compatible preset {preset!r}",
+                f"use one of: {', '.join(PRESETS)}",
+            )
+        url = base_url or PRESETS.get(preset or "", PRESETS["lmstudio"])
+        self.base_url = normalize_v1_url(url)
+        self.preset = preset or _guess_preset(self.base_url)
+        if self.preset and self.preset != "openai":
+            self.name = self.preset
+        self.api_key = api_key if api_key is not None else os.environ.get("KOMA_API_KEY") or None
+        self.fim = fim
+        self.retries = retries
+        self.backoff = backoff
+        self.label = self._make_label()
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
+        self._client = make_client(self.base_url, headers=headers, timeout=timeout)
+
+    def _make_label(self) -> ServerLabel:
+        return ServerLabel(
+            "OpenAI-compatible server",
+            self.base_url,
+            f"is the server running at {self.base_url}?",
+            lambda model: "check the model name with `koma models`",
+        )
+
+    # -- generation ---------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
+        """Stream `/chat/completions`, assembling tool-call fragments by index."""
+        settings = request.settings
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [self.encode_message(m) for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        body.update(self.sampling(settings))
+        if settings.reasoning_effort is not None:
+            body["reasoning_effort"] = settings.reasoning_effort
+            if self.preset == "llamacpp":
+                body["chat_template_kwargs"] = {"reasoning_effort": settings.reasoning_effort}
+        if request.tools:
+            body["tools"] = request.tools
+        if request.response_format is not None:
+            body["response_format"] = encode_response_format(request.response_format)
+        async for chunk in self._stream("/chat/completions", body, request.model):
+            yield chunk
+
+    async def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
+        """Stream `/completions`; a `system` text has no slot there, so it leads the prompt."""
+        prompt = request.prompt
+        if request.system:
+            prompt = f"{request.system}\n\n{prompt}"
+        body: dict[str, Any] = {"model": request.model, "prompt": prompt, "stream": True}
+        if request.suffix is not None:
+            body["suffix"] = request.suffix
+        body.update(self.sampling(request.settings))
+        async for chunk in self._stream("/completions", body, request.model):
+            yield chunk
+
+    def sampling(self, settings: GenerationSettings) -> dict[str, Any]:
+        """Sampler keys this server understands; unset values are left to the server."""
+        out: dict[str, Any] = {}
+        if settings.max_tokens is not None:
+            # OpenAI's reasoning models only take max_completion_tokens.
+            key = "max_completion_tokens" if self.preset == "openai" else "max_tokens"
+            out[key] = settings.max_tokens
+        for key in ("temperature", "top_p", "seed"):
+            if getattr(settings, key) is not None:
+                out[key] = getattr(settings, key)
+        if settings.stop:
+            out["stop"] = list(settings.stop)
+        if self.preset in _LOCAL_SAMPLERS:
+            if settings.top_k is not None:
+                out["top_k"] = settings.top_k
+            if settings.repeat_penalty is not None:
+                out["repeat_penalty"] = settings.repeat_penalty
+        elif self.preset == "vllm":
+            if settings.top_k is not None:
+                out["top_k"] = settings.top_k
+            if settings.repeat_penalty is not None:
+                out["repetition_penalty"] = settings.repeat_penalty
+        return out
+
+    def encode_message(self, message: Message) -> dict[str, Any]:
+        """OpenAI's message shape: tool-call arguments as JSON text, results by `tool_call_id`."""
+        out: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": c.id or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments_json()},
+                }
+                for i, c in enumerate(message.tool_calls)
+            ]
+        if message.thinking and self.preset == "llamacpp":
+            # llama.cpp re-renders earlier reasoning through the model's template from here.
+            out["reasoning_content"] = message.thinking
+        if message.role == "tool":
+            if message.tool_call_id:
+                out["tool_call_id"] = message.tool_call_id
+            if message.tool_name and self.preset != "openai":
+                out["name"] = message.tool_name
+        return out
+
+    async def _stream(
+        self, path: str, body: dict[str, Any], model: str
+    ) -> AsyncIterator[WireChunk]:
+        state = _StreamState()
+        async with open_stream(
+            self._client,
+            "POST",
+            path,
+            self.label,
+            json_body=body,
+            model=model,
+            retries=self.retries,
+            backoff=self.backoff,
+        ) as response:
+            async for obj in iter_sse(response, self.label, model):
+                chunk = state.feed(obj)
+                if chunk is not None:
+                    yield chunk
+        if not state.finished:
+            raise StreamError(f"{self.label.name} at {self.base_url} ended the stream early")
+        yield state.final()
+
+    # -- models -------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[ModelInfo]:
+        data = await self._json("GET", "/models")
+        entries = data.get("data") if isinstance(data, dict) else None
+        out = []
+        for entry in entries or []:
+            if not isinstance(entry, dict) or not entry.get("id"):
+                continue
+            ctx = entry.get("max_model_len") or _dict(entry.get("meta")).get("n_ctx_train")
+            out.append(
+                ModelInfo(
+                    name=str(entry["id"]),
+                    context_length=ctx if isinstance(ctx, int) else None,
+                )
+            )
+        return out
+
+    async def ping(self) -> bool:
+        try:
+            await request_json(self._client, "GET", "/models", self.label, retries=1)
+        except Exception:
+            return False
+        return True
+
+    async def supports_fim(self, model: str) -> bool:
+        if self.fim is not None:
+            return self.fim
+        return self.preset == "llamacpp"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _json(
+        self, method: str, path: str, body: Any = None, *, model: str | None = None
+    ) -> Any:
+        return await request_json(
+            self._client,
+            method,
+            path,
+            self.label,
+            json_body=body,
+            model=model,
+            retries=self.retries,
+            backoff=self.backoff,
+        )
+
+
+def encode_response_format(value: str | dict[str, Any]) -> dict[str, Any]:
+    """`"json"` or a bare JSON schema in OpenAI's `response_format` shape."""
+    if isinstance(value, str):
+        return {"type": "json_object"} if value == "json" else {"type": value}
+    if value.get("type") in ("json_object", "json_schema", "text"):
+        return value
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": value}}
+
+
+@dataclass
+class _PendingCall:
+    id: str | None = None
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class _StreamState:
+    """What a chat/completions stream says across chunks: tool-call pieces, finish, stats."""
+
+    calls: dict[int, _PendingCall] = field(default_factory=dict)
+    finish_reason: str | None = None
+    finished: bool = False
+    usage: Usage | None = None
+    metrics: Metrics | None = None
+    cached_tokens: int | None = None
+
+    def feed(self, obj: dict[str, Any]) -> WireChunk | None:
+        """Absorb one event; return the text it carries, if any."""
+        self._stats(obj)
+        choices = obj.get("choices") or []
+        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+        if choice.get("finish_reason"):
+            self.finish_reason = str(choice["finish_reason"])
+            self.finished = True
+        # `message` instead of `delta`: servers that ignore `stream` send one whole answer.
+        delta = _dict(choice.get("delta")) or _dict(choice.get("message"))
+        content = delta.get("content") or choice.get("text") or ""
+        reasoning = delta.get("reasoning") or delta.get("reasoning_content") or ""
+        for i, piece in enumerate(delta.get("tool_calls") or []):
+            if isinstance(piece, dict):
+                self._add_call_piece(i, piece)
+        if content or reasoning:
+            return WireChunk(content=str(content), reasoning=str(reasoning))
+        return None
+
+    def _add_call_piece(self, position: int, piece: dict[str, Any]) -> None:
+        fn = _dict(piece.get("function"))
+        index = piece.get("index")
+        if not isinstance(index, int):
+            # Servers that send whole calls without an index: match by id, else by position.
+            by_id = {c.id: i for i, c in self.calls.items() if c.id}
+            call_id = piece.get("id")
+            if call_id is None:
+                index = position
+            else:
+                index = by_id.get(str(call_id), len(self.calls))
+        call = self.calls.setdefault(index, _PendingCall())
+        if piece.get("id"):
+            call.id = str(piece["id"])
+        if fn.get("name"):
+            call.name = str(fn["name"])
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            call.arguments += args
+        elif isinstance(args, dict):
+            call.arguments = json.dumps(args, ensure_ascii=False)
+
+    def _stats(self, obj: dict[str, Any]) -> None:
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            self.usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), cached)
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            self.metrics = metrics_from_timings(timings)
+            if isinstance(timings.get("cache_n"), int):
+                self.cached_tokens = timings["cache_n"]
+        stats = obj.get("stats")
+        if isinstance(stats, dict):
+            self.metrics = metrics_from_stats(stats) or self.metrics
+
+    def final(self) -> WireChunk:
+        calls = [
+            ToolCall(name=c.name, arguments=decode_arguments(c.arguments), id=c.id)
+            for _, c in sorted(self.calls.items())
+        ]
+        usage = self.usage
+        if self.cached_tokens is not None:
+            usage = usage or Usage()
+            usage.cached_tokens = usage.cached_tokens or self.cached_tokens
+        return WireChunk(
+            tool_calls=calls,
+            done=True,
+            finish_reason=self.finish_reason,
+            usage=usage,
+            metrics=self.metrics,
+        )
+
+
+def metrics_from_timings(timings: dict[str, Any]) -> Metrics:
+    """llama.cpp `timings` (milliseconds already)."""
+    prompt_ms = _number(timings.get("prompt_ms"))
+    predicted_ms = _number(timings.get("predicted_ms"))
+    total = prompt_ms + predicted_ms if prompt_ms is not None and predicted_ms is not None else None
+    return Metrics(
+        ttft_ms=prompt_ms,
+        tokens_per_second=_number(timings.get("predicted_per_second")),
+        total_ms=total,
+        prompt_ms=prompt_ms,
+        source="server",
+    )
+
+
+def metrics_from_stats(stats: dict[str, Any]) -> Metrics | None:
+    """LM Studio `stats` (seconds)."""
+    tps = _number(stats.get("tokens_per_second"))
+    ttft_s = _number(stats.get("time_to_first_token"))
+    gen_s = _number(stats.get("generation_time"))
+    if tps is None and ttft_s is None:
+        return None
+    total = (ttft_s or 0.0) + gen_s if gen_s is not None else None
+    return Metrics(
+        ttft_ms=ttft_s * 1000 if ttft_s is not None else None,
+        tokens_per_second=tps,
+        total_ms=total * 1000 if total is not None else None,
+        source="server",
+    )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
