@@ -1,0 +1,303 @@
+"""ChannelParser: every wire format, split at every chunk boundary, reconstructs each channel.
+
+Scripted channel contents (with `<`, `|`, `>` and words like "analysis" in them) are rendered in
+each format a server may send — raw Harmony, Harmony degraded to words, each tag style, a
+reasoning field beside plain content — then fed in chunks cut at every position, and the pieces
+that come out must be exactly the script: no character lost, duplicated or moved to another
+channel, and no reasoning in the final answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from koma.engine.channels import (
+    DEGRADED_SEPARATORS,
+    HARMONY_TOKENS,
+    TAGS,
+    ChannelParser,
+)
+
+FRAGMENTS = [
+    "a", "Z", " ", "\n", "<", ">", "|", "/", "=", "{", "}", "é", "🙂", "x",
+    "analysis", "final", "commentary", "assistant", "think", "to=", "<|", "|>", "</", "<t",
+    "<|end", "<thin", "assistantfin", "json",
+]  # fmt: skip
+REASONING_MARK = "¤"  # never in final-channel text; must never show up there
+
+text_st = st.one_of(
+    st.lists(st.sampled_from(FRAGMENTS), max_size=10).map("".join),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="¤"), max_size=6
+    ),
+)
+settings_profile = settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.filter_too_much]
+)
+
+
+def merged(pieces: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for channel, text in pieces:
+        if not text:
+            continue
+        if out and out[-1][0] == channel:
+            out[-1] = (channel, out[-1][1] + text)
+        else:
+            out.append((channel, text))
+    return out
+
+
+def parse(
+    content_chunks: list[str], reasoning_chunks: tuple[str, ...] = ()
+) -> tuple[list[tuple[str, str]], ChannelParser]:
+    parser = ChannelParser()
+    pieces: list[tuple[str, str]] = []
+    for chunk in reasoning_chunks:
+        pieces += parser.feed_reasoning(chunk)
+    for chunk in content_chunks:
+        for channel, text in parser.feed(chunk):
+            assert text, "empty pieces are noise on the keystroke path"
+            pieces.append((channel, text))
+    pieces += parser.finish()
+    return pieces, parser
+
+
+def splits(text: str, cuts: list[int]) -> list[list[str]]:
+    """Every single cut, one character per chunk, and one random multi-cut split."""
+    out = [[text], list(text)]
+    out += [[text[:i], text[i:]] for i in range(1, len(text))]
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    bounds = [0, *points, len(text)]
+    out.append([text[a:b] for a, b in itertools.pairwise(bounds)])
+    return out
+
+
+def check(content: str, expected: list[tuple[str, str]], cuts: list[int], reasoning: str = ""):
+    want = merged(expected)
+    reasoning_splits = [(reasoning,), tuple(reasoning)] if reasoning else [()]
+    for r_chunks in reasoning_splits:
+        for chunks in splits(content, cuts):
+            pieces, _ = parse(chunks, r_chunks)
+            assert merged(pieces) == want, (chunks, r_chunks)
+            for channel, text in pieces:
+                if channel == "final":
+                    assert REASONING_MARK not in text
+
+
+def looks_degraded(text: str) -> bool:
+    """Plain text the parser would (by design) read as a degraded Harmony header."""
+    for channel in ("analysis", "commentary", "final"):
+        if text.startswith("assistant" + channel):
+            return True
+        if text.startswith(channel):
+            rest = text[len(channel) :]
+            if rest[:1].isupper() or rest[:1] in ("*", "#"):
+                return True
+            if channel == "commentary" and rest.startswith(" to="):
+                return True
+    return False
+
+
+def mark(channel: str, text: str) -> str:
+    return text + REASONING_MARK if channel in ("thinking", "analysis") else text
+
+
+harmony_segment = st.tuples(st.sampled_from(["analysis", "commentary", "final"]), text_st)
+
+
+@settings_profile
+@given(
+    st.lists(harmony_segment, min_size=1, max_size=4),
+    st.booleans(),
+    st.lists(st.integers(0, 400), max_size=8),
+)
+def test_raw_harmony(segments, bare_first, cuts):
+    segments = [(ch, mark(ch, t)) for ch, t in segments]
+    assume(not any(tok in text for _, text in segments for tok in HARMONY_TOKENS))
+    rendered = ""
+    for i, (channel, text) in enumerate(segments):
+        start = "" if i == 0 and bare_first else "<|start|>assistant"
+        end = "<|return|>" if i == len(segments) - 1 and channel == "final" else "<|end|>"
+        rendered += f"{start}<|channel|>{channel}<|message|>{text}{end}"
+    check(rendered, segments, cuts)
+
+
+@settings_profile
+@given(
+    st.lists(harmony_segment, min_size=1, max_size=4),
+    st.booleans(),
+    st.lists(st.integers(0, 400), max_size=8),
+)
+def test_degraded_harmony(segments, bare_first, cuts):
+    segments = [(ch, mark(ch, t)) for ch, t in segments]
+    first_text = segments[0][1]
+    if bare_first and not (first_text[:1].isupper() or first_text[:1] in ("*", "#")):
+        bare_first = False
+    assume(not any(ch == "commentary" and t.startswith(" to=") for ch, t in segments))
+    rendered = "" if bare_first else "assistant"
+    rendered += "assistant".join(ch + t for ch, t in segments)
+    separators = re.findall("|".join(DEGRADED_SEPARATORS), rendered)
+    # A script that itself spells a separator is genuinely ambiguous.
+    assume(len(separators) == len(segments) - (1 if bare_first else 0))
+    check(rendered, segments, cuts)
+
+
+tag_segment = st.tuples(st.sampled_from([*TAGS, "plain"]), text_st)
+
+
+@settings_profile
+@given(st.lists(tag_segment, min_size=1, max_size=4), st.lists(st.integers(0, 400), max_size=8))
+def test_tags(segments, cuts):
+    plain_markers = (*HARMONY_TOKENS, *TAGS)
+    rendered, expected = "", []
+    at_start = True  # start of response, or right after a reasoning segment
+    pending_plain = ""
+    for tag, raw in [*segments, ("end", "")]:
+        if tag != "plain" and pending_plain:
+            assume(not any(m in pending_plain for m in plain_markers))
+            assume(not (at_start and looks_degraded(pending_plain)))
+            rendered += pending_plain
+            expected.append(("final", pending_plain))
+            pending_plain, at_start = "", False
+        if tag == "end":
+            break
+        if tag == "plain":
+            pending_plain += raw
+            continue
+        channel, close = TAGS[tag]
+        text = mark(channel, raw)
+        assume(close not in text)
+        rendered += tag + text + close
+        expected.append((channel, text))
+        at_start = channel in ("thinking", "analysis")
+    check(rendered, expected, cuts)
+
+
+@settings_profile
+@given(text_st, text_st, st.lists(st.integers(0, 400), max_size=8))
+def test_reasoning_field_with_plain_content(reasoning, content, cuts):
+    reasoning = mark("thinking", reasoning)
+    assume(not any(m in content for m in (*HARMONY_TOKENS, *TAGS)))
+    assume(not looks_degraded(content))
+    check(content, [("thinking", reasoning), ("final", content)], cuts, reasoning=reasoning)
+
+
+@settings_profile
+@given(text_st, st.lists(st.integers(0, 400), max_size=8))
+def test_unclosed_tag_keeps_everything_in_its_channel(text, cuts):
+    assume("</think>" not in text)
+    check("<think>" + mark("thinking", text), [("thinking", mark("thinking", text))], cuts)
+
+
+def test_prose_mentioning_channel_words_is_untouched():
+    for text in (
+        "analysis of the code shows a bug",
+        "final answer: 42",
+        "finally, it works",
+        "commentary tracks are nice",
+        "The analysis assistantfinal is odd but prose",
+        "Use <|foo|> and a < b | c",
+    ):
+        pieces, _ = parse(list(text))
+        assert merged(pieces) == [("final", text)]
+
+
+def test_degraded_harmony_only_at_response_start():
+    pieces, _ = parse(["Hello. analysisWe think", "assistantfinalBye"])
+    assert merged(pieces) == [("final", "Hello. analysisWe thinkassistantfinalBye")]
+
+
+def test_degraded_harmony_after_reasoning_field():
+    pieces, _ = parse(["assistant", "finalHello"], reasoning_chunks=("We reason",))
+    assert merged(pieces) == [("thinking", "We reason"), ("final", "Hello")]
+
+
+def test_degraded_detection_can_be_turned_off_for_code():
+    parser = ChannelParser(degraded_harmony=False)
+    pieces = parser.feed("finalResult = compute()") + parser.finish()
+    assert pieces == [("final", "finalResult = compute()")]
+
+
+def test_plain_chunk_without_markers_passes_through_at_once():
+    parser = ChannelParser()
+    assert parser.feed("Hello") == [("final", "Hello")]
+    assert parser.feed(" world") == [("final", " world")]
+    assert parser.feed(" a <") == [("final", " a ")]  # only the `<` waits
+    assert parser.feed("b") == [("final", "<b")]
+
+
+def test_constrain_and_commentary_without_recipient():
+    text = (
+        "<|channel|>commentary<|message|>Let me check.<|end|>"
+        '<|start|>assistant<|channel|>final <|constrain|>json<|message|>{"a": 1}<|return|>'
+    )
+    pieces, parser = parse(list(text))
+    assert merged(pieces) == [("commentary", "Let me check."), ("final", '{"a": 1}')]
+    assert parser.leaked_tool_calls == []
+
+
+def test_leaked_harmony_tool_call_recipient_after_channel():
+    text = (
+        "<|channel|>analysis<|message|>Need weather.<|end|>"
+        "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
+        '<|message|>{"city": "Tokyo"}<|call|>'
+    )
+    for chunks in ([text], list(text)):
+        pieces, parser = parse(chunks)
+        assert merged(pieces) == [("analysis", "Need weather.")]
+        assert [(c.name, c.arguments) for c in parser.leaked_tool_calls] == [
+            ("get_weather", {"city": "Tokyo"})
+        ]
+
+
+def test_leaked_harmony_tool_call_recipient_before_channel():
+    text = (
+        "<|start|>assistant to=functions.read_file<|channel|>commentary json"
+        '<|message|>{"path": "a.py"}<|call|>'
+    )
+    pieces, parser = parse(list(text))
+    assert pieces == []
+    assert [(c.name, c.arguments) for c in parser.leaked_tool_calls] == [
+        ("read_file", {"path": "a.py"})
+    ]
+
+
+def test_leaked_tool_call_in_degraded_harmony_and_bad_json():
+    text = 'analysisNeed it.assistantcommentary to=functions.search json{"q": "x"'
+    pieces, parser = parse(list(text))
+    assert merged(pieces) == [("analysis", "Need it.")]
+    (call,) = parser.leaked_tool_calls
+    assert call.name == "search"
+    assert call.arguments == '{"q": "x"'  # undecodable arguments are kept verbatim
+
+
+def test_two_leaked_calls_get_distinct_ids():
+    one = "<|start|>assistant<|channel|>commentary to=functions.a<|message|>{}<|call|>"
+    two = '<|start|>assistant<|channel|>commentary to=functions.b<|message|>{"k": 2}<|call|>'
+    _, parser = parse([one + two])
+    calls = parser.leaked_tool_calls
+    assert [c.name for c in calls] == ["a", "b"]
+    assert calls[0].id != calls[1].id
+
+
+def test_stream_ending_inside_a_marker_or_header():
+    pieces, _ = parse(["<think>deep</thi"])
+    assert merged(pieces) == [("thinking", "deep</thi")]
+    pieces, _ = parse(["Hi <|ret"])
+    assert merged(pieces) == [("final", "Hi <|ret")]
+    pieces, _ = parse(["anal"])
+    assert merged(pieces) == [("final", "anal")]
+    pieces, _ = parse(["<|channel|>analysis<|message|>x<|start|>assistant<|chan"])
+    assert merged(pieces) == [("analysis", "x")]
+
+
+def test_parser_is_reusable_after_finish():
+    parser = ChannelParser()
+    parser.feed("<think>a")
+    parser.finish()
+    assert parser.feed("b") + parser.finish() == [("final", "b")]
