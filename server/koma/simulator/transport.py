@@ -54,6 +54,8 @@ class Exchange:
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         self.headers_sent = True
+        # A sized body is complete: no chunk terminator may follow it on a kept-alive connection.
+        self._chunked = False
         self._write(data)
 
     def send_json(self, status: int, obj: Any) -> None:
