@@ -1,24 +1,210 @@
 """`textDocument/inlineCompletion`: ghost text while typing.
 
-The handler is thin: it turns LSP positions into a prefix/suffix and hands them to the
-engine's completion pipeline, which owns caching, debouncing, supersession and the model call.
+The handler is thin on purpose — it is on every keystroke. It reads the document the server
+already keeps in sync (never the disk), cuts a window of text around the cursor, and hands
+plain strings to the engine's `CompletionPipeline`, which owns the cache, the debounce, the
+per-document supersession and the model call. The answer is always sent: an empty list when
+there is nothing to show, when a newer keystroke superseded the request, when the client sent
+`$/cancelRequest`, or when the provider failed.
+
+Typing rhythm is measured from `didChange` (the server fans that notification out to every
+feature), so the adaptive debounce sees real keystrokes even when a client asks for
+completions less often than it sends edits.
+
+When the client turned tracing on (`trace: "verbose"` in `initialize`, or `$/setTrace`), each
+answer is followed by a `$/logTrace` whose `verbose` field is a JSON object with the timings
+(`source`, `reason`, `debounceMs`, `upstreamMs`, `serverMs`) — what the typing-replay
+benchmark uses to separate the server's own overhead from the model's time.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import time
+import weakref
+from typing import TYPE_CHECKING, cast
 
 from lsprotocol import types
+
+from koma.engine.completion.pipeline import (
+    CompletionInput,
+    CompletionPipeline,
+    CompletionResult,
+    ModelTarget,
+)
+from koma.engine.completion.prompt import CHARS_PER_TOKEN, Neighbour
+from koma.settings import KomaSettings
+from koma.types import Effort
 
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
 
+TRACE_MESSAGE = "koma/inlineCompletion"
+MAX_NEIGHBOURS = 8
+_PIPELINES: weakref.WeakKeyDictionary[KomaLanguageServer, CompletionPipeline] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def pipeline_for(server: KomaLanguageServer) -> CompletionPipeline:
+    """The completion pipeline of a server (created on first use), e.g. for `koma.clearCache`."""
+    pipeline = _PIPELINES.get(server)
+    if pipeline is None:
+        pipeline = _make_pipeline(server)
+        _PIPELINES[server] = pipeline
+    return pipeline
+
+
+def _make_pipeline(server: KomaLanguageServer) -> CompletionPipeline:
+    async def target() -> ModelTarget:
+        provider = await server.provider()
+        model = await server.resolve_model("completion")
+        settings = server.settings
+        effort = server.effort("completion")
+        return ModelTarget(
+            provider,
+            model,
+            effort=cast(Effort, effort) if effort in ("low", "medium", "high") else "low",
+            keep_alive=settings.keep_alive,
+            num_ctx=settings.num_ctx,
+        )
+
+    return CompletionPipeline(
+        target, lambda: server.settings.completion, tracker=server.status.generation
+    )
+
+
+def _completion_key(settings: KomaSettings) -> tuple[object, ...]:
+    """The settings whose change makes cached suggestions stale."""
+    return (
+        settings.provider,
+        settings.base_url,
+        settings.model,
+        settings.completion_model,
+        settings.completion,
+        settings.reasoning_effort.completion,
+    )
+
+
+def build_input(
+    ls: KomaLanguageServer, uri: str, position: types.Position, invoked: bool
+) -> CompletionInput | None:
+    """The text around the cursor as plain data; None for documents or positions we can't use."""
+    documents = ls.workspace.text_documents
+    doc = documents.get(uri)
+    if doc is None:
+        return None  # not open: never read the disk on the keystroke path
+    source = doc.source
+    if position.line < 0 or position.character < 0 or position.line > source.count("\n"):
+        return None
+    if "\x00" in source[:8192]:
+        return None  # binary content
+    offset = min(doc.offset_at_position(position), len(source))
+    completion = ls.settings.completion
+    before = int((completion.prefix_tokens + 512) * CHARS_PER_TOKEN * 1.5)
+    after = int((completion.suffix_tokens + 64) * CHARS_PER_TOKEN * 1.5)
+    start = max(0, offset - before)
+    neighbours: list[Neighbour] = []
+    if completion.open_documents_context:
+        for other_uri, other in documents.items():
+            if other_uri != uri and len(neighbours) < MAX_NEIGHBOURS:
+                neighbours.append(Neighbour(other_uri, other.source))
+    return CompletionInput(
+        uri=uri,
+        prefix=source[start:offset],
+        suffix=source[offset : offset + after],
+        prefix_offset=start,
+        language_id=doc.language_id or "python",
+        path=doc.path.rsplit("/", 1)[-1] if doc.path else "",
+        invoked=invoked,
+        neighbours=tuple(neighbours),
+    )
+
+
+def result_range(
+    ls: KomaLanguageServer, uri: str, position: types.Position, result: CompletionResult
+) -> types.Range:
+    """From the cursor, extended over the auto-closed characters the suggestion replaces."""
+    end = position
+    if result.replace_chars:
+        doc = ls.workspace.text_documents.get(uri)
+        if doc is not None:
+            line = doc.source.split("\n", position.line + 1)[position.line]
+            cursor = doc.offset_at_position(position) - doc.offset_at_position(
+                types.Position(position.line, 0)
+            )
+            replaced = line[cursor : cursor + result.replace_chars]
+            units = doc.position_codec.client_num_units(replaced)
+            end = types.Position(position.line, position.character + units)
+    return types.Range(start=position, end=end)
+
+
+def trace(ls: KomaLanguageServer, result: CompletionResult, started: float) -> None:
+    """Report the request's timings with `$/logTrace` when the client asked for verbose traces."""
+    if ls.protocol.trace != types.TraceValue.Verbose:
+        return
+    detail = {
+        "source": result.source,
+        "reason": result.reason,
+        "route": result.route,
+        "debounceMs": round(result.debounce_ms, 3),
+        "upstreamMs": round(result.upstream_ms, 3),
+        "serverMs": round((time.perf_counter() - started) * 1000.0, 3),
+    }
+    ls.log_trace(types.LogTraceParams(message=TRACE_MESSAGE, verbose=json.dumps(detail)))
+
+
+async def serve(
+    ls: KomaLanguageServer, uri: str, position: types.Position, invoked: bool
+) -> tuple[CompletionResult, types.Range | None]:
+    """Run one request through the pipeline; shared with the `textDocument/completion` fallback."""
+    started = time.perf_counter()
+    request = build_input(ls, uri, position, invoked)
+    if request is None:
+        result = CompletionResult(None, reason="skipped")
+    else:
+        result = await pipeline_for(ls).complete(request)
+    trace(ls, result, started)
+    if result.text is None:
+        return result, None
+    return result, result_range(ls, uri, position, result)
+
 
 def register(server: KomaLanguageServer) -> None:
-    """Attach the inline-completion feature to `server`."""
+    """Attach inline completion and the document listeners it learns typing speed from."""
+    pipeline = pipeline_for(server)
+    last_key = [_completion_key(server.settings)]
+
+    def on_settings(settings: KomaSettings) -> None:
+        key = _completion_key(settings)
+        if key != last_key[0]:
+            last_key[0] = key
+            pipeline.reconfigure()
+
+    server.on_settings_changed(on_settings)
+
+    @server.feature(types.INITIALIZE)
+    def on_initialize(ls: KomaLanguageServer, params: types.InitializeParams) -> None:
+        # pygls only honours `$/setTrace`; the initial level comes with `initialize`.
+        if params.trace is not None:
+            ls.protocol.trace = params.trace
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def on_change(ls: KomaLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+        pipeline.note_edit(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def on_close(ls: KomaLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+        pipeline.forget(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
         ls: KomaLanguageServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        return types.InlineCompletionList(items=[])
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        result, span = await serve(ls, params.text_document.uri, params.position, invoked)
+        if result.text is None or span is None:
+            return types.InlineCompletionList(items=[])
+        return types.InlineCompletionList(
+            items=[types.InlineCompletionItem(insert_text=result.text, range=span)]
+        )

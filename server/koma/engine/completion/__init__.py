@@ -1,0 +1,1 @@
+"""Inline completion: prompt window, model routing, post-processing, cache and debounce."""
