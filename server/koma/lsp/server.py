@@ -31,11 +31,15 @@ from pygls.feature_manager import wrap_with_server
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
+from koma.engine.chat import DEFAULT_CONTEXT_TOKENS, ChatStore
+from koma.engine.ledger import ReasoningLedger
 from koma.errors import KomaError, ModelNotFound
 from koma.lsp.status import StatusReporter
 from koma.settings import KomaSettings
+from koma.types import Effort
 
 if TYPE_CHECKING:
+    from koma.engine.cache import ResponseCache
     from koma.providers.base import Provider
 
 logger = logging.getLogger("koma.lsp")
@@ -56,8 +60,8 @@ FANOUT_METHODS = frozenset(
     }
 )
 
-# Settings whose change means a different provider object (URL, backend, placement, caching).
-_PROVIDER_KEYS = ("provider", "base_url", "keep_alive", "num_ctx", "gpu", "cache", "memory")
+# Settings whose change means a different provider object (URL, backend, placement).
+_PROVIDER_KEYS = ("provider", "base_url", "keep_alive", "num_ctx", "gpu", "memory")
 
 
 def _version() -> str:
@@ -79,6 +83,8 @@ class KomaLanguageServer(LanguageServer):
         self.settings: KomaSettings = KomaSettings()
         # The `koma` section as the editor last sent it (camelCase, only what the user set).
         self.editor_section: dict[str, Any] = {}
+        # Choices made with `koma.selectModel`; they sit above the editor's settings.
+        self.session_section: dict[str, Any] = {}
         self.workspace_root: Path | None = None
         self.client_supports_inline_completion: bool = False
         self.status: StatusReporter = StatusReporter(self)
@@ -86,9 +92,14 @@ class KomaLanguageServer(LanguageServer):
         self._listeners: dict[str, list[Callable[..., Any]]] = defaultdict(list)
         self._provider: Provider | None = None
         self._cached_provider: Provider | None = None
+        self._response_cache: ResponseCache | None = None
         self._retired: list[Provider] = []
         self._provider_lock = asyncio.Lock()
         self._first_model: str | None = None
+        self._context_lengths: dict[str, int] = {}
+        self._cache_clearers: list[Callable[[], int]] = []
+        self.ledger = ReasoningLedger()
+        self.chats = ChatStore()
 
     # -- registration --------------------------------------------------------------------------
 
@@ -135,6 +146,8 @@ class KomaLanguageServer(LanguageServer):
         self.settings = new
         if any(getattr(old, key) != getattr(new, key) for key in _PROVIDER_KEYS):
             self._retire_provider()
+        if self._response_cache is not None and old.cache != new.cache:
+            self.response_cache()
         if (old.model, old.completion_model) != (new.model, new.completion_model):
             self._first_model = None
         for callback in list(self._settings_callbacks):
@@ -144,9 +157,34 @@ class KomaLanguageServer(LanguageServer):
                 logger.exception("settings callback failed")
         return True
 
-    def effort(self, feature: Feature) -> str:
-        """The reasoning effort configured for one feature."""
-        return str(getattr(self.settings.reasoning_effort, feature))
+    def on_clear_cache(self, clearer: Callable[[], int]) -> None:
+        """Register a cache to empty on `koma.clearCache`; `clearer()` returns entries dropped."""
+        self._cache_clearers.append(clearer)
+
+    def clear_caches(self) -> int:
+        """Empty the response cache and every registered cache; returns entries dropped."""
+        total = self._response_cache.clear() if self._response_cache is not None else 0
+        for clearer in list(self._cache_clearers):
+            try:
+                total += clearer()
+            except Exception:
+                logger.exception("clearing a cache failed")
+        return total
+
+    def document_text(self, uri: str) -> str | None:
+        """The text of an open document (or the file behind `uri`); None if unreadable or binary."""
+        try:
+            text = self.workspace.get_text_document(uri).source
+        except (OSError, UnicodeDecodeError, ValueError, RuntimeError):
+            return None
+        if "\x00" in text:
+            return None
+        return text
+
+    def effort(self, feature: Feature) -> Effort:
+        """The reasoning effort configured for one feature (`low`, `medium` or `high`)."""
+        effort: Effort = getattr(self.settings.reasoning_effort, feature)
+        return effort
 
     # -- provider ------------------------------------------------------------------------------
 
@@ -167,18 +205,34 @@ class KomaLanguageServer(LanguageServer):
             assert self._provider is not None
             return self._provider
 
+    @property
+    def current_provider(self) -> Provider | None:
+        """The provider if one has been resolved already (never probes)."""
+        return self._provider
+
     async def cached_provider(self) -> Provider:
-        """The provider behind the response cache (`cache.mode`), for chat and code actions."""
+        """The provider behind the response cache (`cache.*` settings), for chat and actions."""
         base = await self.provider()
-        if self.settings.cache.mode == "off":
-            return base
         if self._cached_provider is None or getattr(self._cached_provider, "inner", None) is not (
             base
         ):
+            self._cached_provider = self.response_cache().wrap(base)
+        return self._cached_provider
+
+    def response_cache(self) -> ResponseCache:
+        """The server's response cache, created on first use and kept in step with settings."""
+        cache = self.settings.cache
+        if self._response_cache is None:
             from koma.engine.cache import ResponseCache
 
-            self._cached_provider = ResponseCache.for_settings(base, self.settings.cache)
-        return self._cached_provider
+            self._response_cache = ResponseCache(
+                max_entries=cache.max_entries, persistent=cache.persistent, mode=cache.mode
+            )
+        else:
+            self._response_cache.configure(
+                mode=cache.mode, max_entries=cache.max_entries, persistent=cache.persistent
+            )
+        return self._response_cache
 
     def _retire_provider(self) -> None:
         """Drop the provider; it is closed at shutdown so streams in flight can finish."""
@@ -187,6 +241,7 @@ class KomaLanguageServer(LanguageServer):
         self._provider = None
         self._cached_provider = None
         self._first_model = None
+        self._context_lengths.clear()
 
     async def close_providers(self) -> None:
         self._retire_provider()
@@ -213,6 +268,20 @@ class KomaLanguageServer(LanguageServer):
                 )
             self._first_model = models[0].name
         return self._first_model
+
+    async def context_length(self, model: str) -> int:
+        """Tokens the model's context holds: `numCtx`, else what the server reports, else 8192."""
+        if self.settings.num_ctx:
+            return self.settings.num_ctx
+        if model not in self._context_lengths:
+            length = None
+            try:
+                details = await (await self.provider()).show(model)
+                length = details.context_length
+            except Exception as err:  # only a hint; the default is safe
+                logger.info("no context length for %s: %s", model, err)
+            self._context_lengths[model] = length or DEFAULT_CONTEXT_TOKENS
+        return self._context_lengths[model]
 
 
 def _workspace_root(params: types.InitializeParams) -> Path | None:

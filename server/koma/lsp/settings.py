@@ -25,6 +25,7 @@ logger = logging.getLogger("koma.lsp.settings")
 
 SECTION = "koma"
 EDITOR_SOURCE = "editor settings (koma)"
+SESSION_SOURCE = "koma.selectModel"
 
 
 def editor_section(raw: Any) -> dict[str, Any] | None:
@@ -48,17 +49,23 @@ def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply_editor_settings(server: KomaLanguageServer, section: Mapping[str, Any] | None) -> bool:
     """Validate and apply; on error tell the user and keep the old settings. True if applied."""
-    if section is not None:
-        server.editor_section = dict(section)
-    layers = collect_layers(None, server.workspace_root)
-    if server.editor_section:
-        values = normalize_keys(_drop_none(server.editor_section))
-        layers.append(Layer(EDITOR_SOURCE, values))
+    editor = server.editor_section if section is None else dict(section)
+    session = dict(server.session_section)
+    for key in list(session):
+        if section is not None and editor.get(key) != server.editor_section.get(key):
+            del session[key]  # the user changed this in the editor since picking a model
     try:
+        layers = collect_layers(None, server.workspace_root)
+        if editor:
+            layers.append(Layer(EDITOR_SOURCE, normalize_keys(_drop_none(editor))))
+        if session:
+            layers.append(Layer(SESSION_SOURCE, normalize_keys(session)))
         new = load_layers(layers)
     except KomaError as err:
         report_invalid(server, str(err))
         return False
+    server.editor_section = editor
+    server.session_section = session
     server.apply_settings(new)
     return True
 
