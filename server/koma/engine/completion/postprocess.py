@@ -183,8 +183,8 @@ def _chat_fixups(text: str, ctx: CursorContext) -> str:
     """Undo what chat models typically add around a hole: a newline, the line start, indent."""
     if text.startswith("\n") and not ctx.block_opener:
         text = text[1:]
-    head = ctx.line_prefix.strip()
-    if head and text.lstrip().startswith(head) and len(head) >= 2:
+    head = ctx.line_prefix.lstrip()
+    if len(head.strip()) >= 2 and text.lstrip().startswith(head):
         text = text.lstrip()[len(head) :]
     elif ctx.blank_line and ctx.line_prefix and text.startswith(ctx.line_prefix):
         text = text[len(ctx.line_prefix) :]
