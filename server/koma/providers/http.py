@@ -128,7 +128,8 @@ def classify_error(
         )
     if any(p in low for p in _CAPABILITY_PATTERNS):
         return CapabilityMissing(message, "pick a model with that capability (see `koma models`)")
-    if "not found" in low and (status == 404 or "model" in low):
+    # Only a message about a model: a bare 404 ("page not found") is a missing route.
+    if "model" in low and ("not found" in low or "does not exist" in low):
         name = model or "the model"
         return ModelNotFound(
             f"model {name!r} not found on {where}: {message}", label.model_hint(name)
@@ -290,21 +291,33 @@ async def iter_ndjson(
         yield obj
 
 
+# Yielded once when an SSE stream ends with `[DONE]`; compare by identity.
+SSE_DONE: dict[str, Any] = {}
+
+
 async def iter_sse(
     response: httpx.Response, label: ServerLabel, model: str | None = None
 ) -> AsyncIterator[dict[str, Any]]:
-    """Decoded `data:` payloads of a server-sent-event stream, stopping at `[DONE]`.
+    """Decoded `data:` payloads of a server-sent-event stream, then `SSE_DONE` at `[DONE]`.
 
     An `event: error`, a data payload holding `"error"`, or a bare JSON error body where events
     were expected (LM Studio answers unknown paths with HTTP 200 JSON) are all raised.
     """
     content_type = response.headers.get("content-type", "")
     if "json" in content_type and "event-stream" not in content_type:
+        # Not a stream: an HTTP-200 error body, or a server that ignored `stream: true`.
         raw = await response.aread()
         found = _json_error(response, raw)
         if found is not None:
             raise classify_error(found, response.status_code, label, model)
-        raise StreamError(f"{label.name} answered with JSON where a stream was expected")
+        try:
+            whole = json.loads(raw)
+        except ValueError as exc:
+            raise StreamError(f"{label.name} sent a body that is not JSON: {raw[:200]!r}") from exc
+        if isinstance(whole, dict):
+            yield whole
+        yield SSE_DONE
+        return
     event = ""
     data: list[str] = []
     async for line in response.aiter_lines():
@@ -314,6 +327,7 @@ async def iter_sse(
             if data:
                 payload = "\n".join(data)
                 if payload.strip() == "[DONE]":
+                    yield SSE_DONE
                     return
                 obj = _decode_event(payload, event, label, model)
                 if obj is not None:
@@ -333,10 +347,12 @@ async def iter_sse(
                 yield obj
     if data:
         payload = "\n".join(data)
-        if payload.strip() != "[DONE]":
-            obj = _decode_event(payload, event, label, model)
-            if obj is not None:
-                yield obj
+        if payload.strip() == "[DONE]":
+            yield SSE_DONE
+            return
+        obj = _decode_event(payload, event, label, model)
+        if obj is not None:
+            yield obj
 
 
 def _decode_event(

@@ -64,26 +64,27 @@ class LMStudioProvider(OpenAICompatProvider):
         return [_info(e) for e in entries if e.get("type") not in ("embeddings", "embedding")]
 
     async def show(self, model: str) -> ModelDetails:
+        """From the native list (ids may hold `/`, so no per-model path is used)."""
         try:
-            entry = await self._native_json("GET", f"/api/v0/models/{model}", model=model)
+            entries = await self._native_models()
         except (ProviderUnreachable, ModelNotFound):
             raise
         except KomaError:
             return await super().show(model)
-        if not isinstance(entry, dict):
-            return await super().show(model)
-        caps = ["completion"]
-        native = entry.get("capabilities")
-        if isinstance(native, list) and "tool_use" in native:
-            caps.append("tools")
-        ctx = entry.get("loaded_context_length") or entry.get("max_context_length")
+        entry = next((e for e in entries if e.get("id") == model), None)
+        if entry is None:
+            raise ModelNotFound(
+                f"model {model!r} is not in LM Studio at {self.base_url}",
+                self.label.model_hint(model),
+            )
+        info = _info(entry)
         return ModelDetails(
             name=model,
-            capabilities=caps,
+            capabilities=info.capabilities,
             architecture=entry.get("arch"),
-            context_length=ctx if isinstance(ctx, int) else None,
+            context_length=info.context_length,
             model_info=entry,
-            quantization=entry.get("quantization"),
+            quantization=info.quantization,
         )
 
     async def load(self, model: str, keep_alive: str | int | None = None) -> str:

@@ -12,7 +12,13 @@ from typing import Any
 
 import httpx
 
-from koma.errors import ModelNotFound, StreamError
+from koma.errors import (
+    KomaError,
+    ModelNotFound,
+    ProviderTimeout,
+    ProviderUnreachable,
+    StreamError,
+)
 from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
 from koma.providers.http import (
     DEFAULT_BACKOFF,
@@ -183,9 +189,9 @@ class OllamaProvider(Provider):
         """`show()` for the think mapping and num_ctx; a missing model is reported right away."""
         try:
             return await self.show(model)
-        except ModelNotFound:
+        except (ModelNotFound, ProviderUnreachable, ProviderTimeout):
             raise
-        except Exception:
+        except KomaError:
             # Older servers or odd proxies: generate without the metadata rather than fail.
             return None
 

@@ -21,6 +21,7 @@ from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireCh
 from koma.providers.http import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
+    SSE_DONE,
     ServerLabel,
     decode_arguments,
     iter_sse,
@@ -201,6 +202,9 @@ class OpenAICompatProvider(Provider):
             backoff=self.backoff,
         ) as response:
             async for obj in iter_sse(response, self.label, model):
+                if obj is SSE_DONE:
+                    state.finished = True
+                    continue
                 chunk = state.feed(obj)
                 if chunk is not None:
                     yield chunk
