@@ -55,8 +55,10 @@ class Playback:
 
     def ollama_durations(self, prompt_tokens: int) -> dict[str, Any]:
         """Ollama's final-chunk statistics, in nanoseconds."""
+        # eval counts one token interval more than first-to-last, so keep the sum consistent
+        parts = self.load_s + self.prompt_s + self.eval_s
         return {
-            "total_duration": int((self.t_end - self.t_start) * 1e9),
+            "total_duration": int(max(self.t_end - self.t_start, parts) * 1e9),
             "load_duration": int(self.load_s * 1e9),
             "prompt_eval_count": prompt_tokens,
             "prompt_eval_duration": int(self.prompt_s * 1e9),
