@@ -145,14 +145,17 @@ def _configure_chat(parser: argparse.ArgumentParser) -> None:
         "--hide-thinking", action="store_true", help="do not show the model's reasoning"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON result object")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="skip the persistent response cache (cache.*)"
+    )
 
 
 @command("chat", "ask the model; streams its reasoning (dimmed) and its answer", _configure_chat)
 async def run_chat(args: argparse.Namespace) -> int:
-    from koma.engine.generate import stream_text
-
     settings, _ = settings_from_args(args)
     prompt = read_prompt(args.prompt)
+    from koma.engine.generate import stream_text
+
     messages = []
     system = args.system or settings.chat.system_prompt
     if system:
@@ -161,7 +164,7 @@ async def run_chat(args: argparse.Namespace) -> int:
     generation = chat_generation_settings(settings, args)
     out, err = make_console(), make_console(stderr=True)
     printer = ChatPrinter(out, err, show_thinking=not args.hide_thinking and not args.json)
-    provider = await open_provider(settings)
+    provider = with_cache(await open_provider(settings), settings, enabled=not args.no_cache)
     try:
         model = await pick_model(settings, provider)
         stream = stream_text(model=model, messages=messages, settings=generation, provider=provider)
@@ -200,6 +203,17 @@ def chat_generation_settings(
         main_gpu=gpu.main_gpu,
         use_mmap=gpu.use_mmap,
     )
+
+
+def with_cache(provider: Provider, settings: KomaSettings, *, enabled: bool) -> Provider:
+    """Each `koma` run is a new process, so only the persistent cache can ever answer."""
+    cache = settings.cache
+    if not enabled or cache.mode == "off" or not cache.persistent:
+        return provider
+    from koma.engine.cache import ResponseCache
+
+    store = ResponseCache(max_entries=cache.max_entries, persistent=True, mode=cache.mode)
+    return store.wrap(provider)
 
 
 def read_prompt(prompt: str | None) -> str:

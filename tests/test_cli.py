@@ -1,0 +1,452 @@
+"""The `koma` command line against the loopback simulator: output, flags, config, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from koma.cli import main
+from koma.simulator import Reply, Simulator
+from koma.simulator.script import gpt_oss_20b, gpt_oss_120b, qwen_coder
+
+THINKING = "The user greets me. I should greet back briefly."
+ANSWER = "Hello! How can I help?"
+HARMONY = (
+    "<|channel|>analysis<|message|>" + THINKING + "<|end|>"
+    "<|start|>assistant<|channel|>final<|message|>" + ANSWER + "<|return|>"
+)
+KOMA_ENV = ("KOMA_PROVIDER", "KOMA_BASE_URL", "KOMA_MODEL", "KOMA_API_KEY", "KOMA_CONFIG")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run every test in an empty repository with no user config and no KOMA_* variables."""
+    for var in KOMA_ENV:
+        monkeypatch.delenv(var, raising=False)
+    work = tmp_path / "work"
+    (work / ".git").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("KOMA_CONFIG", str(tmp_path / "no-user-config.toml"))
+    return work
+
+
+@pytest.fixture
+def ollama() -> Iterator[Simulator]:
+    sim = Simulator(models=[gpt_oss_120b(), gpt_oss_20b(), qwen_coder()], flavor="ollama")
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def vllm() -> Iterator[Simulator]:
+    sim = Simulator(models=[gpt_oss_120b()], flavor="vllm")
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def chat_requests(sim: Simulator) -> list[Any]:
+    return [r for r in sim.requests if r.endpoint in ("chat", "chat_completions")]
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (the port was just released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# ---------------------------------------------------------------- chat --json: channels
+
+
+def test_chat_json_ollama_separates_thinking_from_answer(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ollama.add_reply(Reply(thinking=THINKING, content=ANSWER))
+    code, out, err = run(
+        capsys,
+        "chat",
+        "--provider", "ollama",
+        "--base-url", ollama.url,
+        "--model", "gpt-oss:120b",
+        "--effort", "high",
+        "--json",
+        "hi",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["text"] == ANSWER
+    assert result["channels"]["thinking"] == THINKING
+    assert THINKING not in result["text"]
+    assert result["model"] == "gpt-oss:120b"
+    assert result["provider"] == "ollama"
+    assert {"ttft_ms", "tokens_per_second", "total_ms"} <= set(result["metrics"])
+    assert {"tool_calls", "usage"} <= set(result)
+    (request,) = chat_requests(ollama)
+    assert request.body["think"] == "high"  # gpt-oss takes effort levels, not booleans
+    assert request.body["model"] == "gpt-oss:120b"
+
+
+@pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])
+def test_chat_json_openai_reads_either_reasoning_field(
+    vllm: Simulator, capsys: pytest.CaptureFixture[str], field: str
+) -> None:
+    vllm.add_reply(Reply(thinking=THINKING, content=ANSWER, reasoning_field=field))
+    code, out, err = run(
+        capsys,
+        "chat",
+        "--provider", "openai",
+        "--base-url", vllm.openai_url,
+        "--model", "gpt-oss:120b",
+        "--effort", "high",
+        "--json",
+        "hi",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["text"] == ANSWER
+    assert result["channels"]["thinking"] == THINKING
+    (request,) = chat_requests(vllm)
+    assert request.body["reasoning_effort"] == "high"
+
+
+@pytest.mark.parametrize("provider", ["ollama", "openai"])
+def test_chat_json_splits_raw_harmony_in_content(
+    ollama: Simulator, vllm: Simulator, capsys: pytest.CaptureFixture[str], provider: str
+) -> None:
+    sim, url = (ollama, ollama.url) if provider == "ollama" else (vllm, vllm.openai_url)
+    sim.add_reply(Reply(content=HARMONY, reasoning_field="none"))
+    code, out, err = run(
+        capsys, "chat", "--provider", provider, "--base-url", url,
+        "--model", "gpt-oss:120b", "--json", "hi",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["text"].strip() == ANSWER
+    assert result["channels"]["analysis"].strip() == THINKING
+    assert "<|" not in result["text"]
+
+
+# ---------------------------------------------------------------- chat streaming
+
+
+def test_chat_streams_answer_to_stdout_and_thinking_to_stderr(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ollama.add_reply(Reply(thinking=THINKING, content=ANSWER))
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:120b", "hi",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out == ANSWER + "\n"
+    assert THINKING in err
+    assert "tok/s" in err or "gpt-oss:120b" in err  # the stats line
+
+
+def test_hide_thinking_keeps_reasoning_off_the_screen(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ollama.add_reply(Reply(thinking=THINKING, content=ANSWER))
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:120b", "--hide-thinking", "hi",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out == ANSWER + "\n"
+    assert THINKING not in err
+
+
+def test_chat_reads_the_prompt_from_stdin_and_sends_options(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("explain this diff\n+ x = 1\n"))
+    code, _out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:20b", "--system", "Be terse.", "--max-tokens", "77",
+        "--temperature", "0", "--seed", "7", "--effort", "low", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    (request,) = chat_requests(ollama)
+    messages = request.body["messages"]
+    assert messages[0] == {"role": "system", "content": "Be terse."}
+    assert messages[-1]["content"] == "explain this diff\n+ x = 1\n"
+    options = request.body["options"]
+    assert options["num_predict"] == 77
+    assert options["temperature"] == 0
+    assert options["seed"] == 7
+    assert request.body["think"] == "low"
+
+
+def test_chat_without_model_uses_the_servers_first_model(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url, "--json", "hi"
+    )
+    assert code == 0, err
+    assert json.loads(out)["model"] == chat_requests(ollama)[0].body["model"]
+
+
+# ---------------------------------------------------------------- exit codes
+
+
+def test_unreachable_server_exits_3_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", closed_port_url(),
+        "--model", "gpt-oss:120b", "hi",
+    )  # fmt: skip
+    assert code == 3
+    assert out == ""
+    assert "not reachable" in err and "ollama serve" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unknown_model_exits_4(ollama: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "no-such-model:1b", "hi",
+    )  # fmt: skip
+    assert code == 4
+    assert "no-such-model:1b" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["chat", "--effort", "extreme", "hi"], "--effort"),
+        (["chat", "--provider", "cloud", "hi"], "--provider"),
+        (["chat", "--temperature", "5", "hi"], "--temperature"),
+        (["chat", "--base-url", "localhost:11434", "--provider", "ollama", "hi"], "baseUrl"),
+        (["chat", "--provider", "ollama", "--base-url", "http://127.0.0.1:9", "  "], "empty"),
+        (["frobnicate"], "invalid choice"),
+        ([], "COMMAND"),
+    ],
+)
+def test_bad_usage_exits_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert fragment in err
+    assert out == ""
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_precedence_flag_env_project_user(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, isolated: Path,
+) -> None:  # fmt: skip
+    user = tmp_path / "user.toml"
+    user.write_text(
+        f'provider = "ollama"\nbase_url = "{ollama.url}"\nmodel = "qwen2.5-coder:1.5b"\n'
+    )
+    monkeypatch.setenv("KOMA_CONFIG", str(user))
+
+    def model_used(*flags: str) -> str:
+        code, _out, err = run(capsys, "chat", "--json", *flags, "hi")
+        assert code == 0, err
+        return str(chat_requests(ollama)[-1].body["model"])
+
+    assert model_used() == "qwen2.5-coder:1.5b"  # user config
+    (isolated / ".koma.toml").write_text('model = "gpt-oss:20b"\n')
+    assert model_used() == "gpt-oss:20b"  # project file beats user config
+    monkeypatch.setenv("KOMA_MODEL", "gpt-oss:120b")
+    assert model_used() == "gpt-oss:120b"  # environment beats project file
+    assert model_used("--model", "qwen2.5-coder:1.5b") == "qwen2.5-coder:1.5b"  # flag wins
+
+
+def test_env_base_url_is_used_and_flag_overrides_it(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOMA_PROVIDER", "ollama")
+    monkeypatch.setenv("KOMA_BASE_URL", ollama.url)
+    monkeypatch.setenv("KOMA_MODEL", "gpt-oss:20b")
+    code, out, err = run(capsys, "chat", "--json", "hi")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "gpt-oss:20b"
+    assert chat_requests(ollama)[-1].body["model"] == "gpt-oss:20b"
+    code, _out, err = run(capsys, "chat", "--base-url", closed_port_url(), "hi")
+    assert code == 3
+    assert "not reachable" in err
+
+
+def test_invalid_config_value_names_file_and_key(
+    capsys: pytest.CaptureFixture[str], isolated: Path
+) -> None:
+    project = isolated / ".koma.toml"
+    project.write_text('[reasoning_effort]\nchat = "extreme"\n')
+    code, _out, err = run(capsys, "models")
+    assert code == 2
+    assert str(project) in err
+    assert "reasoningEffort.chat" in err and "'low', 'medium' or 'high'" in err
+
+
+# ---------------------------------------------------------------- models and doctor
+
+
+def test_models_json_lists_models_with_capabilities(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "models", "--provider", "ollama", "--base-url", ollama.url, "--json"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    by_name = {m["name"]: m for m in data["models"]}
+    assert set(by_name) == {"gpt-oss:120b", "gpt-oss:20b", "qwen2.5-coder:1.5b"}
+    assert "thinking" in by_name["gpt-oss:120b"]["capabilities"]
+    assert "insert" in by_name["qwen2.5-coder:1.5b"]["capabilities"]
+    assert by_name["gpt-oss:20b"]["quantization"] == "MXFP4"
+    assert data["provider"] == "ollama"
+
+
+def test_models_table(ollama: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "models", "--provider", "ollama", "--base-url", ollama.url)
+    assert code == 0, err
+    for name in ("gpt-oss:120b", "qwen2.5-coder:1.5b", "MXFP4", "capabilities"):
+        assert name in out
+
+
+def test_doctor_reports_server_model_and_capabilities(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "doctor", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:120b", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["provider"]["status"] == "ok"
+    assert ollama.version in checks["provider"]["detail"]
+    assert checks["model"]["status"] == "ok"
+    assert "thinking" in checks["capabilities"]["data"]["capabilities"]
+    assert checks["capabilities"]["data"]["context_length"] == 131_072
+    assert "command-line flags" in checks["config"]["detail"]
+
+
+def test_doctor_exit_codes_for_unreachable_and_missing_model(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run(
+        capsys, "doctor", "--provider", "ollama", "--base-url", closed_port_url(), "--json"
+    )
+    assert code == 3
+    provider = next(c for c in json.loads(out)["checks"] if c["name"] == "provider")
+    assert provider["status"] == "error" and "ollama serve" in provider["fix"]
+
+    code, out, _err = run(
+        capsys, "doctor", "--provider", "ollama", "--base-url", ollama.url, "--model", "llama9:1t"
+    )  # fmt: skip
+    assert code == 4
+    assert "ollama pull llama9:1t" in out
+
+
+# ---------------------------------------------------------------- real processes
+
+
+def koma(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "koma", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def test_subprocess_chat_json(ollama: Simulator) -> None:
+    ollama.add_reply(Reply(thinking=THINKING, content=ANSWER))
+    proc = koma(
+        "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:120b", "--effort", "high", "--json", "hi",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["text"] == ANSWER
+    assert result["channels"]["thinking"] == THINKING
+
+
+def test_subprocess_stdin_prompt_and_exit_codes(ollama: Simulator) -> None:
+    proc = koma(
+        "chat", "--provider", "ollama", "--base-url", ollama.url, "--model", "gpt-oss:20b",
+        input="what is 2+2?",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert chat_requests(ollama)[-1].body["messages"][-1]["content"] == "what is 2+2?"
+
+    unreachable = koma("models", "--provider", "ollama", "--base-url", closed_port_url())
+    assert unreachable.returncode == 3
+    assert "Traceback" not in unreachable.stderr
+    assert koma("chat", "--effort", "max", "x").returncode == 2
+    assert koma("--help").returncode == 0
+
+
+def test_ctrl_c_exits_130_and_closes_the_stream(ollama: Simulator) -> None:
+    ollama.add_reply(Reply(thinking="slow " * 400, content=ANSWER, token_delay_ms=20))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "koma", "chat", "--provider", "ollama", "--base-url", ollama.url,
+         "--model", "gpt-oss:120b", "hi"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"slow" not in seen and time.monotonic() < deadline:  # wait for streamed thinking
+        ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+        if ready:
+            seen += os.read(proc.stderr.fileno(), 4096)
+    assert b"slow" in seen, seen
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert b"Traceback" not in seen + rest
+    record = chat_requests(ollama)[-1]
+    assert ollama.wait_for_disconnect(record, timeout=30)
+    assert record.client_disconnected
+
+
+def test_persistent_cache_answers_a_repeated_deterministic_chat(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, isolated: Path,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (isolated / ".koma.toml").write_text("[cache]\npersistent = true\n")
+    ollama.set_default_reply(Reply(thinking=THINKING, content=ANSWER))
+    argv = ["chat", "--provider", "ollama", "--base-url", ollama.url, "--model", "gpt-oss:20b",
+            "--temperature", "0", "--json", "same question"]  # fmt: skip
+    first = run(capsys, *argv)
+    second = run(capsys, *argv)
+    assert first[0] == second[0] == 0, first[2] + second[2]
+    assert json.loads(second[1])["text"] == ANSWER
+    assert json.loads(second[1])["channels"]["thinking"] == THINKING
+    assert len(chat_requests(ollama)) == 1  # the second answer came from the cache
+    assert run(capsys, *argv[:-1], "--no-cache", "same question")[0] == 0
+    assert len(chat_requests(ollama)) == 2
