@@ -119,16 +119,47 @@ class KomaLanguageServer(LanguageServer):
 
         return decorator
 
+    def command(self, command_name: str) -> Callable[[Any], Any]:
+        """Like pygls' `command`, but the handler gets the raw JSON arguments: `f(ls, *args)`.
+
+        pygls would otherwise convert arguments from the handler's annotations, which fails on
+        annotations that only exist for type checking.
+        """
+
+        def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
+            handler: Callable[..., Any]
+            if inspect.iscoroutinefunction(f):
+
+                async def handler(*arguments: Any) -> Any:
+                    return await f(self, *arguments)
+
+            else:
+
+                def handler(*arguments: Any) -> Any:
+                    return f(self, *arguments)
+
+            super(KomaLanguageServer, self).command(command_name)(handler)
+            return f
+
+        return decorator
+
     def _dispatcher(self, method: str) -> Callable[[Any], Awaitable[None]]:
         async def dispatch(params: Any) -> None:
+            # Every listener starts in registration order; synchronous ones finish at once, and
+            # a slow coroutine (e.g. one waiting on the client) never holds up the others.
+            pending: list[Awaitable[Any]] = []
             for listener in list(self._listeners[method]):
                 try:
                     result = listener(params)
-                    if inspect.isawaitable(result):
-                        await result
                 except Exception:
                     # One feature failing must not stop the others from seeing the event.
                     logger.exception("listener for %s failed", method)
+                    continue
+                if inspect.isawaitable(result):
+                    pending.append(result)
+            for outcome in await asyncio.gather(*pending, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    logger.error("listener for %s failed: %r", method, outcome)
 
         return dispatch
 
