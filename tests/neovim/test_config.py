@@ -1,0 +1,68 @@
+"""setup(): snake_case options become the protocol's camelCase `koma` section; nothing the
+user did not set is sent; bad options are reported without breaking Neovim."""
+
+from __future__ import annotations
+
+from conftest import Editor
+
+
+def test_only_user_settings_are_sent_in_camel_case(editor: Editor) -> None:
+    sent = editor.lua(
+        """
+        require('koma').setup({
+          cmd = { 'koma-not-started', 'lsp' }, auto_start = false,
+          base_url = 'http://127.0.0.1:9', model = 'gpt-oss:120b',
+          completion = { model = 'qwen2.5-coder:1.5b', debounce_ms = 80 },
+          reasoning_effort = { chat = 'low' },
+          tools = { policies = { run_tests = 'deny' }, run_tests_command = { 'pytest' } },
+          keep_alive = '30m',
+        })
+        local c = vim.lsp.config.koma
+        return { init = c.init_options, settings = c.settings }
+        """
+    )
+    expected = {
+        "baseUrl": "http://127.0.0.1:9",
+        "model": "gpt-oss:120b",
+        "completionModel": "qwen2.5-coder:1.5b",
+        "completion": {"debounceMs": 80},
+        "reasoningEffort": {"chat": "low"},
+        # Tool names are identifiers, not option names: never camel-cased.
+        "tools": {"policies": {"run_tests": "deny"}, "runTestsCommand": ["pytest"]},
+        "keepAlive": "30m",
+    }
+    assert sent["init"] == {"koma": expected}
+    assert sent["settings"] == {"koma": expected}
+
+
+def test_nothing_set_sends_an_empty_object(editor: Editor) -> None:
+    encoded = editor.lua(
+        "require('koma').setup({ auto_start = false }) "
+        "return vim.json.encode(vim.lsp.config.koma.init_options)"
+    )
+    # An empty object, not `[]`: the server would reject an array.
+    assert encoded == '{"koma":{}}'
+
+
+def test_bad_options_are_named_and_do_not_break_neovim(editor: Editor) -> None:
+    editor.lua("require('koma').setup({ provider = 'ollamma' })")
+    editor.lua("require('koma').setup({ completion = { max_tokenz = 3 } })")
+    editor.lua("require('koma').setup({ keymaps = { accept = 42 } })")
+    messages = editor.messages()
+    assert "provider: expected one of auto|ollama|lmstudio|openai|embedded" in messages
+    assert 'unknown option "completion.max_tokenz"' in messages
+    assert "keymaps.accept: expected a key string or false" in messages
+    # Neovim is still usable and Koma was not configured with the bad values.
+    assert editor.lua("return require('koma').config") is None
+    assert editor.lua("return 1 + 1") == 2
+
+
+def test_koma_command_completes_subcommands(editor: Editor) -> None:
+    names = editor.lua("return vim.fn.getcompletion('Koma ', 'cmdline')")
+    for name in ("chat", "explain", "refactor", "docstring", "tests", "models", "preload"):
+        assert name in names
+    assert "cancel" in names
+    assert editor.lua("return vim.fn.getcompletion('Koma models ', 'cmdline')") == [
+        "chat",
+        "completion",
+    ]
