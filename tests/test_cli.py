@@ -450,3 +450,113 @@ def test_persistent_cache_answers_a_repeated_deterministic_chat(
     assert len(chat_requests(ollama)) == 1  # the second answer came from the cache
     assert run(capsys, *argv[:-1], "--no-cache", "same question")[0] == 0
     assert len(chat_requests(ollama)) == 2
+
+
+class StdioClient:
+    """Just enough JSON-RPC over stdio to check what `koma lsp` was started with."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc, self.stdin, self.stdout = proc, proc.stdin, proc.stdout
+        self.next_id = 0
+
+    def send(self, payload: dict[str, Any]) -> None:
+        body = json.dumps({"jsonrpc": "2.0", **payload}).encode()
+        self.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.stdin.flush()
+
+    def read(self) -> dict[str, Any]:
+        length = 0
+        while True:
+            line = self.stdout.readline()
+            assert line, "the server closed its output"
+            if line == b"\r\n":
+                break
+            name, _, value = line.decode().partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        message: dict[str, Any] = json.loads(self.stdout.read(length))
+        return message
+
+    def request(self, method: str, params: Any) -> Any:
+        self.next_id += 1
+        self.send({"id": self.next_id, "method": method, "params": params})
+        while True:
+            message = self.read()
+            if message.get("id") == self.next_id and "method" not in message:
+                assert "error" not in message, message
+                return message.get("result")
+            if "id" in message and "method" in message:  # a request from the server
+                self.send({"id": message["id"], "result": None})
+
+
+def test_lsp_subcommand_passes_provider_flags_to_the_server(ollama: Simulator) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "koma", "lsp", "--provider", "ollama", "--base-url", ollama.url,
+         "--model", "gpt-oss:20b"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    client = StdioClient(proc)
+    try:
+        init = client.request(
+            "initialize", {"processId": None, "rootUri": None, "capabilities": {}}
+        )
+        assert "executeCommandProvider" in init["capabilities"]
+        client.send({"method": "initialized", "params": {}})
+        listed = client.request(
+            "workspace/executeCommand", {"command": "koma.models", "arguments": []}
+        )
+        assert "gpt-oss:120b" in json.dumps(listed)
+        client.request("shutdown", None)
+        client.send({"method": "exit"})
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# ---------------------------------------------------------------- doctor extension points
+
+
+async def test_doctor_checks_registered_later_run_and_never_hang_or_crash(
+    ollama: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from koma.engine import doctor
+    from koma.providers.registry import create_provider
+    from koma.settings import KomaSettings
+
+    monkeypatch.setattr(doctor, "_CHECKS", list(doctor._CHECKS))
+
+    async def memory(ctx: doctor.DoctorContext) -> doctor.Check:
+        return doctor.Check("memory", "warn", f"{ctx.facts['model']} needs more RAM", "koma unload")
+
+    async def broken(ctx: doctor.DoctorContext) -> doctor.Check:
+        raise RuntimeError("boom")
+
+    async def stuck(ctx: doctor.DoctorContext) -> doctor.Check:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    doctor.register_check("memory", memory, after="model")
+    doctor.register_check("broken", broken)
+    doctor.register_check("stuck", stuck)
+    settings = KomaSettings(provider="ollama", base_url=ollama.url, model="gpt-oss:120b")
+    provider = create_provider("ollama", ollama.url, settings=settings)
+    try:
+        report = await doctor.run_doctor(settings, provider, check_timeout=1.0)
+    finally:
+        await provider.aclose()
+    names = [c.name for c in report.checks]
+    assert names.index("memory") == names.index("model") + 1
+    rows = {c.name: c for c in report.checks}
+    assert rows["memory"].detail == "gpt-oss:120b needs more RAM"
+    assert rows["broken"].status == "error" and "boom" in rows["broken"].detail
+    assert rows["stuck"].status == "error" and "no answer within" in rows["stuck"].detail
+    assert rows["capabilities"].status == "ok"  # the checks after a failure still ran
+    assert report.exit_code == 1

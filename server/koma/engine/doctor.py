@@ -165,6 +165,15 @@ async def check_provider(ctx: DoctorContext) -> Check:
     ctx.facts["version"] = version
     where = f"{name} at {ctx.provider.base_url}" if ctx.provider.base_url else name
     detail = f"{where} answers" + (f" (version {version})" if version else "")
+    if name == "embedded" and ctx.settings.provider == "auto":
+        # `auto` fell back: it works, but a real server is far faster and has larger models.
+        return Check(
+            "provider",
+            "warn",
+            "no Ollama or LM Studio server answered; using the small embedded model",
+            "ollama serve (or start LM Studio's server)",
+            data={"version": version},
+        )
     return Check("provider", "ok", detail, data={"version": version})
 
 
@@ -220,7 +229,8 @@ async def check_capabilities(ctx: DoctorContext) -> Check | None:
         notes.append("no tool calling, so chat cannot read files or run tests")
     if caps and "insert" not in caps and not ctx.settings.completion_model:
         notes.append("no fill-in-the-middle; inline completion uses a chat prompt")
-        fix = 'set completionModel = "qwen2.5-coder:1.5b" (a FIM model) for faster completion'
+        example = "qwen2.5-coder:1.5b" if ctx.provider_name == "ollama" else "a FIM-capable model"
+        fix = f"set completionModel ({example}) for faster inline completion"
     context = f", context {details.context_length:,}" if details.context_length else ""
     listed = ", ".join(sorted(caps)) or "not reported by this server"
     detail = f"{model}: {listed}{context}" + ("; " + "; ".join(notes) if notes else "")
