@@ -560,3 +560,29 @@ async def test_doctor_checks_registered_later_run_and_never_hang_or_crash(
     assert rows["stuck"].status == "error" and "no answer within" in rows["stuck"].detail
     assert rows["capabilities"].status == "ok"  # the checks after a failure still ran
     assert report.exit_code == 1
+
+
+def test_unknown_model_on_an_openai_server_exits_4(
+    vllm: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "chat", "--provider", "openai", "--base-url", vllm.openai_url,
+        "--model", "no-such-model", "--json", "hi",
+    )  # fmt: skip
+    assert code == 4, err
+    assert out == ""
+    assert "no-such-model" in err
+
+
+def test_mid_stream_error_exits_1_with_one_line(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ollama.add_reply(Reply(content=ANSWER * 5, error="model runner crashed", error_after_tokens=3))
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:120b", "--json", "hi",
+    )  # fmt: skip
+    assert code == 1
+    assert out == ""  # --json prints a result or nothing
+    assert "model runner crashed" in err
+    assert len(err.strip().splitlines()) == 1
