@@ -18,7 +18,15 @@ from hypothesis import strategies as st
 
 from koma.simulator import Reply, SimModel, Simulator, tokenize
 
+# One pooled client: building a client per call costs tens of ms (TLS context setup).
+HTTP = httpx.Client(timeout=10)
 CHAT = {"model": "gpt-oss:20b", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_client() -> Iterator[None]:
+    yield
+    HTTP.close()
 
 
 @pytest.fixture
@@ -53,7 +61,7 @@ def test_tokens_keep_every_character(text: str) -> None:
 def test_chat_streams_thinking_then_content_with_ns_durations() -> None:
     with Simulator(token_delay_ms=5) as sim:
         sim.add_reply(Reply(thinking="User greets me.", content="Hello there, friend!"))
-        with httpx.stream("POST", sim.url + "/api/chat", json=CHAT, timeout=10) as r:
+        with HTTP.stream("POST", sim.url + "/api/chat", json=CHAT, timeout=10) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("application/x-ndjson")
             chunks = ndjson(r)
@@ -80,7 +88,7 @@ def test_chat_streams_thinking_then_content_with_ns_durations() -> None:
 def test_chat_tool_calls_arrive_as_objects_in_one_chunk(sim: Simulator) -> None:
     call = {"name": "read_file", "arguments": {"path": "a.py"}}
     sim.add_reply(Reply(thinking="Need the file.", tool_calls=[call]))
-    with httpx.stream("POST", sim.url + "/api/chat", json=CHAT) as r:
+    with HTTP.stream("POST", sim.url + "/api/chat", json=CHAT) as r:
         chunks = ndjson(r)
     with_calls = [c for c in chunks if c["message"].get("tool_calls")]
     assert len(with_calls) == 1
@@ -89,7 +97,7 @@ def test_chat_tool_calls_arrive_as_objects_in_one_chunk(sim: Simulator) -> None:
     ]
     assert chunks[-1]["done"] and chunks[-1]["done_reason"] == "stop"
 
-    whole = httpx.post(sim.url + "/api/chat", json={**CHAT, "stream": False}).json()
+    whole = HTTP.post(sim.url + "/api/chat", json={**CHAT, "stream": False}).json()
     assert whole["message"]["thinking"] == "Need the file."
     assert whole["message"]["tool_calls"][0]["function"]["arguments"] == {"path": "a.py"}
 
@@ -97,32 +105,32 @@ def test_chat_tool_calls_arrive_as_objects_in_one_chunk(sim: Simulator) -> None:
 def test_generate_response_field_and_insert_capability(sim: Simulator) -> None:
     sim.add_reply(Reply(content="def add(a, b):", match="add", endpoint="generate"))
     body = {"model": "gpt-oss:20b", "prompt": "write add"}
-    with httpx.stream("POST", sim.url + "/api/generate", json=body) as r:
+    with HTTP.stream("POST", sim.url + "/api/generate", json=body) as r:
         chunks = ndjson(r)
     assert "".join(c["response"] for c in chunks) == "def add(a, b):"
     assert chunks[-1]["done"] is True
 
     fim = {"model": "gpt-oss:20b", "prompt": "def add(", "suffix": ")\n"}
-    r = httpx.post(sim.url + "/api/generate", json=fim)
+    r = HTTP.post(sim.url + "/api/generate", json=fim)
     assert r.status_code == 400
     assert r.json() == {"error": '"gpt-oss:20b" does not support insert'}
 
-    ok = httpx.post(sim.url + "/api/generate", json={**fim, "model": "qwen2.5-coder:1.5b"})
+    ok = HTTP.post(sim.url + "/api/generate", json={**fim, "model": "qwen2.5-coder:1.5b"})
     assert ok.status_code == 200
 
 
 def test_unknown_model_is_404_in_both_wire_styles(sim: Simulator) -> None:
-    r = httpx.post(sim.url + "/api/chat", json={**CHAT, "model": "nope:1b"})
+    r = HTTP.post(sim.url + "/api/chat", json={**CHAT, "model": "nope:1b"})
     assert r.status_code == 404
     assert r.json() == {"error": 'model "nope:1b" not found, try pulling it first'}
-    r = httpx.post(sim.openai_url + "/chat/completions", json={**CHAT, "model": "nope:1b"})
+    r = HTTP.post(sim.openai_url + "/chat/completions", json={**CHAT, "model": "nope:1b"})
     assert r.status_code == 404
     error = r.json()["error"]
     assert "nope:1b" in error["message"] and {"message", "type", "code"} <= set(error)
 
 
 def test_show_tags_version(sim: Simulator) -> None:
-    show = httpx.post(sim.url + "/api/show", json={"model": "gpt-oss:20b"}).json()
+    show = HTTP.post(sim.url + "/api/show", json={"model": "gpt-oss:20b"}).json()
     assert show["capabilities"] == ["completion", "tools", "thinking"]
     assert show["details"]["quantization_level"] == "MXFP4"
     assert show["details"]["family"] == "gptoss"
@@ -131,36 +139,39 @@ def test_show_tags_version(sim: Simulator) -> None:
     assert info[f"{arch}.context_length"] == 131072
     assert info[f"{arch}.block_count"] == 24
     assert info[f"{arch}.attention.head_count_kv"] == 8
-    tags = httpx.get(sim.url + "/api/tags").json()["models"]
+    tags = HTTP.get(sim.url + "/api/tags").json()["models"]
     assert {m["name"] for m in tags} == {"gpt-oss:20b", "qwen2.5-coder:1.5b"}
     assert all(m["details"]["quantization_level"] and m["digest"] for m in tags)
-    assert httpx.get(sim.url + "/api/version").json() == {"version": "0.12.3"}
+    assert HTTP.get(sim.url + "/api/version").json() == {"version": "0.12.3"}
+    assert HTTP.get(sim.url + "/").text == "Ollama is running"
+    head = HTTP.head(sim.url + "/")
+    assert head.status_code == 200 and head.content == b""
 
 
 def test_load_unload_and_keep_alive_in_ps(sim: Simulator) -> None:
     def loaded() -> dict[str, Any]:
-        return {m["name"]: m for m in httpx.get(sim.url + "/api/ps").json()["models"]}
+        return {m["name"]: m for m in HTTP.get(sim.url + "/api/ps").json()["models"]}
 
     assert loaded() == {}
-    r = httpx.post(sim.url + "/api/generate", json={"model": "gpt-oss:20b"}).json()
+    r = HTTP.post(sim.url + "/api/generate", json={"model": "gpt-oss:20b"}).json()
     assert r["done_reason"] == "load"
     entry = loaded()["gpt-oss:20b"]
     assert entry["size_vram"] == entry["size"] > 0
     assert entry["context_length"] == 4096 and entry["expires_at"].endswith("Z")
-    r = httpx.post(sim.url + "/api/generate", json={"model": "gpt-oss:20b", "keep_alive": 0})
+    r = HTTP.post(sim.url + "/api/generate", json={"model": "gpt-oss:20b", "keep_alive": 0})
     assert r.json()["done_reason"] == "unload"
     assert loaded() == {}
 
-    httpx.post(sim.url + "/api/chat", json={**CHAT, "options": {"num_ctx": 8192}})
+    HTTP.post(sim.url + "/api/chat", json={**CHAT, "options": {"num_ctx": 8192}})
     assert loaded()["gpt-oss:20b"]["context_length"] == 8192
-    httpx.post(sim.url + "/api/chat", json={**CHAT, "keep_alive": 0})
+    HTTP.post(sim.url + "/api/chat", json={**CHAT, "keep_alive": 0})
     assert loaded() == {}
-    bad = httpx.post(sim.url + "/api/chat", json={**CHAT, "keep_alive": "soon"})
+    bad = HTTP.post(sim.url + "/api/chat", json={**CHAT, "keep_alive": "soon"})
     assert bad.status_code == 400 and "invalid duration" in bad.json()["error"]
 
 
 def test_pull_streams_progress_and_installs(sim: Simulator) -> None:
-    with httpx.stream("POST", sim.url + "/api/pull", json={"model": "gpt-oss:120b"}) as r:
+    with HTTP.stream("POST", sim.url + "/api/pull", json={"model": "gpt-oss:120b"}) as r:
         lines = ndjson(r)
     statuses = [x["status"] for x in lines]
     assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
@@ -168,16 +179,16 @@ def test_pull_streams_progress_and_installs(sim: Simulator) -> None:
     progress = [x for x in lines if "completed" in x]
     assert progress[0]["digest"].startswith("sha256:")
     assert progress[3]["completed"] == progress[3]["total"] == 65_369_818_941
-    names = {m["name"] for m in httpx.get(sim.url + "/api/tags").json()["models"]}
+    names = {m["name"] for m in HTTP.get(sim.url + "/api/tags").json()["models"]}
     assert "gpt-oss:120b" in names
 
-    with httpx.stream("POST", sim.url + "/api/pull", json={"model": "made-up:7b"}) as r:
+    with HTTP.stream("POST", sim.url + "/api/pull", json={"model": "made-up:7b"}) as r:
         lines = ndjson(r)
     assert r.status_code == 200 and "error" in lines[-1]
 
 
 def test_create_structured_and_delete(sim: Simulator) -> None:
-    old = httpx.post(sim.url + "/api/create", json={"model": "x", "modelfile": "FROM gpt-oss"})
+    old = HTTP.post(sim.url + "/api/create", json={"model": "x", "modelfile": "FROM gpt-oss"})
     assert old.status_code == 400 and "error" in old.json()
     body = {
         "model": "koma-oss",
@@ -185,35 +196,35 @@ def test_create_structured_and_delete(sim: Simulator) -> None:
         "parameters": {"temperature": 0.2, "num_ctx": 16384},
         "system": "Be terse.",
     }
-    with httpx.stream("POST", sim.url + "/api/create", json=body) as r:
+    with HTTP.stream("POST", sim.url + "/api/create", json=body) as r:
         lines = ndjson(r)
     assert lines[-1] == {"status": "success"}
-    show = httpx.post(sim.url + "/api/show", json={"model": "koma-oss"}).json()
+    show = HTTP.post(sim.url + "/api/show", json={"model": "koma-oss"}).json()
     assert "temperature" in show["parameters"] and "16384" in show["parameters"]
     assert show["system"] == "Be terse."
-    httpx.post(sim.url + "/api/chat", json={**CHAT, "model": "koma-oss"})
-    ps = httpx.get(sim.url + "/api/ps").json()["models"]
+    HTTP.post(sim.url + "/api/chat", json={**CHAT, "model": "koma-oss"})
+    ps = HTTP.get(sim.url + "/api/ps").json()["models"]
     assert [m["context_length"] for m in ps if m["name"] == "koma-oss:latest"] == [16384]
 
-    gone = httpx.request("DELETE", sim.url + "/api/delete", json={"model": "koma-oss"})
+    gone = HTTP.request("DELETE", sim.url + "/api/delete", json={"model": "koma-oss"})
     assert gone.status_code == 200
-    again = httpx.request("DELETE", sim.url + "/api/delete", json={"model": "koma-oss"})
+    again = HTTP.request("DELETE", sim.url + "/api/delete", json={"model": "koma-oss"})
     assert again.status_code == 404
 
 
 def test_mid_stream_error_and_http_error(sim: Simulator) -> None:
     sim.add_reply(Reply(content="one two three four", error="boom", error_after_tokens=2, times=1))
-    with httpx.stream("POST", sim.url + "/api/chat", json=CHAT) as r:
+    with HTTP.stream("POST", sim.url + "/api/chat", json=CHAT) as r:
         lines = ndjson(r)
     assert r.status_code == 200
     assert [x["message"]["content"] for x in lines[:-1]] == ["one", " two"]
     assert lines[-1] == {"error": "boom"}
 
     sim.add_reply(Reply(error="server busy", status=503, times=1))
-    r = httpx.post(sim.url + "/api/chat", json=CHAT)
+    r = HTTP.post(sim.url + "/api/chat", json=CHAT)
     assert r.status_code == 503 and r.json() == {"error": "server busy"}
     # both scripted replies are used up: the default answers again
-    r = httpx.post(sim.url + "/api/chat", json={**CHAT, "stream": False})
+    r = HTTP.post(sim.url + "/api/chat", json={**CHAT, "stream": False})
     assert r.json()["message"]["content"] == "Hello from the simulator."
 
 
@@ -221,16 +232,16 @@ def test_reply_matching_by_text_and_endpoint(sim: Simulator) -> None:
     sim.add_reply(Reply(content="for completions", endpoint="completions"))
     sim.add_reply(Reply(content="about cats", match="cat"))
     ask = {**CHAT, "stream": False, "messages": [{"role": "user", "content": "a cat?"}]}
-    r = httpx.post(sim.url + "/api/chat", json=ask)
+    r = HTTP.post(sim.url + "/api/chat", json=ask)
     assert r.json()["message"]["content"] == "about cats"
-    r = httpx.post(sim.openai_url + "/completions", json={"model": "gpt-oss:20b", "prompt": "x"})
+    r = HTTP.post(sim.openai_url + "/completions", json={"model": "gpt-oss:20b", "prompt": "x"})
     assert r.json()["choices"][0]["text"] == "for completions"
 
 
 def test_not_json_body_is_400(sim: Simulator) -> None:
-    r = httpx.post(sim.url + "/api/chat", content=b"{not json")
+    r = HTTP.post(sim.url + "/api/chat", content=b"{not json")
     assert r.status_code == 400 and "error" in r.json()
-    r = httpx.post(sim.openai_url + "/chat/completions", content=b"nope")
+    r = HTTP.post(sim.openai_url + "/chat/completions", content=b"nope")
     assert r.status_code == 400 and "message" in r.json()["error"]
 
 
@@ -278,6 +289,24 @@ def test_disconnect_during_non_streamed_generation() -> None:
         assert record.tokens_sent == 0
 
 
+def test_stop_ends_streams_in_flight_quickly() -> None:
+    sim = Simulator(token_delay_ms=200)
+    sim.start()
+    sim.set_default_reply(Reply(content="slow " * 100))
+    with httpx.Client(timeout=10) as client:
+        with client.stream("POST", sim.url + "/api/chat", json=CHAT) as response:
+            lines = response.iter_lines()
+            next(lines)
+            started = time.perf_counter()
+            sim.stop()
+            assert time.perf_counter() - started < 2
+            with pytest.raises(httpx.HTTPError):
+                for _ in lines:
+                    pass
+    record = sim.requests[0]
+    assert not record.completed and not record.client_disconnected
+
+
 # -- OpenAI-compatible -----------------------------------------------------------------------
 
 
@@ -286,7 +315,7 @@ def test_openai_stream_reasoning_tool_call_fragments_usage() -> None:
     with Simulator(flavor="lmstudio") as sim:
         sim.add_reply(Reply(thinking="Look first.", content="Checking.", tool_calls=[call]))
         body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
-        with httpx.stream("POST", sim.openai_url + "/chat/completions", json=body) as r:
+        with HTTP.stream("POST", sim.openai_url + "/chat/completions", json=body) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             events = sse_events(r)
     assert events[-1] == "[DONE]"
@@ -308,14 +337,14 @@ def test_openai_stream_reasoning_tool_call_fragments_usage() -> None:
 
 def test_openai_non_stream_and_reasoning_field_choice(sim: Simulator) -> None:
     sim.add_reply(Reply(thinking="hmm", content="ok", reasoning_field="reasoning_content"))
-    r = httpx.post(sim.openai_url + "/chat/completions", json=CHAT).json()
+    r = HTTP.post(sim.openai_url + "/chat/completions", json=CHAT).json()
     message = r["choices"][0]["message"]
     assert message == {"role": "assistant", "content": "ok", "reasoning_content": "hmm"}
     assert r["object"] == "chat.completion" and r["choices"][0]["finish_reason"] == "stop"
 
     sim.reset()
     sim.add_reply(Reply(tool_calls=[{"name": "f", "arguments": {"a": 1}}]))
-    r = httpx.post(sim.openai_url + "/chat/completions", json=CHAT).json()
+    r = HTTP.post(sim.openai_url + "/chat/completions", json=CHAT).json()
     call = r["choices"][0]["message"]["tool_calls"][0]
     assert json.loads(call["function"]["arguments"]) == {"a": 1}
     assert r["choices"][0]["finish_reason"] == "tool_calls"
@@ -324,12 +353,12 @@ def test_openai_non_stream_and_reasoning_field_choice(sim: Simulator) -> None:
 def test_completions_stream_and_length_limit(sim: Simulator) -> None:
     sim.set_default_reply(Reply(content="return a + b\n"))
     body = {"model": "qwen2.5-coder:1.5b", "prompt": "def add(a, b):\n    ", "stream": True}
-    with httpx.stream("POST", sim.openai_url + "/completions", json=body) as r:
+    with HTTP.stream("POST", sim.openai_url + "/completions", json=body) as r:
         events = sse_events(r)
     texts = [e["choices"][0]["text"] for e in events[:-1]]
     assert "".join(texts) == "return a + b\n"
     assert events[-2]["choices"][0]["finish_reason"] == "stop"
-    cut = httpx.post(
+    cut = HTTP.post(
         sim.openai_url + "/completions", json={**body, "stream": False, "max_tokens": 2}
     )
     choice = cut.json()["choices"][0]
@@ -340,7 +369,7 @@ def test_llamacpp_timings_show_prompt_cache_reuse() -> None:
     with Simulator(flavor="llamacpp") as sim:
         sim.set_default_reply(Reply(thinking="t", content="answer"))
         history = [{"role": "user", "content": "explain this code " * 20}]
-        first = httpx.post(
+        first = HTTP.post(
             sim.openai_url + "/chat/completions", json={"model": "any", "messages": history}
         ).json()
         more = [
@@ -348,7 +377,7 @@ def test_llamacpp_timings_show_prompt_cache_reuse() -> None:
             {"role": "assistant", "content": "answer"},
             {"role": "user", "content": "?"},
         ]
-        second = httpx.post(
+        second = HTTP.post(
             sim.openai_url + "/chat/completions", json={"model": "any", "messages": more}
         ).json()
         assert first["choices"][0]["message"]["reasoning_content"] == "t"
@@ -358,9 +387,9 @@ def test_llamacpp_timings_show_prompt_cache_reuse() -> None:
         assert {"predicted_n", "predicted_ms", "predicted_per_second", "prompt_ms"} <= set(
             second["timings"]
         )
-        assert httpx.get(sim.url + "/health").json() == {"status": "ok"}
-        assert httpx.get(sim.url + "/props").json()["default_generation_settings"]["n_ctx"] > 0
-        assert httpx.get(sim.url + "/api/tags").status_code == 404
+        assert HTTP.get(sim.url + "/health").json() == {"status": "ok"}
+        assert HTTP.get(sim.url + "/props").json()["default_generation_settings"]["n_ctx"] > 0
+        assert HTTP.get(sim.url + "/api/tags").status_code == 404
 
 
 def test_lmstudio_native_models_load_unload_and_quirk() -> None:
@@ -374,37 +403,37 @@ def test_lmstudio_native_models_load_unload_and_quirk() -> None:
     with Simulator(models=[model], flavor="lmstudio") as sim:
 
         def state() -> str:
-            data = httpx.get(sim.url + "/api/v0/models").json()["data"]
+            data = HTTP.get(sim.url + "/api/v0/models").json()["data"]
             return str(data[0]["state"])
 
-        entry = httpx.get(sim.url + "/api/v0/models").json()["data"][0]
+        entry = HTTP.get(sim.url + "/api/v0/models").json()["data"][0]
         assert entry["max_context_length"] == 131072 and entry["quantization"] == "MXFP4"
         assert entry["arch"] == "gpt-oss" and entry["publisher"] == "openai"
         assert state() == "not-loaded"
         load = {"model": "openai/gpt-oss-20b", "context_length": 8192}
-        loaded = httpx.post(sim.url + "/api/v1/models/load", json=load).json()
+        loaded = HTTP.post(sim.url + "/api/v1/models/load", json=load).json()
         assert loaded["instance_id"] == "openai/gpt-oss-20b" and state() == "loaded"
         unload = {"instance_id": "openai/gpt-oss-20b"}
-        assert httpx.post(sim.url + "/api/v1/models/unload", json=unload).status_code == 200
+        assert HTTP.post(sim.url + "/api/v1/models/unload", json=unload).status_code == 200
         assert state() == "not-loaded"
 
         body = {**CHAT, "model": "openai/gpt-oss-20b"}
-        native = httpx.post(sim.url + "/api/v0/chat/completions", json=body).json()
+        native = HTTP.post(sim.url + "/api/v0/chat/completions", json=body).json()
         assert native["stats"]["tokens_per_second"] > 0
         assert native["stats"]["time_to_first_token"] >= 0
         assert native["model_info"]["quant"] == "MXFP4"
 
-        quirk = httpx.get(sim.url + "/nowhere")
+        quirk = HTTP.get(sim.url + "/nowhere")
         assert quirk.status_code == 200
         assert quirk.json() == {"error": "Unexpected endpoint or method. (GET /nowhere)"}
-        not_ollama = httpx.post(sim.url + "/api/chat", json=CHAT)
+        not_ollama = HTTP.post(sim.url + "/api/chat", json=CHAT)
         assert not_ollama.status_code == 200 and "Unexpected endpoint" in not_ollama.json()["error"]
 
 
 def test_vllm_unknown_path_is_plain_404() -> None:
     with Simulator(flavor="vllm") as sim:
-        assert httpx.get(sim.url + "/api/tags").status_code == 404
-        models = httpx.get(sim.openai_url + "/models").json()["data"]
+        assert HTTP.get(sim.url + "/api/tags").status_code == 404
+        models = HTTP.get(sim.openai_url + "/models").json()["data"]
         assert models[0]["max_model_len"] == 131072
 
 
@@ -440,9 +469,9 @@ def test_cli_serves_a_script(tmp_path: Path) -> None:
             "stream": False,
             "messages": [{"role": "user", "content": "ping"}],
         }
-        r = httpx.post(url + "/api/chat", json=ask, timeout=10)
+        r = HTTP.post(url + "/api/chat", json=ask, timeout=10)
         assert r.json()["message"]["content"] == "pong"
-        tags = httpx.get(url + "/api/tags", timeout=10).json()["models"]
+        tags = HTTP.get(url + "/api/tags", timeout=10).json()["models"]
         assert [m["name"] for m in tags] == ["tiny:1b"]
     finally:
         proc.terminate()

@@ -67,6 +67,7 @@ class Simulator:
         self._server: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._active = 0
         self.stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -93,12 +94,20 @@ class Simulator:
             pass
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
-        self._wake_r.close()
-        self._wake_w.close()
+        # Responses in flight notice `stopping` at their next wait or write; the wake socket
+        # must stay open until they have.
+        deadline = time.monotonic() + 5
+        with self._changed:
+            while self._active and time.monotonic() < deadline:
+                self._changed.wait(deadline - time.monotonic())
+            if not self._active:
+                self._wake_r.close()
+                self._wake_w.close()
 
     def __enter__(self) -> Simulator:
         self.start()
@@ -183,6 +192,12 @@ class Simulator:
         """Store a request as soon as it arrives (before its response)."""
         with self._changed:
             self._requests.append(record)
+            self._changed.notify_all()
+
+    def active(self, delta: int) -> None:
+        """Count responses in flight (stop waits for them) and wake waiters."""
+        with self._changed:
+            self._active += delta
             self._changed.notify_all()
 
     def notify(self) -> None:

@@ -56,7 +56,8 @@ class Exchange:
         self.headers_sent = True
         # A sized body is complete: no chunk terminator may follow it on a kept-alive connection.
         self._chunked = False
-        self._write(data)
+        if self.record.method != "HEAD":
+            self._write(data)
 
     def send_json(self, status: int, obj: Any) -> None:
         """A complete JSON response."""
@@ -113,18 +114,17 @@ class Exchange:
         without delays.
         """
         sock = self.handler.connection
-        wake = self.sim.wake_fd
         deadline = time.perf_counter() + max(0.0, seconds)
         while True:
             remaining = max(0.0, deadline - time.perf_counter())
             try:
-                ready, _, _ = select.select([sock, wake], [], [], remaining)
+                client_ready = self._readable(sock, remaining)
             except (OSError, ValueError) as exc:
                 self.mark_disconnected()
                 raise ClientGone(str(exc)) from exc
             if self.sim.stopping:
                 raise ClientGone("simulator stopping")
-            if sock in ready:
+            if client_ready:
                 try:
                     peeked = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
                 except BlockingIOError:
@@ -136,10 +136,23 @@ class Exchange:
                     self.mark_disconnected()
                     raise ClientGone("client closed the connection")
                 # The client sent more bytes (a pipelined request): the socket stays readable,
-                # so sleep in short slices instead of spinning on select.
+                # so sleep in short slices instead of spinning.
                 time.sleep(min(remaining, 0.002))
             if deadline - time.perf_counter() <= 0:
                 return
+
+    def _readable(self, sock: socket.socket, timeout: float) -> bool:
+        """Wait until the client socket is readable (data, EOF or error) or the sim stops."""
+        wake = self.sim.wake_fd
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            events = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+            poller.register(sock, events)
+            poller.register(wake, select.POLLIN)
+            ready = poller.poll(timeout * 1000.0)
+            return any(fd == sock.fileno() for fd, _ in ready)
+        readable, _, _ = select.select([sock, wake], [], [], timeout)
+        return sock in readable
 
 
 Route = Callable[[Exchange], None]
@@ -155,6 +168,18 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         # Token-sized writes must leave at once; Nagle would add tens of ms per token.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, True)
+
+    def handle(self) -> None:
+        """Serve kept-alive requests; a client resetting an idle connection is not an error."""
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging; tests inspect `sim.requests` instead."""
@@ -194,9 +219,13 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         endpoint, route = sim.route(self.command, path)
-        raw = self._read_body()
         body: Any = None
         bad: str | None = None
+        try:
+            raw = self._read_body()
+        except (ValueError, OSError) as exc:
+            raw, bad = b"", f"unreadable request body: {exc}"
+            self.close_connection = True
         if raw.strip():
             try:
                 body = json.loads(raw)
@@ -215,11 +244,14 @@ class Handler(BaseHTTPRequestHandler):
         )
         sim.record(record)
         ex = Exchange(sim, self, record)
+        sim.active(+1)
         try:
             if bad is not None and endpoint != "unknown":
                 sim.send_error(ex, 400, bad)
             else:
                 route(ex)
+            if not ex.headers_sent:
+                sim.send_error(ex, 500, "simulator produced no response")
             ex.end_stream()
             record.completed = not record.client_disconnected
         except ClientGone:
@@ -235,7 +267,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             record.ended_at = time.perf_counter()
             record.finished.set()
-            sim.notify()
+            sim.active(-1)
 
 
 class SimHTTPServer(ThreadingHTTPServer):
@@ -247,7 +279,27 @@ class SimHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, port: int, sim: Simulator) -> None:
         self.sim = sim
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), Handler)
+
+    def track(self, conn: socket.socket, add: bool) -> None:
+        """Remember open client connections so stop() can close kept-alive ones."""
+        with self._connections_lock:
+            if add:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    def close_connections(self) -> None:
+        """Shut every client connection, so no pooled connection outlives the simulator."""
+        with self._connections_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def serve_in_thread(server: SimHTTPServer) -> threading.Thread:
