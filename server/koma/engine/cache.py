@@ -1,0 +1,398 @@
+"""Replay answers the model already gave, for requests that would give the same answer again.
+
+`ResponseCache.wrap(provider)` returns a provider that records the wire chunks of every complete
+stream and replays them on a hit. The key covers everything that changes the output: provider,
+base URL, model, every field of every message, every generation setting except
+`streaming_buffer_size` and `keep_alive`, the tools and the response format. By default only
+deterministic requests (temperature 0 or a fixed seed) are cached — a sampled answer is
+supposed to differ; `mode="always"` caches them too, `mode="off"` nothing.
+
+A stream that was cut short (the caller stopped reading, the server failed) is never stored,
+so a hit always replays a whole answer. Entries live in an in-memory LRU and, with
+`persistent=True`, in a small sqlite file under the user cache directory as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import sqlite3
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import platformdirs
+
+from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.types import GenerationSettings, ModelDetails, ModelInfo, ToolCall, Usage
+
+CacheMode = Literal["off", "deterministic", "always"]
+# Set in `WireChunk.raw` of replayed chunks, so timings are not read as the server's speed.
+CACHE_HIT = "koma_cache_hit"
+STORE_FILE = "responses.sqlite3"
+# Settings that change how an answer is delivered or kept in memory, not what it says.
+_DELIVERY_SETTINGS = frozenset({"streaming_buffer_size", "keep_alive"})
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    entries: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class ResponseCache:
+    """In-memory LRU of complete answers, optionally backed by a persistent store."""
+
+    _shared: ClassVar[ResponseCache | None] = None
+
+    def __init__(
+        self,
+        max_entries: int = 512,
+        persistent: bool = False,
+        path: str | Path | None = None,
+        mode: CacheMode = "deterministic",
+    ) -> None:
+        self.mode: CacheMode = mode
+        self.max_entries = max_entries
+        self._memory: OrderedDict[str, str] = OrderedDict()
+        self._store: _Store | None = None
+        self._hits = 0
+        self._misses = 0
+        self._path = Path(path) if path is not None else None
+        if persistent:
+            self._store = _Store(self._store_dir() / STORE_FILE)
+
+    @classmethod
+    def local_model_cache(cls) -> ResponseCache:
+        """The process-wide cache for local models (the guide's `ResponseCache.localModelCache`)."""
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def configure(
+        self,
+        *,
+        mode: CacheMode | None = None,
+        max_entries: int | None = None,
+        persistent: bool | None = None,
+    ) -> None:
+        """Apply changed settings (e.g. the editor's `cache` section) without losing entries."""
+        if mode is not None:
+            self.mode = mode
+        if max_entries is not None:
+            self.max_entries = max_entries
+            self._evict()
+        if persistent is True and self._store is None:
+            self._store = _Store(self._store_dir() / STORE_FILE)
+        elif persistent is False and self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def wrap(self, provider: Provider) -> Provider:
+        """A provider that answers from this cache when it can, and fills it otherwise."""
+        return CachedProvider(provider, self)
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def cacheable(self, settings: GenerationSettings) -> bool:
+        if self.mode == "off" or self.max_entries <= 0:
+            return False
+        return self.mode == "always" or settings.is_deterministic()
+
+    @staticmethod
+    def chat_key(provider: Provider, request: ChatRequest) -> str:
+        return _digest(
+            "chat",
+            provider,
+            request.model,
+            request.settings,
+            messages=[dataclasses.asdict(m) for m in request.messages],
+            tools=request.tools,
+            response_format=request.response_format,
+        )
+
+    @staticmethod
+    def completion_key(provider: Provider, request: CompletionRequest) -> str:
+        return _digest(
+            "completion",
+            provider,
+            request.model,
+            request.settings,
+            prompt=request.prompt,
+            suffix=request.suffix,
+            system=request.system,
+            raw=request.raw,
+        )
+
+    # -- entries -----------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> list[WireChunk] | None:
+        """The recorded chunks for `key`, counting a hit or a miss."""
+        blob = self._memory.get(key)
+        if blob is not None:
+            self._memory.move_to_end(key)
+        elif self._store is not None:
+            blob = self._store.get(key)
+            if blob is not None:
+                self._remember(key, blob)
+        if blob is None:
+            self._misses += 1
+            return None
+        try:
+            chunks = [_chunk_from_json(item) for item in json.loads(blob)]
+        except (ValueError, TypeError, KeyError) as err:
+            log.warning("dropping an unreadable cache entry: %s", err)
+            self._forget(key)
+            self._misses += 1
+            return None
+        self._hits += 1
+        return chunks
+
+    def store(self, key: str, chunks: list[WireChunk]) -> None:
+        blob = json.dumps([_chunk_to_json(c) for c in chunks], ensure_ascii=False, default=str)
+        self._remember(key, blob)
+        if self._store is not None:
+            self._store.put(key, blob, self.max_entries)
+
+    def clear(self) -> int:
+        """Drop every entry (memory and persistent); returns how many there were."""
+        keys = set(self._memory)
+        if self._store is not None:
+            keys |= self._store.clear()
+        self._memory.clear()
+        return len(keys)
+
+    @property
+    def stats(self) -> CacheStats:
+        entries = len(self._memory)
+        if self._store is not None:
+            entries = max(entries, self._store.count())
+        return CacheStats(self._hits, self._misses, entries)
+
+    def _remember(self, key: str, blob: str) -> None:
+        self._memory[key] = blob
+        self._memory.move_to_end(key)
+        self._evict()
+
+    def _forget(self, key: str) -> None:
+        self._memory.pop(key, None)
+        if self._store is not None:
+            self._store.delete(key)
+
+    def _evict(self) -> None:
+        while len(self._memory) > max(self.max_entries, 0):
+            self._memory.popitem(last=False)
+
+    def _store_dir(self) -> Path:
+        return self._path if self._path is not None else Path(platformdirs.user_cache_dir("koma"))
+
+
+class CachedProvider(Provider):
+    """Delegates to `inner`; `chat()` and `complete()` go through the cache."""
+
+    def __init__(self, inner: Provider, cache: ResponseCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.name = inner.name
+        self.base_url = inner.base_url
+
+    def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
+        cacheable = self.cache.cacheable(request.settings)
+        key = self.cache.chat_key(self.inner, request) if cacheable else None
+        return self._through(key, lambda: self.inner.chat(request))
+
+    def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
+        cacheable = self.cache.cacheable(request.settings)
+        key = self.cache.completion_key(self.inner, request) if cacheable else None
+        return self._through(key, lambda: self.inner.complete(request))
+
+    async def _through(
+        self, key: str | None, open_wire: Callable[[], AsyncIterator[WireChunk]]
+    ) -> AsyncGenerator[WireChunk, None]:
+        replay = self.cache.lookup(key) if key is not None else None
+        if replay is not None:
+            for chunk in replay:
+                chunk.raw = {**(chunk.raw or {}), CACHE_HIT: True}
+                yield chunk
+            return
+        recorded: list[WireChunk] = []
+        wire = open_wire()
+        try:
+            async for chunk in wire:
+                if key is not None:
+                    recorded.append(chunk)
+                yield chunk
+        finally:
+            # Closing this generator closes the provider's (and its HTTP response) at once.
+            aclose = getattr(wire, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        # Reached only when the stream ran to its end: a cut-short answer is never stored.
+        if key is not None:
+            self.cache.store(key, recorded)
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await self.inner.list_models()
+
+    async def show(self, model: str) -> ModelDetails:
+        return await self.inner.show(model)
+
+    async def version(self) -> str | None:
+        return await self.inner.version()
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def supports_fim(self, model: str) -> bool:
+        return await self.inner.supports_fim(model)
+
+    async def loaded_models(self) -> list[ModelInfo]:
+        return await self.inner.loaded_models()
+
+    async def load(self, model: str, keep_alive: str | int | None = None) -> str:
+        return await self.inner.load(model, keep_alive)
+
+    async def unload(self, model: str) -> str:
+        return await self.inner.unload(model)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        # Provider-specific extras (e.g. LM Studio's native model list) stay reachable.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def _digest(
+    kind: str, provider: Provider, model: str, settings: GenerationSettings, **fields: Any
+) -> str:
+    doc = {
+        "kind": kind,
+        "provider": provider.name,
+        "base_url": provider.base_url,
+        "model": model,
+        "settings": settings.model_dump(mode="json", exclude=set(_DELIVERY_SETTINGS)),
+        **fields,
+    }
+    blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _chunk_to_json(chunk: WireChunk) -> dict[str, Any]:
+    # Server timings are left out: a replay's speed is measured when it is replayed.
+    return {
+        "content": chunk.content,
+        "reasoning": chunk.reasoning,
+        "tool_calls": [dataclasses.asdict(c) for c in chunk.tool_calls],
+        "done": chunk.done,
+        "finish_reason": chunk.finish_reason,
+        "usage": dataclasses.asdict(chunk.usage) if chunk.usage is not None else None,
+        "raw": chunk.raw,
+    }
+
+
+def _chunk_from_json(item: dict[str, Any]) -> WireChunk:
+    usage = item.get("usage")
+    return WireChunk(
+        content=str(item.get("content") or ""),
+        reasoning=str(item.get("reasoning") or ""),
+        tool_calls=[ToolCall(**c) for c in item.get("tool_calls") or []],
+        done=bool(item.get("done")),
+        finish_reason=item.get("finish_reason"),
+        usage=Usage(**usage) if usage else None,
+        raw=item.get("raw"),
+    )
+
+
+class _Store:
+    """Entries in one sqlite file; any database trouble turns persistence off, never crashes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._broken = False
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is None and not self._broken:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False)
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS responses "
+                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, used INTEGER NOT NULL)"
+                )
+                db.commit()
+                self._db = db
+            except (sqlite3.Error, OSError) as err:
+                self._fail(err)
+        return self._db
+
+    def _fail(self, err: Exception) -> None:
+        log.warning("response cache at %s disabled: %s", self.path, err)
+        self._broken = True
+        self.close()
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        db = self._conn()
+        if db is None:
+            return []
+        try:
+            rows = db.execute(sql, args).fetchall()
+            db.commit()
+        except sqlite3.Error as err:
+            self._fail(err)
+            return []
+        return rows
+
+    def get(self, key: str) -> str | None:
+        rows = self._run("SELECT value FROM responses WHERE key = ?", (key,))
+        if not rows:
+            return None
+        self._run(
+            "UPDATE responses SET used = (SELECT COALESCE(MAX(used), 0) + 1 FROM responses) "
+            "WHERE key = ?",
+            (key,),
+        )
+        return str(rows[0][0])
+
+    def put(self, key: str, value: str, max_entries: int) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO responses (key, value, used) "
+            "VALUES (?, ?, (SELECT COALESCE(MAX(used), 0) + 1 FROM responses))",
+            (key, value),
+        )
+        self._run(
+            "DELETE FROM responses WHERE key NOT IN "
+            "(SELECT key FROM responses ORDER BY used DESC LIMIT ?)",
+            (max(max_entries, 0),),
+        )
+
+    def delete(self, key: str) -> None:
+        self._run("DELETE FROM responses WHERE key = ?", (key,))
+
+    def count(self) -> int:
+        rows = self._run("SELECT COUNT(*) FROM responses")
+        return int(rows[0][0]) if rows else 0
+
+    def clear(self) -> set[str]:
+        keys = {str(row[0]) for row in self._run("SELECT key FROM responses")}
+        self._run("DELETE FROM responses")
+        return keys
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
