@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +51,41 @@ class Editor:
         """Run a Lua chunk (`...` holds `args`) and return its value."""
         return self.nvim.exec_lua(code, *args)
 
-    def wait(self, condition: str, *args: Any, timeout: float = TIMEOUT, what: str = "") -> Any:
-        """Poll the Lua expression `condition` until it is truthy; return its value."""
+    def until(self, probe: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
+        """Poll `probe()` until it returns something truthy; return that."""
         deadline = time.monotonic() + timeout
         value = None
         while time.monotonic() < deadline:
-            value = self.lua(f"return {condition}", *args)
+            value = probe()
             if value:
                 return value
             time.sleep(0.05)
         pytest.fail(
-            f"timed out after {timeout:.0f}s waiting for {what or condition} "
+            f"timed out after {timeout:.0f}s waiting for {what} "
             f"(last value {value!r}); messages: {self.messages()}"
+        )
+
+    def wait(self, condition: str, *args: Any, timeout: float = TIMEOUT, what: str = "") -> Any:
+        """Poll the Lua expression `condition` until it is truthy; return its value."""
+        return self.until(
+            lambda: self.lua(f"return {condition}", *args), what or condition, timeout
+        )
+
+    def floats(self) -> list[str]:
+        """The text of every floating window (hover, messages) on screen."""
+        return list(
+            self.lua(
+                """
+                local out = {}
+                for _, win in ipairs(vim.api.nvim_list_wins()) do
+                  if vim.api.nvim_win_get_config(win).relative ~= '' then
+                    local lines = vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(win), 0, -1, false)
+                    out[#out + 1] = table.concat(lines, '\\n')
+                  end
+                end
+                return out
+                """
+            )
         )
 
     def messages(self) -> str:
