@@ -350,6 +350,27 @@ def test_openai_non_stream_and_reasoning_field_choice(sim: Simulator) -> None:
     assert r["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def test_openai_errors_mid_stream_and_before_it() -> None:
+    with Simulator(flavor="llamacpp", ttft_ms=30) as sim:
+        sim.add_reply(Reply(content="a b c d", error="slot crashed", error_after_tokens=1, times=1))
+        with HTTP.stream(
+            "POST", sim.openai_url + "/chat/completions", json={**CHAT, "stream": True}
+        ) as r:
+            events = sse_events(r)
+        assert r.status_code == 200
+        assert events[0]["choices"][0]["delta"]["content"] == "a"
+        assert events[-1]["error"]["message"] == "slot crashed"
+        assert "[DONE]" not in events
+        record = sim.wait_for_requests(1)[0]
+        assert record.first_byte_at is not None
+        assert record.first_byte_at - record.started_at >= 0.03
+
+        sim.add_reply(Reply(error="rate limited", status=429, times=1))
+        r = HTTP.post(sim.openai_url + "/chat/completions", json=CHAT)
+        assert r.status_code == 429
+        assert r.json()["error"]["message"] == "rate limited"
+
+
 def test_completions_stream_and_length_limit(sim: Simulator) -> None:
     sim.set_default_reply(Reply(content="return a + b\n"))
     body = {"model": "qwen2.5-coder:1.5b", "prompt": "def add(a, b):\n    ", "stream": True}
