@@ -218,10 +218,14 @@ async def test_lru_keeps_only_max_entries():
     assert inner.calls == 4
 
 
+def stored_files(folder: Path) -> list[Path]:
+    return list(folder.iterdir())
+
+
 async def test_persistent_store_survives_a_new_cache_and_clear_empties_it(tmp_path: Path):
     inner = CountingProvider()
     await ask(ResponseCache(persistent=True, path=tmp_path).wrap(inner), chat())
-    assert any(tmp_path.iterdir())
+    assert stored_files(tmp_path)
 
     reloaded = ResponseCache(persistent=True, path=tmp_path)
     again = await ask(reloaded.wrap(inner), chat())

@@ -118,7 +118,11 @@ async def test_reasoning_field_then_content_in_order():
     assert result.text == "Hello!"
     assert result.channels == {"thinking": "The user greets.", "final": "Hello!"}
     assert result.reasoning == "The user greets."
-    assert (result.model, result.provider, result.finish_reason) == ("gpt-oss:20b", "scripted", "stop")
+    assert (result.model, result.provider, result.finish_reason) == (
+        "gpt-oss:20b",
+        "scripted",
+        "stop",
+    )
     assert result.usage.completion_tokens == 4
 
 

@@ -1,0 +1,149 @@
+"""The Python API of the GPT-OSS guide: `generate`, `generate_text`, `stream_text`.
+
+```python
+text = await generate("Explain relativity", model="gpt-oss:120b")
+result = await generate_text(model="gpt-oss:120b", messages=[Message.user("Why?")],
+                             settings=GenerationSettings(reasoning_effort="high"))
+result.text, result.channels["analysis"], result.reasoning
+async for event in stream_text(model="gpt-oss:120b", prompt="Hi"): ...
+```
+
+Without an explicit `provider`, Koma's own settings decide (flags are absent here, so `KOMA_*`
+variables, `.koma.toml`, the user config and defaults), the provider is resolved as the CLI
+would (probing for `auto`), wrapped in the shared response cache as `cache.mode` says, and
+closed again when the stream ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from koma.engine.cache import ResponseCache
+from koma.engine.stream import collect, stream_events
+from koma.errors import ConfigError, ModelNotFound
+from koma.providers.base import ChatRequest, Provider
+from koma.types import GenerationResult, GenerationSettings, Message, StreamEvent
+
+if TYPE_CHECKING:
+    from koma.settings import KomaSettings
+
+
+def stream_text(
+    model: str | None = None,
+    messages: Sequence[Message] | None = None,
+    settings: GenerationSettings | None = None,
+    *,
+    prompt: str | None = None,
+    provider: Provider | None = None,
+    tools: list[dict[str, Any]] | None = None,
+) -> AsyncGenerator[StreamEvent, None]:
+    """Stream channel_start / text_delta / channel_end / tool_call / done events.
+
+    `prompt` is appended as a user message after `messages`. Wrap the call in
+    `contextlib.aclosing` to close the server's response the moment you stop reading.
+    """
+    conversation = list(messages or [])
+    if prompt is not None:
+        conversation.append(Message.user(prompt))
+    if not conversation:
+        raise ConfigError("nothing to send", "pass messages=[...] or prompt='...'")
+    return _stream(model, conversation, settings, provider, tools)
+
+
+async def generate_text(
+    model: str | None = None,
+    messages: Sequence[Message] | None = None,
+    settings: GenerationSettings | None = None,
+    *,
+    prompt: str | None = None,
+    provider: Provider | None = None,
+    tools: list[dict[str, Any]] | None = None,
+) -> GenerationResult:
+    """The whole answer: final text, every channel, tool calls, usage and metrics."""
+    events = stream_text(model, messages, settings, prompt=prompt, provider=provider, tools=tools)
+    return await collect(events)
+
+
+async def generate(
+    prompt: str,
+    model: str | None = None,
+    *,
+    settings: GenerationSettings | None = None,
+    provider: Provider | None = None,
+) -> str:
+    """Just the final answer to one prompt."""
+    result = await generate_text(model, settings=settings, prompt=prompt, provider=provider)
+    return result.text
+
+
+async def _stream(
+    model: str | None,
+    messages: list[Message],
+    settings: GenerationSettings | None,
+    provider: Provider | None,
+    tools: list[dict[str, Any]] | None,
+) -> AsyncGenerator[StreamEvent, None]:
+    owned = provider is None
+    koma_settings: KomaSettings | None = None
+    if provider is None or model is None or settings is None:
+        koma_settings = _load_settings()
+    if provider is None:
+        assert koma_settings is not None
+        provider = await _resolve(koma_settings)
+    try:
+        if settings is None:
+            assert koma_settings is not None
+            settings = _default_settings(koma_settings)
+        if model is None:
+            model = await _pick_model(provider, koma_settings)
+        request = ChatRequest(model, messages, settings, tools=tools)
+        async with aclosing(stream_events(provider, request)) as events:
+            async for event in events:
+                yield event
+    finally:
+        if owned:
+            await provider.aclose()
+
+
+def _load_settings() -> KomaSettings:
+    from koma.config import load_settings  # lazy: keeps `import koma` light
+
+    return load_settings()
+
+
+async def _resolve(koma_settings: KomaSettings) -> Provider:
+    from koma.providers.registry import resolve_provider
+
+    provider = await resolve_provider(koma_settings)
+    cache = koma_settings.cache
+    if cache.mode == "off":
+        return provider
+    shared = ResponseCache.local_model_cache()
+    shared.configure(mode=cache.mode, max_entries=cache.max_entries, persistent=cache.persistent)
+    return shared.wrap(provider)
+
+
+def _default_settings(koma_settings: KomaSettings) -> GenerationSettings:
+    """Chat defaults from Koma's settings: effort, token limit, temperature, context."""
+    chat = koma_settings.chat
+    return GenerationSettings(
+        reasoning_effort=koma_settings.reasoning_effort.chat,
+        max_tokens=chat.max_tokens,
+        temperature=chat.temperature,
+        num_ctx=koma_settings.num_ctx,
+        keep_alive=koma_settings.keep_alive,
+    )
+
+
+async def _pick_model(provider: Provider, koma_settings: KomaSettings | None) -> str:
+    if koma_settings is not None and koma_settings.model:
+        return koma_settings.model
+    models = await provider.list_models()
+    if not models:
+        raise ModelNotFound(
+            f"{provider.name} at {provider.base_url or 'its default address'} serves no model",
+            "pull one (`ollama pull gpt-oss:20b`) or load one in LM Studio, or pass model=...",
+        )
+    return models[0].name
