@@ -106,10 +106,7 @@ local function check_server(client)
     return false
   end
   local version = client.server_info and client.server_info.version
-  health.ok(('server running (pid %s%s)'):format(
-    tostring(client.rpc and client.rpc.pid or '?'),
-    version and (', version ' .. version) or ''
-  ))
+  health.ok('server running' .. (version and (' (version ' .. version .. ')') or ''))
   return true
 end
 
@@ -120,11 +117,13 @@ local function check_provider(client)
   local fix = { PROVIDER_FIX[provider] or PROVIDER_FIX.auto }
   fix[#fix + 1] = 'Or set it: require("koma").setup({ provider = "…", base_url = "http://…" }) or KOMA_BASE_URL'
   local models, err = command(client, 'koma.models', {})
-  if err or type(models) ~= 'table' then
-    health.error(
-      ('provider %s is not reachable: %s'):format(where, err and err.message or 'no answer'),
-      fix
-    )
+  -- The server reports a provider failure as `error` next to an empty model list.
+  local problem = err and err.message
+    or type(models) ~= 'table' and 'no answer'
+    or type(models.error) == 'string' and models.error
+    or nil
+  if problem then
+    health.error(('provider %s does not answer: %s'):format(where, problem), fix)
     return
   end
   if status.state == 'error' and status.message then
@@ -161,15 +160,24 @@ local function check_provider(client)
   end
 end
 
+--- The server's own checks (`koma doctor`): each row has a status, what was found and a fix.
 local function check_doctor(client)
   local report = command(client, 'koma.doctor', {})
-  if type(report) ~= 'table' then
+  if type(report) ~= 'table' or type(report.checks) ~= 'table' then
     return
   end
-  local advice = report.advice
-  if type(advice) == 'table' then
-    for _, line in ipairs(advice) do
-      health.info('doctor: ' .. (type(line) == 'string' and line or vim.inspect(line)))
+  health.start('Koma: doctor')
+  for _, row in ipairs(report.checks) do
+    if type(row) == 'table' then
+      local text = ('%s: %s'):format(tostring(row.name), tostring(row.detail or ''))
+      local fix = type(row.fix) == 'string' and { row.fix } or nil
+      if row.status == 'ok' then
+        health.ok(text)
+      elseif row.status == 'error' then
+        health.error(text, fix)
+      else
+        health.warn(text, fix)
+      end
     end
   end
 end

@@ -1,0 +1,55 @@
+""":checkhealth koma in a real Neovim: each problem is named with its fix."""
+
+from __future__ import annotations
+
+from conftest import Editor
+
+from koma.simulator import Simulator
+
+
+def checkhealth(editor: Editor) -> str:
+    editor.nvim.command("checkhealth koma")
+    return "\n".join(editor.lines())
+
+
+def test_missing_server_binary_is_reported_with_the_fix(editor: Editor) -> None:
+    editor.setup(cmd=["koma-not-installed-here", "lsp"], auto_start=False)
+    report = checkhealth(editor)
+    assert "ERROR server binary `koma-not-installed-here` not found" in report
+    assert "pipx install koma" in report
+    assert 'cmd = { "/path/to/koma", "lsp" }' in report
+
+
+def test_provider_down_is_reported_with_the_fix(editor: Editor, sim: Simulator) -> None:
+    url = sim.url
+    sim.stop()
+    editor.setup(provider="ollama", base_url=url, model="gpt-oss:120b")
+    report = checkhealth(editor)
+    assert "OK server running" in report
+    assert f"ERROR provider ollama at {url} does not answer" in report
+    assert "not reachable" in report
+    assert "ollama serve" in report
+
+
+def test_healthy_setup_and_missing_model(editor: Editor, sim: Simulator) -> None:
+    editor.setup(
+        provider="ollama",
+        base_url=sim.url,
+        model="gpt-oss:120b",
+        completion={"model": "qwen2.5-coder:1.5b"},
+    )
+    editor.edit("a.py", "x = 1\n")
+    report = checkhealth(editor)
+    assert "OK Neovim" in report and "native inline completion" in report
+    assert f"OK provider ollama at {sim.url}: gpt-oss:120b" in report
+    assert "OK model: gpt-oss:120b" in report
+    assert "ERROR completionModel `qwen2.5-coder:1.5b` is not installed" in report
+    assert "ollama pull qwen2.5-coder:1.5b" in report
+
+
+def test_health_without_setup_checks_the_default_command(editor: Editor) -> None:
+    # A PATH without Koma: the default command `koma lsp` cannot be found.
+    editor.lua("vim.env.PATH = '/nonexistent'")
+    report = checkhealth(editor)
+    assert "WARNING require(\"koma\").setup() has not been called" in report
+    assert "ERROR server binary `koma` not found" in report
