@@ -1,0 +1,303 @@
+/**
+ * The connection to `koma lsp`: finds the server program, starts it through
+ * vscode-languageclient (which then provides inline completions, code actions, hover and progress
+ * with no model logic here), answers `workspace/configuration` with only what the user set, and
+ * forwards Koma's own notifications (`koma/chat/event`, `koma/status`) to the UI.
+ */
+import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import {
+  DidChangeConfigurationNotification,
+  ExecuteCommandRequest,
+  LanguageClient,
+  State,
+  type LanguageClientOptions,
+  type ServerOptions,
+} from 'vscode-languageclient/node';
+
+import { EditReviewer } from './editReview';
+import type { ChatEvent, StatusPayload } from './protocol';
+import {
+  configurationFor,
+  resolveLaunch,
+  userSettings,
+  userValue,
+  whichIn,
+  type Inspection,
+  type ServerLaunch,
+} from './settings';
+import type { ServerPhase } from './statusBar';
+
+/** Settings a workspace may not set while it is untrusted (they choose programs or hosts). */
+const RESTRICTED = new Set(['server.command', 'server.args', 'tools.runTestsCommand', 'baseUrl']);
+
+export interface ClientHooks {
+  onChatEvent(event: ChatEvent): void;
+  onStatus(status: StatusPayload): void;
+  onPhase(phase: ServerPhase): void;
+  /** A code action resolved to `koma.explain`: the chat panel runs it so the answer shows. */
+  explain(args: unknown): Promise<unknown>;
+  onReady(): void;
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The user's values of `koma.*` for a resource, honouring workspace trust. */
+export function inspector(scope?: vscode.Uri): (key: string) => Inspection | undefined {
+  const config = vscode.workspace.getConfiguration('koma', scope);
+  return (key) => {
+    const inspection = config.inspect(key);
+    if (!inspection) {
+      return undefined;
+    }
+    if (!vscode.workspace.isTrusted && RESTRICTED.has(key)) {
+      return { globalValue: inspection.globalValue };
+    }
+    return inspection;
+  };
+}
+
+/** The interpreter the Python extension has selected, else `python.defaultInterpreterPath`. */
+async function selectedPython(): Promise<string | undefined> {
+  const extension = vscode.extensions.getExtension('ms-python.python');
+  if (extension) {
+    try {
+      const api = (extension.isActive ? extension.exports : await extension.activate()) as {
+        environments?: {
+          getActiveEnvironmentPath(): { path: string };
+          resolveEnvironment(p: { path: string }): Promise<{ executable?: { uri?: vscode.Uri } } | undefined>;
+        };
+      };
+      const active = api.environments?.getActiveEnvironmentPath();
+      if (active) {
+        const resolved = await api.environments?.resolveEnvironment(active);
+        return resolved?.executable?.uri?.fsPath ?? active.path;
+      }
+    } catch {
+      // Fall through to the setting: the Python extension is optional.
+    }
+  }
+  const configured = vscode.workspace.getConfiguration('python').get<string>('defaultInterpreterPath');
+  return configured && configured !== 'python' ? configured : undefined;
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ ok: boolean; output: string }> {
+  return new Promise((resolve) => {
+    execFile(command, args, { env, timeout: 20_000 }, (error, stdout, stderr) => {
+      resolve({ ok: !error, output: `${stdout}${stderr}`.trim() || (error ? error.message : '') });
+    });
+  });
+}
+
+export class KomaClient implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private starting: Promise<void> | undefined;
+  private readonly reviewer: EditReviewer;
+  private lastLaunch: ServerLaunch | undefined;
+  private phase: ServerPhase = 'starting';
+
+  constructor(
+    private readonly output: vscode.LogOutputChannel,
+    private readonly hooks: ClientHooks,
+    private readonly onMissing: (launch: ServerLaunch, detail: string, python: string | undefined) => void,
+  ) {
+    this.reviewer = new EditReviewer(async (edit) => {
+      if (!this.client) {
+        throw new Error('The Koma server is not running.');
+      }
+      return this.client.protocol2CodeConverter.asWorkspaceEdit(edit);
+    });
+  }
+
+  get ready(): boolean {
+    return this.client?.state === State.Running;
+  }
+
+  get launch(): ServerLaunch | undefined {
+    return this.lastLaunch;
+  }
+
+  /** Start the server (again, if running): one start at a time. */
+  async start(): Promise<void> {
+    if (this.starting) {
+      return this.starting;
+    }
+    this.starting = this.doStart().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      try {
+        await client.stop(5000);
+      } catch (error) {
+        this.output.warn(`stopping the server: ${String(error)}`);
+      }
+      await client.dispose().catch(() => undefined);
+    }
+    this.setPhase('stopped');
+  }
+
+  /** `workspace/executeCommand` straight to the server (no VS Code command round trip). */
+  async execute<T>(command: string, args: unknown[] = [], token?: vscode.CancellationToken): Promise<T> {
+    if (!this.client || !this.ready) {
+      throw new Error('The Koma language server is not running (see the Koma output channel).');
+    }
+    return (await this.client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token)) as T;
+  }
+
+  /** Settings other than the server's own changed: tell the running server (it pulls them). */
+  async settingsChanged(): Promise<void> {
+    if (!this.client || !this.ready) {
+      return;
+    }
+    await this.client.sendNotification(DidChangeConfigurationNotification.type, {
+      settings: { koma: userSettings(inspector()) },
+    });
+  }
+
+  async setTrace(value: string): Promise<void> {
+    if (this.client) {
+      await this.client.setTrace(value === 'verbose' ? 2 : value === 'messages' ? 1 : 0);
+    }
+  }
+
+  dispose(): void {
+    void this.stop();
+    this.reviewer.dispose();
+  }
+
+  private setPhase(phase: ServerPhase): void {
+    this.phase = phase;
+    this.hooks.onPhase(phase);
+  }
+
+  private async doStart(): Promise<void> {
+    if (this.client) {
+      await this.stop();
+    }
+    this.setPhase('starting');
+    const config = vscode.workspace.getConfiguration('koma');
+    const inspect = inspector();
+    const configured = userValue(inspect('server.command'));
+    const extraArgs = userValue(inspect('server.args'));
+    const extraEnv = config.get<Record<string, string>>('server.env') ?? {};
+    const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv };
+    const python = await selectedPython();
+    const launch = resolveLaunch({
+      configured: typeof configured === 'string' ? configured : '',
+      extraArgs: Array.isArray(extraArgs) ? extraArgs.map(String) : [],
+      which: (name) => whichIn(name, env.PATH, isExecutable, path.delimiter),
+      pythonPath: python,
+    });
+    this.lastLaunch = launch;
+    this.output.info(`starting: ${launch.command} ${launch.args.join(' ')} (found via ${launch.source})`);
+
+    const problem = await this.checkLaunch(launch, env);
+    if (problem) {
+      this.output.error(problem);
+      this.setPhase('missing');
+      this.onMissing(launch, problem, python);
+      return;
+    }
+
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    const serverOptions: ServerOptions = { command: launch.command, args: launch.args, options: { env, cwd: folder } };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+      outputChannel: this.output,
+      initializationOptions: { koma: userSettings(inspect) },
+      initializationFailedHandler: (error) => {
+        this.output.error(`initialize failed: ${String(error)}`);
+        return false;
+      },
+      middleware: {
+        workspace: {
+          configuration: (params) =>
+            params.items.map((item) =>
+              configurationFor(item.section, userSettings(inspector(item.scopeUri ? vscode.Uri.parse(item.scopeUri) : undefined))),
+            ),
+          handleApplyEdit: (params) => this.reviewer.review(params),
+        },
+        executeCommand: (command, args, next) => (command === 'koma.explain' ? this.hooks.explain(args[0]) : next(command, args)),
+      },
+    };
+    const client = new LanguageClient('koma', 'Koma', serverOptions, clientOptions);
+    client.onNotification('koma/chat/event', (event: ChatEvent) => this.hooks.onChatEvent(event));
+    client.onNotification('koma/status', (status: StatusPayload) => this.hooks.onStatus(status));
+    client.onDidChangeState((change) => {
+      if (this.client !== client) {
+        return;
+      }
+      if (change.newState === State.Running) {
+        this.setPhase('running');
+      } else if (change.newState === State.Stopped && this.phase !== 'missing') {
+        this.setPhase('stopped');
+      }
+    });
+    this.client = client;
+    try {
+      await client.start();
+      await client.setTrace(
+        ((t) => (t === 'verbose' ? 2 : t === 'messages' ? 1 : 0))(config.get<string>('trace.server') ?? 'off'),
+      );
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.output.error(`the server did not start: ${message}`);
+      this.setPhase('stopped');
+      void vscode.window
+        .showErrorMessage(`Koma: the language server did not start (${message}).`, 'Show Log', 'Restart')
+        .then((choice) => {
+          if (choice === 'Show Log') {
+            this.output.show();
+          } else if (choice === 'Restart') {
+            void this.restart();
+          }
+        });
+      return;
+    }
+    this.setPhase('running');
+    try {
+      const status = await this.execute<StatusPayload>('koma.status');
+      if (status && typeof status === 'object') {
+        this.hooks.onStatus(status);
+      }
+    } catch (error) {
+      this.output.warn(`koma.status: ${String(error)}`);
+    }
+    this.hooks.onReady();
+  }
+
+  /** Why the launch cannot work (program missing, `koma` not importable), or undefined. */
+  private async checkLaunch(launch: ServerLaunch, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+    const program = whichIn(launch.command, env.PATH, isExecutable, path.delimiter);
+    if (!program) {
+      return `"${launch.command}" was not found${launch.command.includes('/') ? '' : ' on PATH'}.`;
+    }
+    if (launch.source === 'python') {
+      const check = await run(program, ['-c', 'import koma.lsp'], env);
+      if (!check.ok) {
+        return `${program} cannot import koma: ${check.output.split('\n').slice(-1)[0]}`;
+      }
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * What the extension sends the server as settings, and how it finds the server program.
+ *
+ * The server treats every key an editor sends as a command-line flag that beats the user's
+ * environment and config files (docs/protocol.md), so the extension must send only what the user
+ * actually set — never VS Code's defaults. Pure functions: the vscode API is passed in.
+ */
+
+/**
+ * Keys under `koma.` the server understands, as dotted paths. `package.json` contributes one
+ * setting for each; the unit tests keep the two (and docs/protocol.md) in step.
+ */
+export const SERVER_SETTING_KEYS: readonly string[] = [
+  'provider',
+  'baseUrl',
+  'model',
+  'completionModel',
+  'reasoningEffort.completion',
+  'reasoningEffort.actions',
+  'reasoningEffort.chat',
+  'completion.enabled',
+  'completion.debounceMs',
+  'completion.maxTokens',
+  'completion.prefixTokens',
+  'completion.suffixTokens',
+  'completion.multiline',
+  'completion.temperature',
+  'completion.openDocumentsContext',
+  'completion.cacheSize',
+  'chat.maxTokens',
+  'chat.systemPrompt',
+  'chat.temperature',
+  'tools.policies',
+  'tools.runTestsCommand',
+  'tools.runTestsTimeoutSeconds',
+  'tools.maxSteps',
+  'tools.maxReadBytes',
+  'tools.secretPatterns',
+  'cache.mode',
+  'cache.persistent',
+  'cache.maxEntries',
+  'memory.maxMemoryGb',
+  'memory.autoUnloadMinutes',
+  'gpu.numGpu',
+  'gpu.numThread',
+  'gpu.mainGpu',
+  'gpu.useMmap',
+  'keepAlive',
+  'numCtx',
+  'preloadOnOpen',
+];
+
+/** Settings only the extension reads; a change to them restarts the server process. */
+export const CLIENT_SETTING_KEYS: readonly string[] = [
+  'server.command',
+  'server.args',
+  'server.env',
+  'trace.server',
+];
+
+/** The part of `WorkspaceConfiguration.inspect()` that says where a value was set. */
+export interface Inspection {
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
+export type Inspect = (key: string) => Inspection | undefined;
+
+/** The most specific value the user set, or undefined when they set none (or an empty string). */
+export function userValue(inspection: Inspection | undefined): unknown {
+  if (!inspection) {
+    return undefined;
+  }
+  for (const value of [
+    inspection.workspaceFolderValue,
+    inspection.workspaceValue,
+    inspection.globalValue,
+  ]) {
+    if (value === undefined || value === null) {
+      continue;
+    }
+    // An empty string in a text setting is how the Settings UI says "not set".
+    if (typeof value === 'string' && value.trim() === '') {
+      continue;
+    }
+    return value;
+  }
+  return undefined;
+}
+
+/**
+ * The `koma` section as the server wants it: nested camelCase objects holding only user-set
+ * values. `{"reasoningEffort.chat": "low"}` in settings.json becomes `{reasoningEffort: {chat:
+ * "low"}}`.
+ */
+export function userSettings(inspect: Inspect): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of SERVER_SETTING_KEYS) {
+    const value = userValue(inspect(key));
+    if (value === undefined) {
+      continue;
+    }
+    const parts = key.split('.');
+    let node = out;
+    for (const part of parts.slice(0, -1)) {
+      const next = node[part];
+      if (typeof next !== 'object' || next === null) {
+        node[part] = {};
+      }
+      node = node[part] as Record<string, unknown>;
+    }
+    node[parts[parts.length - 1]] = value;
+  }
+  return out;
+}
+
+/** Answer one `workspace/configuration` item: the `koma` section, a sub-section, or null. */
+export function configurationFor(section: string | undefined, settings: Record<string, unknown>): unknown {
+  if (section === undefined || section === '') {
+    return { koma: settings };
+  }
+  if (section === 'koma') {
+    return settings;
+  }
+  if (!section.startsWith('koma.')) {
+    return null;
+  }
+  let node: unknown = settings;
+  for (const part of section.slice('koma.'.length).split('.')) {
+    if (typeof node !== 'object' || node === null) {
+      return null;
+    }
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node ?? null;
+}
+
+/** True when a configuration change needs a new server process (not just new settings). */
+export function needsRestart(affects: (section: string) => boolean): boolean {
+  return affects('koma.server');
+}
+
+// ---- finding the server program ---------------------------------------------------------------
+
+export interface ServerLaunch {
+  command: string;
+  args: string[];
+  /** How the command was found, for the log and the "not found" message. */
+  source: 'setting' | 'path' | 'python';
+}
+
+export interface LaunchInputs {
+  /** `koma.server.command` (may hold arguments: `python3 -m koma`). */
+  configured: string;
+  /** `koma.server.args`: appended after `lsp`. */
+  extraArgs: string[];
+  /** Full path of an executable on PATH, or undefined. */
+  which: (name: string) => string | undefined;
+  /** The selected Python interpreter, if the Python extension or a setting names one. */
+  pythonPath: string | undefined;
+}
+
+/**
+ * Decide how to start `koma lsp`: the configured command, else `koma` on PATH, else the selected
+ * Python interpreter's `-m koma`, else `python3 -m koma` (the check at start-up then reports it
+ * missing with an install hint).
+ */
+export function resolveLaunch(inputs: LaunchInputs): ServerLaunch {
+  const tail = ['lsp', ...inputs.extraArgs];
+  const configured = splitCommandLine(inputs.configured);
+  if (configured.length > 0) {
+    return { command: configured[0], args: [...configured.slice(1), ...tail], source: 'setting' };
+  }
+  const onPath = inputs.which('koma');
+  if (onPath) {
+    return { command: onPath, args: tail, source: 'path' };
+  }
+  const python = inputs.pythonPath?.trim() || inputs.which('python3') || inputs.which('python') || 'python3';
+  return { command: python, args: ['-m', 'koma', ...tail], source: 'python' };
+}
+
+/**
+ * Split a command line on whitespace, honouring single and double quotes and backslash escapes,
+ * so a path with spaces can be written `"/opt/my tools/koma"`. No shell is ever involved.
+ */
+export function splitCommandLine(line: string): string[] {
+  const out: string[] = [];
+  let current = '';
+  let quote: '"' | "'" | undefined;
+  let started = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (quote) {
+      if (ch === quote) {
+        quote = undefined;
+      } else if (ch === '\\' && quote === '"' && i + 1 < line.length) {
+        current += line[++i];
+      } else {
+        current += ch;
+      }
+    } else if (ch === '"' || ch === "'") {
+      quote = ch;
+      started = true;
+    } else if (ch === '\\' && i + 1 < line.length) {
+      current += line[++i];
+      started = true;
+    } else if (/\s/.test(ch)) {
+      if (started) {
+        out.push(current);
+        current = '';
+        started = false;
+      }
+    } else {
+      current += ch;
+      started = true;
+    }
+  }
+  if (started) {
+    out.push(current);
+  }
+  return out;
+}
+
+/** Find an executable on a PATH string; `isExecutable` is injected so tests need no files. */
+export function whichIn(
+  name: string,
+  pathVariable: string | undefined,
+  isExecutable: (file: string) => boolean,
+  separator = ':',
+): string | undefined {
+  if (name.includes('/')) {
+    return isExecutable(name) ? name : undefined;
+  }
+  for (const dir of (pathVariable ?? '').split(separator)) {
+    if (!dir) {
+      continue;
+    }
+    const candidate = `${dir.replace(/\/+$/, '')}/${name}`;
+    if (isExecutable(candidate)) {
+      return candidate;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The command that installs the server from a Koma source checkout into the given Python. (The
+ * `koma` name on PyPI belongs to an unrelated project, so never suggest `pip install koma`.)
+ */
+export function installCommand(python: string | undefined, checkout: string): string {
+  const interpreter = python && python.trim() ? python.trim() : 'python3';
+  return `${quoteArg(interpreter)} -m pip install -e ${quoteArg(checkout)}`;
+}
+
+/** Quote an argument for a POSIX shell when it holds anything but safe characters. */
+export function quoteArg(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Collapse bursts of calls into one, `delayMs` after the last: editing settings.json fires a
+ * change per keystroke-save, and each restart costs the loaded conversation state.
+ */
+export function debounce(fn: () => void, delayMs: number): { (): void; cancel(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const call = (): void => {
+    if (timer !== undefined) {
+      clearTimeout(timer);
+    }
+    timer = setTimeout(() => {
+      timer = undefined;
+      fn();
+    }, delayMs);
+  };
+  call.cancel = (): void => {
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+  };
+  return call;
+}

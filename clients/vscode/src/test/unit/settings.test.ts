@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { describe, it, mock } from 'node:test';
+
+import {
+  CLIENT_SETTING_KEYS,
+  SERVER_SETTING_KEYS,
+  configurationFor,
+  debounce,
+  installCommand,
+  needsRestart,
+  resolveLaunch,
+  splitCommandLine,
+  userSettings,
+  userValue,
+  whichIn,
+  type Inspection,
+} from '../../settings';
+
+const root = path.resolve(__dirname, '../../..');
+const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+  contributes: { configuration: { properties: Record<string, Record<string, unknown>> } };
+};
+const properties = manifest.contributes.configuration.properties;
+
+function inspectFrom(values: Record<string, Inspection>): (key: string) => Inspection | undefined {
+  return (key) => values[key];
+}
+
+describe('userSettings', () => {
+  it('sends only what the user set, nested the way the server reads it', () => {
+    const settings = userSettings(
+      inspectFrom({
+        provider: { globalValue: 'ollama' },
+        'reasoningEffort.chat': { workspaceValue: 'low' },
+        'completion.debounceMs': { globalValue: 150 },
+        'tools.policies': { globalValue: { run_tests: 'deny' } },
+        model: {},
+      }),
+    );
+    assert.deepEqual(settings, {
+      provider: 'ollama',
+      reasoningEffort: { chat: 'low' },
+      completion: { debounceMs: 150 },
+      tools: { policies: { run_tests: 'deny' } },
+    });
+  });
+
+  it('prefers the folder value over the workspace value over the user value', () => {
+    assert.equal(userValue({ globalValue: 'a', workspaceValue: 'b', workspaceFolderValue: 'c' }), 'c');
+    assert.equal(userValue({ globalValue: 'a', workspaceValue: 'b' }), 'b');
+    assert.equal(userValue({ globalValue: 'a' }), 'a');
+  });
+
+  it('treats empty strings and nulls as not set, but keeps false and 0', () => {
+    assert.equal(userValue({ globalValue: '  ' }), undefined);
+    assert.equal(userValue({ workspaceValue: null, globalValue: 'x' }), 'x');
+    assert.equal(userValue({ globalValue: false }), false);
+    assert.equal(userValue({ globalValue: 0 }), 0);
+    assert.equal(userValue(undefined), undefined);
+  });
+
+  it('sends nothing when nothing is set (the server then uses env, config files, defaults)', () => {
+    assert.deepEqual(userSettings(() => undefined), {});
+  });
+});
+
+describe('configurationFor', () => {
+  const settings = { model: 'gpt-oss:20b', reasoningEffort: { chat: 'low' } };
+  it('answers the koma section, a sub-section, and nothing else', () => {
+    assert.deepEqual(configurationFor('koma', settings), settings);
+    assert.deepEqual(configurationFor('koma.reasoningEffort', settings), { chat: 'low' });
+    assert.equal(configurationFor('koma.reasoningEffort.chat', settings), 'low');
+    assert.equal(configurationFor('koma.missing.deep', settings), null);
+    assert.equal(configurationFor('python', settings), null);
+    assert.deepEqual(configurationFor(undefined, settings), { koma: settings });
+  });
+});
+
+describe('package.json settings', () => {
+  it('contributes exactly the server keys plus the client-only keys', () => {
+    const contributed = Object.keys(properties).map((k) => k.replace(/^koma\./, '')).sort();
+    assert.deepEqual(contributed, [...SERVER_SETTING_KEYS, ...CLIENT_SETTING_KEYS].sort());
+  });
+
+  it('documents every setting, gives enums their descriptions, and sets a scope', () => {
+    for (const [key, schema] of Object.entries(properties)) {
+      assert.ok(schema.description || schema.markdownDescription, `${key} has no description`);
+      assert.ok(typeof schema.scope === 'string', `${key} has no scope`);
+      if (Array.isArray(schema.enum)) {
+        assert.equal((schema.enumDescriptions as unknown[] | undefined)?.length, schema.enum.length, `${key} enumDescriptions`);
+      }
+    }
+  });
+
+  it('lets only the machine decide which program runs as the server', () => {
+    assert.equal(properties['koma.server.command'].scope, 'machine');
+    assert.equal(properties['koma.server.args'].scope, 'machine');
+  });
+
+  it('covers every key of the settings table in docs/protocol.md', () => {
+    const protocol = readFileSync(path.resolve(root, '../../docs/protocol.md'), 'utf8');
+    const table = protocol.slice(protocol.indexOf('| key |'), protocol.indexOf('Example:'));
+    const documented = new Set<string>();
+    for (const line of table.split('\n').slice(2)) {
+      const firstCell = line.split('|')[1] ?? '';
+      for (const match of firstCell.matchAll(/`([\w.]+)`/g)) {
+        documented.add(match[1]);
+      }
+    }
+    assert.ok(documented.size > 30, `parsed only ${documented.size} keys from docs/protocol.md`);
+    for (const key of documented) {
+      assert.ok(SERVER_SETTING_KEYS.includes(key), `docs/protocol.md key ${key} has no VS Code setting`);
+    }
+    for (const key of SERVER_SETTING_KEYS) {
+      assert.ok(documented.has(key), `setting koma.${key} is not in docs/protocol.md`);
+    }
+  });
+});
+
+describe('resolveLaunch', () => {
+  const which = (found: Record<string, string>) => (name: string) => found[name];
+
+  it('uses the configured command with its own arguments, then lsp, then extra args', () => {
+    const launch = resolveLaunch({ configured: '/opt/py/bin/python -m koma', extraArgs: ['--log-level', 'debug'], which: which({}), pythonPath: undefined });
+    assert.deepEqual(launch, { command: '/opt/py/bin/python', args: ['-m', 'koma', 'lsp', '--log-level', 'debug'], source: 'setting' });
+  });
+
+  it('prefers koma on PATH over the Python interpreter', () => {
+    const launch = resolveLaunch({ configured: '', extraArgs: [], which: which({ koma: '/usr/local/bin/koma' }), pythonPath: '/venv/bin/python' });
+    assert.deepEqual(launch, { command: '/usr/local/bin/koma', args: ['lsp'], source: 'path' });
+  });
+
+  it('falls back to the selected interpreter with -m koma', () => {
+    const launch = resolveLaunch({ configured: '  ', extraArgs: [], which: which({ python3: '/usr/bin/python3' }), pythonPath: '/venv/bin/python' });
+    assert.deepEqual(launch, { command: '/venv/bin/python', args: ['-m', 'koma', 'lsp'], source: 'python' });
+    const noSelection = resolveLaunch({ configured: '', extraArgs: [], which: which({ python3: '/usr/bin/python3' }), pythonPath: undefined });
+    assert.equal(noSelection.command, '/usr/bin/python3');
+  });
+});
+
+describe('splitCommandLine', () => {
+  it('splits on spaces and honours quotes and escapes', () => {
+    assert.deepEqual(splitCommandLine('koma'), ['koma']);
+    assert.deepEqual(splitCommandLine('  "/opt/my tools/koma"  --x '), ['/opt/my tools/koma', '--x']);
+    assert.deepEqual(splitCommandLine("python3 -c 'print(1)'"), ['python3', '-c', 'print(1)']);
+    assert.deepEqual(splitCommandLine('a\\ b ""'), ['a b', '']);
+    assert.deepEqual(splitCommandLine(''), []);
+  });
+});
+
+describe('whichIn', () => {
+  it('finds the first executable on PATH and checks paths directly', () => {
+    const exists = new Set(['/b/koma', '/c/koma']);
+    assert.equal(whichIn('koma', '/a:/b/:/c', (f) => exists.has(f)), '/b/koma');
+    assert.equal(whichIn('koma', '/a', (f) => exists.has(f)), undefined);
+    assert.equal(whichIn('/c/koma', '', (f) => exists.has(f)), '/c/koma');
+    assert.equal(whichIn('koma', undefined, () => true), undefined);
+  });
+});
+
+describe('installCommand', () => {
+  it('installs from the checkout the user picked, quoting paths, never the unrelated PyPI name', () => {
+    assert.equal(installCommand('/venv/bin/python', '/home/me/koma'), '/venv/bin/python -m pip install -e /home/me/koma');
+    assert.equal(installCommand(undefined, "/tmp/it's here"), "python3 -m pip install -e '/tmp/it'\\''s here'");
+  });
+});
+
+describe('needsRestart', () => {
+  it('restarts only for the server process settings', () => {
+    assert.equal(needsRestart((s) => s === 'koma.server'), true);
+    assert.equal(needsRestart((s) => s === 'koma.model'), false);
+  });
+});
+
+describe('debounce', () => {
+  it('runs once, after the last call of a burst', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      let calls = 0;
+      const run = debounce(() => calls++, 100);
+      run();
+      mock.timers.tick(60);
+      run();
+      mock.timers.tick(60);
+      assert.equal(calls, 0);
+      mock.timers.tick(50);
+      assert.equal(calls, 1);
+      run();
+      run.cancel();
+      mock.timers.tick(500);
+      assert.equal(calls, 1);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+});
