@@ -12,9 +12,9 @@ feature), so the adaptive debounce sees real keystrokes even when a client asks 
 completions less often than it sends edits.
 
 When the client turned tracing on (`trace: "verbose"` in `initialize`, or `$/setTrace`), each
-answer is followed by a `$/logTrace` whose `verbose` field is a JSON object with the timings
-(`source`, `reason`, `debounceMs`, `upstreamMs`, `serverMs`) — what the typing-replay
-benchmark uses to separate the server's own overhead from the model's time.
+answer comes with a `$/logTrace` whose `verbose` field is a JSON object: request `id`,
+`source`, `reason`, `route`, `debounceMs`, `upstreamMs`, `serverMs`. The typing-replay
+benchmark uses it to separate the server's own overhead from the model's time.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ def trace(ls: KomaLanguageServer, result: CompletionResult, started: float) -> N
     if ls.protocol.trace != types.TraceValue.Verbose:
         return
     detail = {
+        "id": ls.protocol.msg_id,
         "source": result.source,
         "reason": result.reason,
         "route": result.route,
