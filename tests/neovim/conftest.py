@@ -79,7 +79,8 @@ class Editor:
                 local out = {}
                 for _, win in ipairs(vim.api.nvim_list_wins()) do
                   if vim.api.nvim_win_get_config(win).relative ~= '' then
-                    local lines = vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(win), 0, -1, false)
+                    local buf = vim.api.nvim_win_get_buf(win)
+                    local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
                     out[#out + 1] = table.concat(lines, '\\n')
                   end
                 end

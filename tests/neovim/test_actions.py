@@ -10,6 +10,7 @@ from koma.simulator import Reply, Simulator
 FENCE = "`" * 3
 SOURCE = "def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n"
 
+
 def docstring_reply() -> Reply:
     return Reply(
         thinking="DOC-REASONING: add lacks a docstring; one line is enough.",
@@ -31,8 +32,8 @@ def test_koma_docstring_on_a_selection_edits_the_buffer_and_k_shows_why(
 
     # Select the function linewise and run the command, as a user would.
     editor.nvim.input("ggVj:Koma docstring<CR>")
-    editor.wait(
-        "vim.api.nvim_buf_get_lines(0, 1, 2, false)[1] == '    \"\"\"Return the sum of a and b.\"\"\"'",
+    editor.until(
+        lambda: editor.lines()[1] == '    """Return the sum of a and b."""',
         what="the docstring to be inserted",
     )
     assert editor.lines() == [
@@ -70,7 +71,9 @@ def test_code_action_menu_applies_a_refactor(editor: Editor, sim: Simulator) -> 
         """
         local client = vim.lsp.get_clients({ name = 'koma', bufnr = 0 })[1]
         local params = vim.lsp.util.make_range_params(0, client.offset_encoding)
-        params.range = { start = { line = 0, character = 0 }, ['end'] = { line = 1, character = 16 } }
+        params.range = {
+          start = { line = 0, character = 0 }, ['end'] = { line = 1, character = 16 },
+        }
         params.context = { diagnostics = {} }
         local res = client:request_sync('textDocument/codeAction', params, 20000, 0)
         return vim.tbl_map(function(a) return a.title end, res.result or {})

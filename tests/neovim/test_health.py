@@ -51,5 +51,5 @@ def test_health_without_setup_checks_the_default_command(editor: Editor) -> None
     # A PATH without Koma: the default command `koma lsp` cannot be found.
     editor.lua("vim.env.PATH = '/nonexistent'")
     report = checkhealth(editor)
-    assert "WARNING require(\"koma\").setup() has not been called" in report
+    assert 'WARNING require("koma").setup() has not been called' in report
     assert "ERROR server binary `koma` not found" in report

@@ -39,9 +39,7 @@ def test_ghost_text_appears_and_tab_accepts_it(
     editor: Editor, sim: Simulator, backend: str
 ) -> None:
     script_replies(sim)
-    editor.setup(
-        provider="ollama", base_url=sim.url, model="gpt-oss:120b", inline_backend=backend
-    )
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b", inline_backend=backend)
     editor.edit("calc.py", "def add_numbers(a, b):\n    \n")
     assert editor.lua("return require('koma.inline').backend()") == backend
 
