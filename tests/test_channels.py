@@ -301,3 +301,26 @@ def test_parser_is_reusable_after_finish():
     parser.feed("<think>a")
     parser.finish()
     assert parser.feed("b") + parser.finish() == [("final", "b")]
+
+
+MARKER_FRAGMENTS = [
+    *FRAGMENTS, *HARMONY_TOKENS, *TAGS, *(close for _, close in TAGS.values()),
+    *DEGRADED_SEPARATORS, " to=functions.f ", '{"a": 1}', "Hello", "We",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(MARKER_FRAGMENTS), max_size=25).map("".join),
+    st.lists(st.integers(0, 600), max_size=10),
+    st.booleans(),
+)
+def test_any_input_parses_the_same_however_it_is_chunked(text, cuts, reasoning_first):
+    """Whatever arrives (well-formed or not), chunking never changes the outcome."""
+    reasoning = ("We think",) if reasoning_first else ()
+    whole, parser = parse([text], reasoning)
+    whole_calls = [c.to_dict() for c in parser.leaked_tool_calls]
+    for chunks in splits(text, cuts):
+        pieces, parser = parse(chunks, reasoning)
+        assert merged(pieces) == merged(whole), chunks
+        assert [c.to_dict() for c in parser.leaked_tool_calls] == whole_calls

@@ -71,7 +71,13 @@ _CHANNEL_RE = re.compile(r"<\|channel\|>\s*([A-Za-z_]+)")
 _RECIPIENT_RE = re.compile(r"(?:^|\s)to=([^\s<]+)")
 _TOOL_NAME_RE = re.compile(r"\s*([\w.\-:/]+)")
 _TOOL_PREAMBLE_RE = re.compile(r"\s*(?:<\|constrain\|>)?\s*(?:json\b)?\s*(?:<\|message\|>)?\s*")
-_MAX_HEADER = 1024
+# A real header is one short line; anything else means the token was literal text.
+_MAX_HEADER = 256
+# A Harmony header cut off by the end of the stream (role, recipient, channel, constraint).
+_PARTIAL_HEADER_RE = re.compile(
+    r"(?:assistant|functions\.[\w.\-]*|[a-z]*)?(?:\s*to=[\w.\-:/]*)?(?:<\|channel\|>[a-z]*)?"
+    r"(?:\s*to=[\w.\-:/]*)?\s*(?:<\|constrain\|>)?\s*[a-z]*(?:<\|?[a-z]*\|?)?"
+)
 
 # Parser states.
 _S_START = 0  # start of a response or just after reasoning: degraded Harmony is possible
@@ -123,7 +129,6 @@ class _Markers:
 
 
 _PLAIN_MARKERS = _Markers((*HARMONY_TOKENS, *TAGS))
-_HEADER_MARKERS = _Markers((MESSAGE_TOKEN,))
 _BODY_MARKERS = _Markers(HARMONY_TOKENS)
 _DEG_MARKERS = _Markers(DEGRADED_SEPARATORS)
 _TAG_MARKERS = {close: _Markers((close,)) for _, close in TAGS.values()}
@@ -145,6 +150,8 @@ class ChannelParser:
         "_close",
         "_degraded",
         "_header",
+        "_header_from",
+        "_header_marker",
         "_held",
         "_markers",
         "_state",
@@ -164,6 +171,8 @@ class ChannelParser:
         self._channel: Channel = "final"
         self._held = ""
         self._header = ""
+        self._header_marker = ""
+        self._header_from: Channel | None = None
         self._close = ""
         self._tool_name = ""
         self._tool_body = ""
@@ -197,7 +206,14 @@ class ChannelParser:
         out: list[Piece] = []
         buf, state = self._held, self._state
         self._held = ""
-        if state in (_S_START, _S_DEG_COMMENTARY, _S_PLAIN, _S_TAG, _S_BODY, _S_DEG):
+        if state == _S_HEADER:
+            buf, self._header = self._header + buf, ""
+            if _PARTIAL_HEADER_RE.fullmatch(buf):
+                buf = ""  # a real header the stream ended inside: markup, not text
+            else:  # the token was literal text after all
+                self._enter(_S_BODY, self._header_from or "final")
+                buf = self._header_marker + buf
+        if state in (_S_START, _S_DEG_COMMENTARY, _S_PLAIN, _S_TAG, _S_BODY, _S_DEG, _S_HEADER):
             self._emit(out, buf)
         elif state in (_S_HTOOL, _S_DTOOL):
             self._tool_body += buf
@@ -209,6 +225,7 @@ class ChannelParser:
 
     def _run(self, buf: str) -> list[Piece]:
         out: list[Piece] = []
+        self._held = ""  # `buf` already starts with it
         while buf:
             state = self._state
             if state == _S_START:
@@ -222,6 +239,11 @@ class ChannelParser:
                 channel, consumed = decision
                 buf = buf[consumed:]
                 self._enter_degraded(channel)
+                continue
+            if state == _S_HEADER:
+                done, buf = self._read_header(out, buf)
+                if done:
+                    return out
                 continue
             if state == _S_DEG_COMMENTARY:
                 if len(buf) < len(_RECIPIENT_PREFIX) and _RECIPIENT_PREFIX.startswith(buf):
@@ -255,12 +277,6 @@ class ChannelParser:
         if not text:
             return
         state = self._state
-        if state == _S_HEADER:
-            self._header += text
-            if len(self._header) > _MAX_HEADER:
-                # Not a real header after all: start the message so nothing stalls forever.
-                self._open_message()
-            return
         if state in (_S_HTOOL, _S_DTOOL):
             self._tool_body += text
             return
@@ -290,8 +306,6 @@ class ChannelParser:
         if state == _S_TAG:  # the closing tag
             after = _S_START if self._degraded and self._channel in REASONING_CHANNELS else _S_PLAIN
             self._enter(after, "final")
-        elif state == _S_HEADER:  # <|message|>
-            self._open_message()
         elif state in (_S_DEG, _S_DTOOL):
             if state == _S_DTOOL:
                 self._end_tool()
@@ -301,8 +315,9 @@ class ChannelParser:
                 self._end_tool()
                 state = _S_PLAIN
             if marker == START_TOKEN or marker == CHANNEL_TOKEN:
-                self._header = marker if marker == CHANNEL_TOKEN else ""
-                self._state, self._markers = _S_HEADER, _HEADER_MARKERS
+                self._header, self._header_marker = "", marker
+                self._header_from = self._channel if state == _S_BODY else None
+                self._state = _S_HEADER
             elif marker in (END_TOKEN, RETURN_TOKEN, CALL_TOKEN):
                 self._enter(_S_PLAIN, "final")
             elif marker == MESSAGE_TOKEN and state in (_S_PLAIN, _S_START):
@@ -312,8 +327,30 @@ class ChannelParser:
                 self._state, self._markers = _S_TAG, _TAG_MARKERS[self._close]
             # A stray <|message|> or <|constrain|> inside a body is markup: dropped.
 
+    def _read_header(self, out: list[Piece], buf: str) -> tuple[bool, str]:
+        """Consume header text; `(True, "")` when all of `buf` was taken, else what is left."""
+        head = self._header + buf
+        end = head.find(MESSAGE_TOKEN)
+        scope = head if end < 0 else head[:end]
+        too_long = (end if end >= 0 else len(head) - len(MESSAGE_TOKEN) + 1) > _MAX_HEADER
+        if "\n" in scope or too_long:
+            # Not a Harmony header: the token was literal text in the channel it appeared in.
+            self._header = ""
+            if self._header_from is None:
+                self._enter(_S_PLAIN, "final")
+            else:
+                self._enter(_S_BODY, self._header_from)
+            self._emit(out, self._header_marker)
+            return False, head
+        if end < 0:
+            self._header = head
+            return True, ""
+        self._header = head[:end]
+        self._open_message()
+        return False, head[end + len(MESSAGE_TOKEN) :]
+
     def _open_message(self) -> None:
-        header, self._header = self._header, ""
+        header, self._header = self._header_marker + self._header, ""
         recipient = _RECIPIENT_RE.search(header)
         if recipient and not recipient.group(1).startswith("assistant"):
             self._tool_name, self._tool_body = recipient.group(1), ""
