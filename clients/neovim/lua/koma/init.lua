@@ -111,6 +111,7 @@ function M.setup(opts)
     end,
   })
   require('koma.status').setup(group)
+  require('koma.commands').create()
 
   for _, client in ipairs(vim.lsp.get_clients({ name = NAME })) do
     client.settings = { koma = cfg.server }
