@@ -1,13 +1,15 @@
-"""Ollama's native API: `/api/chat` and `/api/generate` streamed as NDJSON, plus model management.
+"""Ollama's native API: `/api/chat` and `/api/generate` streamed as NDJSON.
 
 Native rather than Ollama's `/v1` layer because only the native API can set `num_ctx` (Ollama
 otherwise truncates long prompts silently), `keep_alive`, GPU placement and `think` levels.
+Model management (tags, ps, load/unload, pull, create, delete) lives in
+`koma.providers.ollama_admin`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -30,15 +32,17 @@ from koma.providers.http import (
     open_stream,
     request_json,
 )
+from koma.providers.ollama_admin import OllamaAdmin
 from koma.types import (
     GenerationSettings,
     Message,
     Metrics,
     ModelDetails,
-    ModelInfo,
     ToolCall,
     Usage,
 )
+
+logger = logging.getLogger("koma.providers.ollama")
 
 DEFAULT_BASE_URL = "http://localhost:11434"
 # Used when neither the request nor the provider sets num_ctx and the model allows more:
@@ -60,8 +64,12 @@ _OPTION_KEYS = {
     "use_mmap": "use_mmap",
 }
 
+# Chooses num_ctx for a model when neither the request nor the provider fixes one; the engine
+# supplies it (the largest context that fits free memory). None from it keeps the fallback.
+ContextPolicy = Callable[[Provider, str, ModelDetails | None], Awaitable[int | None]]
 
-class OllamaProvider(Provider):
+
+class OllamaProvider(OllamaAdmin, Provider):
     """Talks to one Ollama server; `show()` answers are cached per model."""
 
     name = "ollama"
@@ -79,10 +87,12 @@ class OllamaProvider(Provider):
         timeout: httpx.Timeout | float | None = None,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
+        context_policy: ContextPolicy | None = None,
     ) -> None:
         self.base_url = normalize_ollama_url(base_url or DEFAULT_BASE_URL)
         self.keep_alive = keep_alive
         self.num_ctx = num_ctx
+        self.context_policy = context_policy
         self.gpu: dict[str, Any] = {
             "num_gpu": num_gpu,
             "num_thread": num_thread,
@@ -152,7 +162,7 @@ class OllamaProvider(Provider):
     async def _common_body(self, model: str, settings: GenerationSettings) -> dict[str, Any]:
         details = await self._details_or_none(model)
         body: dict[str, Any] = {"model": model, "stream": True}
-        body["options"] = self.build_options(settings, details)
+        body["options"] = await self.planned_options(model, settings, details)
         keep_alive = settings.keep_alive if settings.keep_alive is not None else self.keep_alive
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
@@ -175,6 +185,22 @@ class OllamaProvider(Provider):
         if settings.stop:
             options["stop"] = list(settings.stop)
         options["num_ctx"] = self.resolve_num_ctx(settings, details)
+        return options
+
+    async def planned_options(
+        self, model: str, settings: GenerationSettings, details: ModelDetails | None
+    ) -> dict[str, Any]:
+        """`build_options`, with num_ctx from the context policy when nothing fixes it."""
+        options = self.build_options(settings, details)
+        if settings.num_ctx or self.num_ctx or self.context_policy is None:
+            return options
+        try:
+            planned = await self.context_policy(self, model, details)
+        except Exception as exc:  # a policy failure must never block generation
+            logger.info("context policy failed for %s: %s", model, exc)
+            planned = None
+        if planned:
+            options["num_ctx"] = planned
         return options
 
     def resolve_num_ctx(self, settings: GenerationSettings, details: ModelDetails | None) -> int:
@@ -219,64 +245,6 @@ class OllamaProvider(Provider):
 
     async def supports_fim(self, model: str) -> bool:
         return "insert" in (await self.show(model)).capabilities
-
-    async def list_models(self) -> list[ModelInfo]:
-        """Installed models (`/api/tags`) merged with what is in memory (`/api/ps`)."""
-        tags, loaded = await asyncio.gather(self._json("GET", "/api/tags"), self._loaded_or_none())
-        by_name = {m.name: m for m in loaded or []}
-        out: list[ModelInfo] = []
-        for entry in _models_of(tags):
-            info = _info_from_entry(entry)
-            running = by_name.get(info.name)
-            info.loaded = None if loaded is None else running is not None
-            if running is not None:
-                info.size_vram_bytes = running.size_vram_bytes
-                info.expires_at = running.expires_at
-                info.context_length = running.context_length or info.context_length
-            cached = self._show_cache.get(info.name)
-            if cached is not None:
-                info.capabilities = info.capabilities or list(cached.capabilities)
-                info.context_length = info.context_length or cached.context_length
-            out.append(info)
-        return out
-
-    async def _loaded_or_none(self) -> list[ModelInfo] | None:
-        try:
-            return await self.loaded_models()
-        except Exception:
-            # Servers before /api/ps existed: installed models with an unknown loaded state.
-            return None
-
-    async def loaded_models(self) -> list[ModelInfo]:
-        data = await self._json("GET", "/api/ps")
-        out = []
-        for entry in _models_of(data):
-            info = _info_from_entry(entry)
-            info.loaded = True
-            out.append(info)
-        return out
-
-    async def load(self, model: str, keep_alive: str | int | None = None) -> str:
-        """A `/api/generate` with no prompt loads the model with the context we will use."""
-        details = await self._details_or_none(model)
-        ka = keep_alive if keep_alive is not None else self.keep_alive
-        body: dict[str, Any] = {
-            "model": model,
-            "stream": False,
-            "options": self.build_options(GenerationSettings(), details),
-        }
-        if ka is not None:
-            body["keep_alive"] = ka
-        data = await self._json("POST", "/api/generate", body, model=model)
-        load_ns = data.get("load_duration") if isinstance(data, dict) else None
-        took = f" in {load_ns / 1e6:.0f} ms" if isinstance(load_ns, int | float) and load_ns else ""
-        return f"{model} loaded{took}"
-
-    async def unload(self, model: str) -> str:
-        await self._json(
-            "POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False}, model=model
-        )
-        return f"{model} unloaded"
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -419,25 +387,3 @@ def parse_show(model: str, data: dict[str, Any]) -> ModelDetails:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _models_of(data: Any) -> list[dict[str, Any]]:
-    models = data.get("models") if isinstance(data, dict) else None
-    return [m for m in models or [] if isinstance(m, dict)]
-
-
-def _info_from_entry(entry: dict[str, Any]) -> ModelInfo:
-    details = _dict(entry.get("details"))
-    ctx = entry.get("context_length")
-    caps = entry.get("capabilities")
-    return ModelInfo(
-        name=str(entry.get("name") or entry.get("model") or ""),
-        size_bytes=entry.get("size"),
-        quantization=details.get("quantization_level"),
-        family=details.get("family"),
-        parameter_size=details.get("parameter_size"),
-        context_length=ctx if isinstance(ctx, int) else None,
-        capabilities=[str(c) for c in caps] if isinstance(caps, list) else [],
-        size_vram_bytes=entry.get("size_vram"),
-        expires_at=entry.get("expires_at"),
-    )

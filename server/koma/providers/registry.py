@@ -18,7 +18,7 @@ import httpx
 from koma.errors import ConfigError, ProviderUnreachable
 from koma.providers.base import Provider
 from koma.providers.lmstudio import LMStudioProvider
-from koma.providers.ollama import OllamaProvider
+from koma.providers.ollama import ContextPolicy, OllamaProvider
 from koma.providers.openai_compat import PRESETS, OpenAICompatProvider, server_root
 from koma.settings import KomaSettings
 
@@ -46,8 +46,13 @@ def create_provider(
     api_key: str | None = None,
     *,
     settings: KomaSettings | None = None,
+    context_policy: ContextPolicy | None = None,
 ) -> Provider:
-    """Build the named provider; settings supply keep-alive, context size and GPU placement."""
+    """Build the named provider; settings supply keep-alive, context size and GPU placement.
+
+    `context_policy` picks Ollama's num_ctx per model when `numCtx` is not set (the engine's
+    largest-safe-context computation); without it the provider's fixed fallback applies.
+    """
     settings = settings or KomaSettings()
     if name == "ollama":
         gpu = settings.gpu
@@ -59,6 +64,7 @@ def create_provider(
             num_thread=gpu.num_thread,
             main_gpu=gpu.main_gpu,
             use_mmap=gpu.use_mmap,
+            context_policy=context_policy,
         )
     if name == "lmstudio":
         return LMStudioProvider(base_url, api_key, context_length=settings.num_ctx)
@@ -77,11 +83,16 @@ def create_provider(
 
 
 async def resolve_provider(
-    settings: KomaSettings, candidates: list[tuple[str, str, str]] | None = None
+    settings: KomaSettings,
+    candidates: list[tuple[str, str, str]] | None = None,
+    *,
+    context_policy: ContextPolicy | None = None,
 ) -> Provider:
     """The provider the settings ask for; for `auto`, the first server that answers."""
     if settings.provider != "auto":
-        return create_provider(settings.provider, settings.base_url, settings=settings)
+        return create_provider(
+            settings.provider, settings.base_url, settings=settings, context_policy=context_policy
+        )
     tried = list(candidates if candidates is not None else AUTO_CANDIDATES)
     if settings.base_url:
         # `auto` with an explicit URL: find out which kind of server lives there.
@@ -90,7 +101,7 @@ async def resolve_provider(
     found = await probe(tried)
     if found is not None:
         name, url = found
-        return create_provider(name, url, settings=settings)
+        return create_provider(name, url, settings=settings, context_policy=context_policy)
     if embedded_available():
         return _embedded(settings)
     where = ", ".join(f"{n} at {u}" for n, u, _ in tried)
