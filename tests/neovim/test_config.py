@@ -3,7 +3,10 @@ user did not set is sent; bad options are reported without breaking Neovim."""
 
 from __future__ import annotations
 
-from conftest import Editor
+import shutil
+from pathlib import Path
+
+from conftest import PLUGIN, Editor
 
 
 def test_only_user_settings_are_sent_in_camel_case(editor: Editor) -> None:
@@ -66,3 +69,34 @@ def test_koma_command_completes_subcommands(editor: Editor) -> None:
         "chat",
         "completion",
     ]
+
+
+def test_vimdoc_builds_tags_and_documents_every_option(editor: Editor, tmp_path: Path) -> None:
+    doc = tmp_path / "doc"
+    shutil.copytree(PLUGIN / "doc", doc)
+    editor.lua("vim.cmd.helptags(...)", str(doc))
+    tags = (doc / "tags").read_text(encoding="utf-8")
+    for tag in ("koma-options", "koma.setup()", "koma-chat", "koma-health", ":Koma"):
+        assert f"{tag}\tkoma.txt" in tags
+    text = (doc / "koma.txt").read_text(encoding="utf-8")
+    keys = editor.lua(
+        """
+        local cfg = require('koma.config')
+        local out = vim.tbl_keys(cfg.plugin_defaults)
+        local function walk(schema, prefix)
+          for key, entry in pairs(schema) do
+            if type(entry[2]) == 'table' and not vim.islist(entry[2]) then
+              walk(entry[2], prefix .. key .. '.')
+            else
+              out[#out + 1] = prefix .. key
+            end
+          end
+        end
+        walk(cfg.server_schema, '')
+        for name in pairs(cfg.plugin_defaults.keymaps) do out[#out + 1] = 'keymaps.' .. name end
+        return out
+        """
+    )
+    assert len(keys) > 50
+    missing = [key for key in keys if key not in text]
+    assert not missing, f"options missing from doc/koma.txt: {missing}"
