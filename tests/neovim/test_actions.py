@@ -123,3 +123,35 @@ def test_explain_streams_into_the_chat_and_leaves_the_code_alone(
     assert "`add` returns the sum of its two arguments." in chat
     assert editor.lua("return vim.api.nvim_get_current_buf()") == buf, "focus stays in the code"
     assert editor.lines() == SOURCE.rstrip("\n").split("\n")
+
+
+def test_explain_from_the_code_action_menu_opens_the_chat(editor: Editor, sim: Simulator) -> None:
+    sim.add_reply(
+        Reply(
+            thinking="MENU-REASONING: simple.",
+            content="It prints three.",
+            match="Explain what the following code",
+        )
+    )
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b")
+    buf = editor.edit("calc.py", SOURCE)
+    editor.lua(
+        """
+        vim.lsp.buf.code_action({
+          filter = function(a) return a.title == 'Koma: Explain' end,
+          apply = true,
+          range = { start = { 5, 0 }, ['end'] = { 5, 15 } },
+        })
+        """
+    )
+    editor.wait(
+        "require('koma.chat').state.buf and not require('koma.chat').state.pending "
+        "and vim.tbl_contains(vim.api.nvim_buf_get_lines(require('koma.chat').state.buf, "
+        "0, -1, false), 'It prints three.')",
+        what="the explanation in the chat",
+    )
+    assert editor.lua("return vim.api.nvim_get_current_buf()") == buf
+    chat_lines = editor.lua(
+        "return vim.api.nvim_buf_get_lines(require('koma.chat').state.buf, 0, -1, false)"
+    )
+    assert any(line.startswith("Explain calc.py, lines 5–5") for line in chat_lines)

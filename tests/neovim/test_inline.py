@@ -93,3 +93,50 @@ def test_dismiss_hides_and_tab_falls_back_to_a_tab(editor: Editor, sim: Simulato
         "vim.api.nvim_buf_get_lines(0, 1, 2, false)[1] == '    return  '",
         what="Tab without a suggestion to indent as usual",
     )
+
+
+@pytest.mark.parametrize("backend", ["native", "extmark"])
+def test_multiline_suggestion_shows_extra_lines_and_is_accepted_whole(
+    editor: Editor, sim: Simulator, backend: str
+) -> None:
+    sim.add_reply(
+        Reply(
+            thinking="SECRET: two lines.",
+            content="<COMPLETION>total = a + b\n    return total</COMPLETION>",
+            match="def add_up",
+        )
+    )
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b", inline_backend=backend)
+    editor.edit("sum.py", "def add_up(a, b):\n    \n")
+    editor.nvim.input("2GA")
+    ghost = editor.wait(VISIBLE, what="a multi-line suggestion")
+    assert ghost == "total = a + b\n    return total"
+    editor.nvim.input("<Tab>")
+    editor.until(
+        lambda: editor.lines()[1:3] == ["    total = a + b", "    return total"],
+        what="both lines to be inserted",
+    )
+    assert editor.lua("return vim.api.nvim_win_get_cursor(0)") == [3, len("    return total")]
+
+
+def test_without_native_inline_completion_the_fallback_still_declares_it(
+    editor: Editor, sim: Simulator
+) -> None:
+    """Neovim 0.11 has no vim.lsp.inline_completion: the extmark renderer takes over and the
+    client still declares inline completion, so the server does not also fill the completion
+    menu with the same suggestion."""
+    script_replies(sim)
+    editor.lua("vim.lsp.inline_completion = false")  # what 0.11 looks like to the plugin
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b")
+    editor.edit("calc.py", "def add_numbers(a, b):\n    \n")
+    assert editor.lua("return require('koma.inline').backend()") == "extmark"
+    caps = editor.lua(
+        "local c = vim.lsp.get_clients({ name = 'koma' })[1] "
+        "return { sent = c.capabilities.textDocument.inlineCompletion ~= nil, "
+        "menu = c.server_capabilities.completionProvider ~= nil }"
+    )
+    assert caps == {"sent": True, "menu": False}
+    editor.nvim.input("2GAreturn ")
+    assert editor.wait(VISIBLE, what="ghost text from the fallback").startswith("a + b")
+    editor.nvim.input("<Tab>")
+    editor.wait("vim.api.nvim_buf_get_lines(0, 1, 2, false)[1] == '    return a + b'")
