@@ -75,3 +75,55 @@ def test_cancel_stops_a_streaming_answer(editor: Editor, sim: Simulator) -> None
     assert text.endswith("## You\n")
     record = next(r for r in sim.requests if r.endpoint == "chat")
     assert sim.wait_for_disconnect(record, timeout=20), "the model request was not stopped"
+
+
+def test_unset_options_leave_environment_variables_in_charge(
+    editor: Editor, sim: Simulator
+) -> None:
+    sim.add_model(SimModel(name="gpt-oss:20b", capabilities=["completion", "tools", "thinking"]))
+    sim.add_reply(Reply(content="Env model here.", match="who answers"))
+    # The server inherits Neovim's environment; setup() names no model.
+    editor.lua("vim.env.KOMA_MODEL = 'gpt-oss:20b'")
+    editor.setup(provider="ollama", base_url=sim.url)
+    editor.edit("a.py", "x = 1\n")
+    editor.nvim.command("Koma chat who answers")
+    editor.wait(CHAT_DONE, what="the answer")
+    assert sim.requests[-1].body["model"] == "gpt-oss:20b"
+
+
+def test_calling_setup_again_updates_the_running_server(editor: Editor, sim: Simulator) -> None:
+    sim.add_model(SimModel(name="gpt-oss:20b", capabilities=["completion", "tools", "thinking"]))
+    sim.set_default_reply(Reply(content="Some answer."))
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b")
+    editor.edit("a.py", "x = 1\n")
+    editor.nvim.command("Koma chat one")
+    editor.wait(CHAT_DONE, what="the first answer")
+    assert sim.requests[-1].body["model"] == "gpt-oss:120b"
+    client = editor.lua("return vim.lsp.get_clients({ name = 'koma' })[1].id")
+
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:20b")
+    # The server fetches the new settings (workspace/configuration) after the notification.
+    editor.wait(
+        "vim.lsp.get_clients({ name = 'koma' })[1]:request_sync('workspace/executeCommand', "
+        "{ command = 'koma.models', arguments = {} }, 20000).result.current.model "
+        "== 'gpt-oss:20b'",
+        what="the server to take the new model",
+    )
+    editor.nvim.command("Koma chat two")
+    editor.wait(CHAT_DONE, what="the second answer")
+    assert sim.requests[-1].body["model"] == "gpt-oss:20b"
+    assert editor.lua("return vim.lsp.get_clients({ name = 'koma' })[1].id") == client
+
+
+def test_preload_loads_the_model_and_says_so(editor: Editor, sim: Simulator) -> None:
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b")
+    editor.edit("a.py", "x = 1\n")
+    editor.nvim.command("Koma preload")
+    editor.until(
+        lambda: "gpt-oss:120b" in sim.loaded_models(), what="the simulator to load the model"
+    )
+    editor.wait(
+        "vim.api.nvim_exec2('messages', { output = true }).output"
+        ":find('Koma: gpt-oss:120b loaded', 1, true) ~= nil",
+        what="the message that the model is loaded",
+    )
