@@ -11,12 +11,16 @@ Reuse them from any test module under `tests/lsp/`:
         await client.wait_for(lambda: ..., "what we wait for")
 
 - `sim`: a started `koma.simulator.Simulator` (Ollama flavour, gpt-oss:20b + qwen2.5-coder).
+- `profile_capabilities`: a modifiable copy of the current profile's client capabilities.
 - `dead_url`: a loopback URL where nothing listens (a provider that is down).
 - `client_profile`: parametrized — every test using `lsp` runs once as Neovim and once as
   VS Code (pytest-lsp's recorded client capabilities).
-- `lsp(settings=None, init_options=None, configuration=None, profile=None)`: starts
+- `lsp(settings=None, init_options=None, configuration=None, profile=None, env=None,
+  capabilities=None)`: starts
   `python -m koma.lsp` pointed at `sim` (provider ollama, baseUrl sim.url, model gpt-oss:20b,
-  unless `settings` overrides keys / `init_options` replaces initializationOptions entirely),
+  unless `settings` overrides keys / `init_options` replaces initializationOptions entirely;
+  `configuration` is what the client answers to workspace/configuration, `env` adds server
+  environment variables, `capabilities` replaces the profile's),
   isolated from the user's config files and environment, and returns an initialized
   `KomaClient`. Shutdown happens at teardown.
 """
@@ -119,6 +123,17 @@ class KomaClient(LanguageClient):
             )
         )
 
+    async def current_model(self, expected: str) -> None:
+        """Wait until the server's settings name `expected` as the chat model."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            current = (await self.command("koma.models"))["current"]["model"]
+            if current == expected:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"model stayed {current!r}, expected {expected!r}")
+            await asyncio.sleep(0.05)
+
     async def command(self, name: str, *arguments: Any) -> Any:
         result = await asyncio.wait_for(
             self.workspace_execute_command_async(
@@ -203,6 +218,12 @@ def capabilities_for(profile: str) -> types.ClientCapabilities:
     return client_capabilities(profile)
 
 
+@pytest.fixture
+def profile_capabilities(client_profile: str) -> types.ClientCapabilities:
+    """A fresh copy of the current profile's capabilities, for tests that change them."""
+    return capabilities_for(client_profile)
+
+
 LspFactory = Callable[..., Awaitable[KomaClient]]
 
 
@@ -220,6 +241,7 @@ async def lsp(sim: Simulator, client_profile: str, tmp_path: Path) -> AsyncItera
         configuration: dict[str, Any] | None = None,
         profile: str | None = None,
         env: dict[str, str] | None = None,
+        capabilities: types.ClientCapabilities | None = None,
     ) -> KomaClient:
         koma = {"provider": "ollama", "baseUrl": sim.url, "model": CHAT_MODEL}
         koma.update(settings or {})
@@ -237,7 +259,7 @@ async def lsp(sim: Simulator, client_profile: str, tmp_path: Path) -> AsyncItera
         await asyncio.wait_for(
             client.initialize_session(
                 types.InitializeParams(
-                    capabilities=capabilities_for(profile or client_profile),
+                    capabilities=capabilities or capabilities_for(profile or client_profile),
                     root_uri=workspace.as_uri(),
                     workspace_folders=[
                         types.WorkspaceFolder(uri=workspace.as_uri(), name="workspace")

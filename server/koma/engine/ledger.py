@@ -59,8 +59,10 @@ def _shift(pos: Pos, end: Pos, inserted_end: Pos) -> Pos:
     return (pos[0] + inserted_end[0] - end[0], pos[1])
 
 
-def map_start(pos: Pos, start: Pos, end: Pos, inserted_end: Pos) -> Pos:
-    """A range start: text inserted exactly at it stays outside the range."""
+def map_start(pos: Pos, start: Pos, end: Pos, inserted_end: Pos, grow: bool) -> Pos:
+    """A range start: text inserted exactly at it joins the range only if `grow`."""
+    if pos == start == end and not grow:
+        return inserted_end
     if pos <= start:
         return pos
     if pos < end:
@@ -133,8 +135,13 @@ class ReasoningLedger:
         inserted_end = end_of(start, text, units)
         kept: list[LedgerEntry] = []
         for entry in entries:
-            entry.start = map_start(entry.start, start, end, inserted_end)
-            entry.end = map_end(entry.end, start, end, inserted_end, grow=not entry.applied)
+            if entry.applied and start <= entry.start and entry.end <= end:
+                continue  # the change replaced everything the model wrote
+            # Until its edit is applied, an entry widens to take in text typed at its edges
+            # (editors may apply an edit as several smaller changes); afterwards it does not.
+            grow = not entry.applied
+            entry.start = map_start(entry.start, start, end, inserted_end, grow)
+            entry.end = map_end(entry.end, start, end, inserted_end, grow)
             if entry.end < entry.start:
                 entry.end = entry.start
             if not entry.applied:

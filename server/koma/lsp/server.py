@@ -81,7 +81,9 @@ class KomaLanguageServer(LanguageServer):
             "koma", _version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental
         )
         self.settings: KomaSettings = KomaSettings()
-        # The `koma` section as the editor last sent it (camelCase, only what the user set).
+        # The `koma` section from initializationOptions, and the editor's section in force
+        # (initializationOptions overlaid by the latest workspace/configuration answer).
+        self.initial_section: dict[str, Any] = {}
         self.editor_section: dict[str, Any] = {}
         # Choices made with `koma.selectModel`; they sit above the editor's settings.
         self.session_section: dict[str, Any] = {}

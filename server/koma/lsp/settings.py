@@ -17,6 +17,7 @@ from lsprotocol import types
 
 from koma.config import Layer, collect_layers, load_layers, normalize_keys
 from koma.errors import KomaError
+from koma.settings import deep_merge
 
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
@@ -47,9 +48,20 @@ def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply_editor_settings(server: KomaLanguageServer, section: Mapping[str, Any] | None) -> bool:
-    """Validate and apply; on error tell the user and keep the old settings. True if applied."""
-    editor = server.editor_section if section is None else dict(section)
+def apply_editor_settings(
+    server: KomaLanguageServer, section: Mapping[str, Any] | None, *, initial: bool = False
+) -> bool:
+    """Validate and apply; on error tell the user and keep the old settings. True if applied.
+
+    `section` is what the editor sent now (None: re-apply what is in force). Later sections
+    are laid over the `initializationOptions` one, so a key given only at startup stays.
+    """
+    if initial:
+        editor = dict(section or {})
+    elif section is None:
+        editor = server.editor_section
+    else:
+        editor = deep_merge(server.initial_section, dict(section))
     session = dict(server.session_section)
     for key in list(session):
         if section is not None and editor.get(key) != server.editor_section.get(key):
@@ -64,6 +76,8 @@ def apply_editor_settings(server: KomaLanguageServer, section: Mapping[str, Any]
     except KomaError as err:
         report_invalid(server, str(err))
         return False
+    if initial:
+        server.initial_section = dict(editor)
     server.editor_section = editor
     server.session_section = session
     server.apply_settings(new)
@@ -117,7 +131,7 @@ def register(server: KomaLanguageServer) -> None:
             keys = set(options)
             if keys and keys <= set(_known_keys()):
                 section = dict(options)
-        apply_editor_settings(ls, section)
+        apply_editor_settings(ls, section, initial=True)
 
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: KomaLanguageServer, params: types.InitializedParams) -> None:
