@@ -1,0 +1,185 @@
+/**
+ * Koma in a real VS Code (code-server 1.100 under headless Chromium), against the real
+ * `koma lsp` and the loopback Ollama simulator (fixtures/sim-script.json). Each test checks what
+ * a user sees on screen — ghost text, the code action menu, the chat webview, the status bar —
+ * and what ends up in the document.
+ */
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+
+import { Bridge, eventually } from './bridge';
+
+interface KomaApi {
+  whenReady(): Promise<void>;
+  chatState(): { turns: { answerText: string; reasoning: string; state: string }[] };
+  statusText(): string;
+}
+
+const CHAT_REASONING = 'KOMA-CHAT-REASONING';
+const DOCSTRING_REASONING = 'KOMA-DOCSTRING-REASONING';
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)),
+  ]);
+}
+
+suite('Koma in VS Code', () => {
+  let bridge: Bridge;
+  let api: KomaApi;
+  let doc: vscode.TextDocument;
+
+  async function focusEditorAt(line: number, character: number): Promise<vscode.TextEditor> {
+    const editor = await vscode.window.showTextDocument(doc, {
+      selection: new vscode.Range(line, character, line, character),
+      preserveFocus: false,
+      preview: false,
+    });
+    await vscode.commands.executeCommand('workbench.action.focusActiveEditorGroup');
+    return editor;
+  }
+
+  async function ghostText(): Promise<string> {
+    return (await bridge.texts('.monaco-editor .ghost-text-decoration')).join('').replace(/\u00a0/g, ' ').trim();
+  }
+
+  suiteSetup(async function () {
+    this.timeout(180_000);
+    bridge = Bridge.fromWorkspace();
+    const extension = vscode.extensions.getExtension<KomaApi>('koma.koma');
+    assert.ok(extension, 'the Koma extension is installed');
+    api = await extension.activate();
+    await withTimeout(api.whenReady(), 120_000, 'the Koma language server to start');
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    assert.ok(folder, 'the fixture workspace is open');
+    doc = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(folder.uri, 'calc.py'));
+    await vscode.window.showTextDocument(doc, { preview: false });
+    await bridge.waitFor('.monaco-editor .view-lines', { hasText: 'def add(a, b):', timeoutMs: 60_000 });
+  });
+
+  test('the status bar shows the model', async () => {
+    const item = await bridge.waitFor('.part.statusbar .statusbar-item', { hasText: 'gpt-oss:20b', timeoutMs: 60_000 });
+    assert.match(item.text, /gpt-oss:20b/);
+    assert.match(api.statusText(), /gpt-oss:20b/);
+  });
+
+  test('ghost text appears after typing and Tab accepts it into the document', async () => {
+    await focusEditorAt(5, 0);
+    await bridge.type('    return ');
+    await eventually('the typed text in the document', () => doc.lineAt(5).text === '    return ');
+    // Ghost text is drawn as (possibly several) decoration spans after the cursor.
+    await bridge.waitFor('.monaco-editor .ghost-text-decoration', { timeoutMs: 60_000 });
+    await eventually('the ghost text to read "a + b"', async () => (await ghostText()) === 'a + b', 30_000);
+    const line = await bridge.waitFor('.monaco-editor .view-line', { hasText: 'return a + b' });
+    assert.equal(line.text.replace(/\u00a0/g, ' ').trim(), 'return a + b');
+    // Shown, not yet inserted: the document still holds only what was typed.
+    assert.equal(doc.lineAt(5).text, '    return ');
+    await bridge.screenshot('ghost-text', '.part.editor', { maxWidth: 640, maxHeight: 230 });
+    await bridge.screenshot('ghost-text-window');
+
+    await bridge.press('Tab');
+    await eventually('Tab to insert the suggestion', () => doc.lineAt(5).text === '    return a + b', 20_000);
+    assert.equal(await ghostText(), '', 'no ghost text is left after accepting');
+  });
+
+  test('a code action from the lightbulb menu edits the file', async () => {
+    await focusEditorAt(0, 5);
+    await bridge.press('Control+.');
+    await bridge.waitFor('.action-widget', { hasText: 'Koma: Add docstring', timeoutMs: 30_000 });
+    await bridge.screenshot('code-action-menu', '.part.editor');
+    // Choose it with the keyboard, as the menu expects (a pointer block covers the editor).
+    const rows = await bridge.texts('.action-widget .monaco-list-row.action');
+    const index = rows.findIndex((r) => r.includes('Koma: Add docstring'));
+    assert.ok(index >= 0, `the menu lists Koma: Add docstring (${rows.join(' | ')})`);
+    for (let i = 0; i < index; i++) {
+      await bridge.press('ArrowDown');
+    }
+    await bridge.press('Enter');
+    await eventually('the docstring in calc.py', () => doc.getText().includes('"""Return the product of a and b."""'), 60_000);
+    assert.equal(doc.lineAt(0).text, 'def mul(a, b):');
+    assert.equal(doc.lineAt(1).text, '    """Return the product of a and b."""');
+    assert.equal(doc.lineAt(2).text, '    return a * b');
+    assert.ok(!doc.getText().includes(DOCSTRING_REASONING), 'reasoning never reaches the file');
+  });
+
+  test('hover over the changed code shows the reasoning behind it', async () => {
+    const hovers = await eventually('a hover over the docstring', async () => {
+      const result = await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', doc.uri, new vscode.Position(1, 10));
+      return result && result.length > 0 ? result : undefined;
+    });
+    const text = hovers
+      .flatMap((h) => h.contents)
+      .map((c) => (typeof c === 'string' ? c : c.value))
+      .join('\n');
+    assert.match(text, new RegExp(DOCSTRING_REASONING));
+  });
+
+  test('the chat view streams the answer, with the reasoning collapsed above it and never in it', async () => {
+    await vscode.commands.executeCommand('koma.openChat');
+    await bridge.waitFor('#prompt', { frame: 'chat', timeoutMs: 60_000 });
+    // Record the answer's length at every DOM change, to see it grow while streaming.
+    await bridge.evaluate(
+      `(() => {
+        window.__komaLengths = [];
+        const transcript = document.getElementById('transcript');
+        new MutationObserver(() => {
+          const answers = transcript.querySelectorAll('section.turn .answer');
+          const last = answers[answers.length - 1];
+          if (last) { window.__komaLengths.push((last.textContent || '').length); }
+        }).observe(transcript, { subtree: true, childList: true, characterData: true });
+        return true;
+      })()`,
+      'chat',
+    );
+    await bridge.fill('#prompt', 'What is the capital of France?', 'chat');
+    await bridge.press('Enter', '#prompt', 'chat');
+    await bridge.waitFor('section.turn[data-state="streaming"]', { frame: 'chat', timeoutMs: 60_000 });
+    const done = await bridge.waitFor('section.turn[data-state="done"] .answer', { frame: 'chat', timeoutMs: 60_000 });
+    assert.match(done.text, /The capital of France is Paris\./);
+    assert.ok(!done.text.includes(CHAT_REASONING), 'the reasoning is not in the answer');
+
+    const lengths = await bridge.evaluate<number[]>('window.__komaLengths', 'chat');
+    const growth = [...new Set(lengths.filter((n) => n > 0))];
+    assert.ok(growth.length >= 3, `the answer streamed in pieces (lengths seen: ${growth.join(', ')})`);
+
+    const reasoning = await bridge.evaluate<{ open: boolean; body: string; summary: string; before: boolean }>(
+      `(() => {
+        const turn = document.querySelector('section.turn[data-state="done"]');
+        const details = turn.querySelector('details.reasoning');
+        const answer = turn.querySelector('.answer');
+        return {
+          open: details.open,
+          body: details.querySelector('.reasoning-body').textContent,
+          summary: details.querySelector('summary').textContent,
+          before: !!(details.compareDocumentPosition(answer) & Node.DOCUMENT_POSITION_FOLLOWING),
+        };
+      })()`,
+      'chat',
+    );
+    assert.equal(reasoning.open, false, 'the reasoning block is collapsed');
+    assert.match(reasoning.body, new RegExp(CHAT_REASONING));
+    assert.match(reasoning.summary, /Thought/);
+    assert.equal(reasoning.before, true, 'the reasoning sits above the answer');
+    await bridge.waitFor('section.turn .code-block button[data-action="insert"]', { frame: 'chat' });
+
+    const turn = api.chatState().turns.at(-1);
+    assert.ok(turn && turn.state === 'done');
+    assert.ok(!turn.answerText.includes(CHAT_REASONING));
+    await bridge.screenshot('chat-panel');
+
+    // One click opens the reasoning for whoever wants to read it.
+    await bridge.click('section.turn details.reasoning summary', { frame: 'chat' });
+    const opened = await bridge.waitFor('section.turn details.reasoning .reasoning-body', { frame: 'chat', hasText: CHAT_REASONING });
+    assert.match(opened.text, /France's is Paris/);
+    await bridge.screenshot('chat-reasoning', '.part.sidebar');
+  });
+
+  test('Insert puts a code block from the chat into the editor at the cursor', async () => {
+    const end = doc.lineCount - 1;
+    await focusEditorAt(end, 0);
+    await vscode.commands.executeCommand('koma.chatView.focus');
+    await bridge.click('section.turn .code-block button[data-action="insert"]', { frame: 'chat' });
+    await eventually('the inserted code', () => doc.getText().includes('print("Paris")'), 20_000);
+  });
+});
