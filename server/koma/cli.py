@@ -39,7 +39,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROVIDERS = ("auto", "ollama", "lmstudio", "openai", "embedded")
 EFFORTS = ("low", "medium", "high")
 # Modules that register more subcommands when imported (model lifecycle, benchmarks, …).
-EXTRA_COMMAND_MODULES: tuple[str, ...] = ()
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ("koma.cli_lifecycle",)
 
 Runner = Callable[[argparse.Namespace], "int | Awaitable[int]"]
 
@@ -112,10 +112,14 @@ def settings_from_args(
 
 
 async def open_provider(settings: KomaSettings) -> Provider:
-    """The configured provider; `auto` probes Ollama, then LM Studio (engine's registry)."""
+    """The configured provider; `auto` probes Ollama, then LM Studio (engine's registry).
+
+    Ollama gets the largest num_ctx that fits this machine when `numCtx` is not set.
+    """
+    from koma.engine.lifecycle.context import SafeContextPolicy
     from koma.providers.registry import resolve_provider
 
-    return await resolve_provider(settings)
+    return await resolve_provider(settings, context_policy=SafeContextPolicy())
 
 
 async def pick_model(settings: KomaSettings, provider: Provider) -> str:

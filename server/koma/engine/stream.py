@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
 
 from koma.engine.cache import CACHE_HIT
 from koma.engine.channels import ChannelParser, Piece
+from koma.engine.lifecycle.truncation import request_tokens, result_truncation_warning
 from koma.engine.metrics import StreamClock, merge_metrics
 from koma.errors import StreamError
 from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
@@ -42,7 +44,12 @@ from koma.types import (
 def stream_events(provider: Provider, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
     """Stream a chat answer as events; see the module docstring for order and cancellation."""
     return _stream(
-        provider, request.model, request.settings, lambda: provider.chat(request), ChannelParser()
+        provider,
+        request.model,
+        request.settings,
+        lambda: provider.chat(request),
+        ChannelParser(),
+        sent_tokens=request_tokens(request),
     )
 
 
@@ -61,6 +68,7 @@ def stream_completion_events(
         request.settings,
         lambda: provider.complete(request),
         ChannelParser(degraded_harmony=not code),
+        sent_tokens=request_tokens(request),
     )
 
 
@@ -124,6 +132,8 @@ async def _stream(
     settings: GenerationSettings,
     open_wire: Callable[[], AsyncIterator[WireChunk]],
     parser: ChannelParser,
+    *,
+    sent_tokens: int | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     clock = StreamClock()
     deltas = _Deltas(settings.streaming_buffer_size)
@@ -133,6 +143,7 @@ async def _stream(
     finish_reason: str | None = None
     replayed = False
     leaked = 0
+    final_raw: dict[str, Any] | None = None
     wire = open_wire()
     async with contextlib.AsyncExitStack() as stack:
         _close_on_exit(stack, wire)
@@ -161,6 +172,8 @@ async def _stream(
                 finish_reason = chunk.finish_reason
             if chunk.raw and chunk.raw.get(CACHE_HIT):
                 replayed = True
+            if chunk.done and chunk.raw:
+                final_raw = chunk.raw
     clock.stop()
     for event in deltas.add(parser.finish()):
         yield event
@@ -171,22 +184,25 @@ async def _stream(
         tool_calls += calls
     for event in deltas.close():
         yield event
-    yield Done(
-        _result(
-            deltas.channels(),
-            tool_calls,
-            usage or Usage(),
-            # A replay from the cache says nothing about the server's speed.
-            merge_metrics(
-                None if replayed else server_metrics,
-                clock.measured(usage.completion_tokens if usage else None, rate=not replayed),
-            ),
-            model,
-            provider.name,
-            finish_reason,
-            leaked=bool(parser.leaked_tool_calls),
-        )
+    result = _result(
+        deltas.channels(),
+        tool_calls,
+        usage or Usage(),
+        # A replay from the cache says nothing about the server's speed.
+        merge_metrics(
+            None if replayed else server_metrics,
+            clock.measured(usage.completion_tokens if usage else None, rate=not replayed),
+        ),
+        model,
+        provider.name,
+        finish_reason,
+        leaked=bool(parser.leaked_tool_calls),
     )
+    # Ollama cuts an oversized prompt silently; its own counts show it (engine.lifecycle).
+    warning = None if replayed else result_truncation_warning(final_raw, sent_tokens)
+    if warning:
+        result.warnings.append(warning)
+    yield Done(result)
 
 
 def _close_on_exit(stack: contextlib.AsyncExitStack, iterator: object) -> None:
