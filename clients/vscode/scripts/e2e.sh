@@ -10,7 +10,7 @@
 #
 # Needs: scripts/setup-e2e.sh done once, `koma` installed (pip install -e .), npm.
 # Env: KOMA_E2E_DIR (setup cache), KOMA_E2E_ARTIFACTS (screenshots, default e2e-artifacts/),
-#      KOMA_E2E_DOCS_IMAGES=1 (copy the chat and ghost-text screenshots to docs/images/),
+#      KOMA_E2E_DOCS_IMAGES=1 (copy the chat, reasoning and ghost-text screenshots to docs/images/),
 #      KOMA_E2E_KEEP=1 (keep the run directory with all logs).
 set -euo pipefail
 
@@ -149,7 +149,8 @@ elif [[ "${KOMA_E2E_DOCS_IMAGES:-}" == 1 ]]; then
   mkdir -p "$REPO/docs/images"
   cp "$ART/chat-panel.png" "$REPO/docs/images/vscode-chat.png"
   cp "$ART/ghost-text.png" "$REPO/docs/images/vscode-ghost-text.png"
-  log "updated docs/images/vscode-chat.png and docs/images/vscode-ghost-text.png"
+  cp "$ART/chat-reasoning.png" "$REPO/docs/images/vscode-chat-reasoning.png"
+  log "updated docs/images/vscode-{chat,ghost-text,chat-reasoning}.png"
 fi
 log "screenshots in $ART"
 log "finished in $((SECONDS - started)) s"

@@ -15,8 +15,9 @@ interface KomaApi {
   statusText(): string;
 }
 
-const CHAT_REASONING = 'KOMA-CHAT-REASONING';
-const DOCSTRING_REASONING = 'KOMA-DOCSTRING-REASONING';
+// Phrases only the scripted reasoning contains: seeing one in an answer or a file is a leak.
+const CHAT_REASONING = 'Recall the European capitals';
+const DOCSTRING_REASONING = 'One line describing the product is enough';
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([
@@ -172,7 +173,33 @@ suite('Koma in VS Code', () => {
     await bridge.click('section.turn details.reasoning summary', { frame: 'chat' });
     const opened = await bridge.waitFor('section.turn details.reasoning .reasoning-body', { frame: 'chat', hasText: CHAT_REASONING });
     assert.match(opened.text, /France's is Paris/);
-    await bridge.screenshot('chat-reasoning', '.part.sidebar');
+    assert.equal(await bridge.evaluate<boolean>(`document.querySelector('section.turn details.reasoning').open`, 'chat'), true);
+    await bridge.screenshot('chat-reasoning', '.part.sidebar', { maxHeight: 340 });
+  });
+
+  test('Explain Selection streams an explanation into the chat view', async () => {
+    const editor = await focusEditorAt(0, 0);
+    editor.selection = new vscode.Selection(0, 0, 2, 16);
+    await vscode.commands.executeCommand('koma.explainSelection');
+    const answer = await bridge.waitFor('section.turn[data-state="done"] .answer', { frame: 'chat', hasText: 'returns the product', timeoutMs: 60_000 });
+    assert.match(answer.text, /strings and lists repeat/);
+    assert.ok(!answer.text.includes('two-line function that multiplies'), 'the reasoning is not in the answer');
+    const prompts = await bridge.texts('section.turn .prompt', 'chat');
+    assert.match(prompts.at(-1) ?? '', /^Explain calc\.py:1-3/);
+  });
+
+  test('Stop ends a streaming answer and keeps what arrived', async () => {
+    await bridge.fill('#prompt', 'Write a long essay about local models', 'chat');
+    await bridge.press('Enter', '#prompt', 'chat');
+    await bridge.waitFor('section.turn[data-state="streaming"] .answer', { frame: 'chat', hasText: 'Paragraph 1', timeoutMs: 60_000 });
+    await bridge.click('#stop', { frame: 'chat' });
+    const stopped = await bridge.waitFor('section.turn[data-state="cancelled"]', { frame: 'chat', hasText: 'Stopped.', timeoutMs: 20_000 });
+    assert.match(stopped.text, /Paragraph 1 of a long essay/);
+    assert.ok(!stopped.text.includes('Paragraph 79'), 'the answer stopped before its end');
+    // The panel is ready for the next question.
+    await bridge.waitFor('#send:not([disabled])', { frame: 'chat' });
+    assert.equal((await bridge.texts('#stop', 'chat')).length, 1);
+    assert.equal(await bridge.evaluate<boolean>(`document.getElementById('stop').hidden`, 'chat'), true);
   });
 
   test('Insert puts a code block from the chat into the editor at the cursor', async () => {
