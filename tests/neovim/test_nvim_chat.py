@@ -3,7 +3,7 @@ sits in a closed fold above it."""
 
 from __future__ import annotations
 
-from conftest import Editor
+from nvim_harness import Editor
 
 from koma.simulator import Reply, Simulator
 

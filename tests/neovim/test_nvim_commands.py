@@ -3,7 +3,7 @@ and the statusline a user sees while and after the model works."""
 
 from __future__ import annotations
 
-from conftest import Editor
+from nvim_harness import Editor
 
 from koma.simulator import Reply, SimModel, Simulator
 

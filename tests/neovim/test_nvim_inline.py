@@ -6,7 +6,7 @@ fallback used on 0.11."""
 from __future__ import annotations
 
 import pytest
-from conftest import Editor
+from nvim_harness import Editor
 
 from koma.simulator import Reply, Simulator
 

@@ -3,7 +3,7 @@ the buffer with the model's code only, and `K` on the changed lines shows the re
 
 from __future__ import annotations
 
-from conftest import Editor
+from nvim_harness import Editor
 
 from koma.simulator import Reply, Simulator
 

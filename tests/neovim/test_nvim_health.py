@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Editor
+from nvim_harness import Editor
 
 from koma.simulator import Simulator
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Editor
+from nvim_harness import Editor
 
 RUN_HANDLER = """
 local method, params, answer = ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import PLUGIN, Editor
+from nvim_harness import PLUGIN, Editor
 
 
 def test_only_user_settings_are_sent_in_camel_case(editor: Editor) -> None:
