@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from koma.simulator import blobs
 from koma.simulator.ollama import body_dict, line
 from koma.simulator.playback import ms
 from koma.simulator.transport import Exchange
@@ -96,11 +97,17 @@ def create(ex: Exchange) -> None:
         ex.sim.send_error(ex, 400, "model is required")
         return
     base_name = body.get("from")
+    files = body.get("files")
+    for field in ("files", "adapters"):
+        problem = blobs.missing(ex.sim, body[field]) if body.get(field) else None
+        if problem:
+            ex.sim.send_error(ex, 400, f"{field}: {problem}")
+            return
+    if (not isinstance(base_name, str) or not base_name) and files:
+        ex.sim.store.install(blobs.model_from_files(ex.sim, _canonical(name), files))
+        base_name = _canonical(name)
     if not isinstance(base_name, str) or not base_name:
-        if body.get("files"):
-            ex.sim.send_error(ex, 400, "creating from files is not supported by the simulator")
-        else:
-            ex.sim.send_error(ex, 400, "neither 'from' or 'files' was specified")
+        ex.sim.send_error(ex, 400, "neither 'from' or 'files' was specified")
         return
     params = body.get("parameters", {})
     if params is None:

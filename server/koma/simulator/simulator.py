@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from koma.simulator import llamacpp, lmstudio, ollama, openai
+from koma.simulator import blobs, llamacpp, lmstudio, ollama, openai
 from koma.simulator.script import (
     FLAVORS,
     Reply,
@@ -260,6 +260,10 @@ class Simulator:
             return self._routes[key]
         if self.flavor == "lmstudio":
             found = lmstudio.dynamic_route(self, key[0], path)
+            if found is not None:
+                return found
+        if self.flavor == "ollama":
+            found = blobs.dynamic_route(self, key[0], path)
             if found is not None:
                 return found
         return "unknown", self._unknown

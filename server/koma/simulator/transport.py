@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from koma.simulator.simulator import Simulator
 
 
+# Endpoints whose request body is raw bytes handed to the route as `ex.body`.
+RAW_BODY_ENDPOINTS = frozenset({"blob"})
+
+
 class ClientGone(Exception):
     """The client closed the connection (or the simulator is stopping) mid-response."""
 
@@ -226,7 +230,9 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError) as exc:
             raw, bad = b"", f"unreadable request body: {exc}"
             self.close_connection = True
-        if raw.strip():
+        if endpoint in RAW_BODY_ENDPOINTS:
+            body = raw  # uploaded files (blobs) are bytes, not JSON
+        elif raw.strip():
             try:
                 body = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:

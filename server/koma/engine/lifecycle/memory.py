@@ -150,8 +150,9 @@ class MemoryManager:
             keep = parse_duration(self.keep_alive)
             if keep is not None:
                 candidates.append(min(now, expiry - keep))
-            if seen.expiry is not None and expiry > seen.expiry + 0.001:
-                seen.touched = now  # the expiry moved: someone used it since we last looked
+            if seen.expiry is not None and abs(expiry - seen.expiry) > 0.001:
+                # Each request resets Ollama's timer: a moved expiry means it was used.
+                seen.touched = now
             seen.expiry = expiry
         if seen.touched is not None:
             candidates.append(seen.touched)
