@@ -212,13 +212,41 @@ async def test_superseded_request_is_answered_empty_and_its_stream_closed(
     uri = open_doc(lsp, tmp_path)
     first = asyncio.ensure_future(inline(lsp, uri, CURSOR, invoked=True))
     record = await first_generation(sim)
-    sim.set_default_reply(Reply(content="b"))
-    type_text(lsp, uri, 2, CURSOR, "a + ")
-    second = await inline(lsp, uri, types.Position(line=1, character=15), invoked=True)
+    sim.set_default_reply(Reply(content=" a + b"))
+    # Backspace: the running answer no longer fits, so the newer request must not wait for it.
+    lsp.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=types.Position(line=1, character=10), end=CURSOR),
+                    text="",
+                )
+            ],
+        )
+    )
+    second = await inline(lsp, uri, types.Position(line=1, character=10), invoked=True)
     assert await asyncio.wait_for(first, 30) == []
     assert await asyncio.to_thread(sim.wait_for_disconnect, record, 10.0)
     assert record.tokens_sent == 0
-    assert [i.insert_text for i in second] == ["b"]
+    assert [i.insert_text for i in second] == [" a + b"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+async def test_typing_on_while_the_model_answers_reuses_its_answer(
+    lsp: LanguageClient, sim: Simulator, tmp_path: Path, profile: str
+) -> None:
+    sim.set_default_reply(Reply(content="a + b", ttft_ms=1500))
+    await initialize(lsp, profile, tmp_path, settings_for(sim, FIM_MODEL))
+    uri = open_doc(lsp, tmp_path)
+    first = asyncio.ensure_future(inline(lsp, uri, CURSOR, invoked=True))
+    record = await first_generation(sim)
+    type_text(lsp, uri, 2, CURSOR, "a")
+    second = await inline(lsp, uri, types.Position(line=1, character=12))
+    assert await asyncio.wait_for(first, 30) == []
+    assert [i.insert_text for i in second] == [" + b"]
+    assert len(generations(sim)) == 1
+    assert record.completed and not record.client_disconnected
 
 
 @pytest.mark.parametrize("profile", PROFILES)

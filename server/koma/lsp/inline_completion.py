@@ -13,7 +13,7 @@ completions less often than it sends edits.
 
 When the client turned tracing on (`trace: "verbose"` in `initialize`, or `$/setTrace`), each
 answer comes with a `$/logTrace` whose `verbose` field is a JSON object: request `id`,
-`source`, `reason`, `route`, `debounceMs`, `upstreamMs`, `serverMs`. The typing-replay
+`source`, `reason`, `route`, `adopted`, `debounceMs`, `upstreamMs`, `serverMs`. The typing-replay
 benchmark uses it to separate the server's own overhead from the model's time.
 """
 
@@ -148,6 +148,7 @@ def trace(ls: KomaLanguageServer, result: CompletionResult, started: float) -> N
         "source": result.source,
         "reason": result.reason,
         "route": result.route,
+        "adopted": result.adopted,
         "debounceMs": round(result.debounce_ms, 3),
         "upstreamMs": round(result.upstream_ms, 3),
         "serverMs": round((time.perf_counter() - started) * 1000.0, 3),

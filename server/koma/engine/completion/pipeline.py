@@ -1,15 +1,20 @@
-"""The inline-completion pipeline: cache → debounce → route → stream → post-process.
+"""The inline-completion pipeline: cache → adopt → debounce → generate → post-process.
 
 Order matters for latency. The cache (including typing-through entries) is checked first, so
-a hit never pays the debounce. Only a miss waits for the typing pause, and only then are the
-provider, model and prompt resolved.
+a hit never pays the debounce. Next, a model call still running for this document is adopted
+when the user merely typed on from where it started (see `generation.py`). Only then does a
+request wait for the typing pause, and only after that are provider, model and prompt resolved.
 
-Supersession: each document has at most one live request. A newer request for the same
-document cancels the task serving the older one; that task is usually iterating the model's
-HTTP stream, so the cancellation closes the upstream connection at once and the server stops
-generating. `$/cancelRequest` reaches the same code through pygls cancelling the handler task.
-Either way `complete()` catches the cancellation and *returns* an empty result: the LSP layer
-always has something to answer with.
+Supersession: each document has at most one live request. A newer request cancels the task
+serving the older one, which then answers with an empty result. The model call the older
+request was waiting for is closed at once — its HTTP stream shut, so the server stops
+generating — unless the newer request adopts it. `$/cancelRequest` reaches the same code
+through pygls cancelling the handler task; since editors cancel the previous request right
+before sending the next, a cancelled request's call gets a few milliseconds of grace in which
+that next request may adopt it, after which it is closed.
+
+Every request is answered: `complete()` catches its own cancellation and any provider failure
+and *returns* an empty result.
 
 Routing: a model with the `insert` capability (FIM) gets `prompt` + `suffix`; any other model
 (gpt-oss has no FIM tokens) gets a hole-filler chat at low reasoning effort whose reasoning is
@@ -24,30 +29,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from koma.engine.completion.cache import CompletionCache
+from koma.engine.completion.cache import CompletionCache, key_suffix
 from koma.engine.completion.debounce import AdaptiveDebounce
-from koma.engine.completion.postprocess import (
-    CursorContext,
-    Route,
-    clean,
-    fit_to_line,
-    stream_should_stop,
+from koma.engine.completion.generation import (
+    Generation,
+    ModelTarget,
+    Outcome,
+    Streams,
+    TargetFn,
+    Tracker,
+    default_streams,
+    stream_text,
 )
-from koma.engine.completion.prompt import Neighbour, PromptParts, build_prompt
-from koma.providers.base import ChatRequest, CompletionRequest, Provider
+from koma.engine.completion.postprocess import CursorContext, Route, clean, fit_to_line
+from koma.engine.completion.prompt import Neighbour, build_prompt
 from koma.settings import CompletionSettings
-from koma.types import Done, Effort, GenerationSettings, Metrics, StreamEvent, TextDelta
+
+__all__ = ["CompletionInput", "CompletionPipeline", "CompletionResult", "ModelTarget", "Streams"]
 
 logger = logging.getLogger("koma.completion")
 
 Source = Literal["cache", "model", "none"]
-# Reasoning tokens count against the generation limit of a chat model; leave room for them.
-REASONING_ALLOWANCE = 384
+# How long a cancelled request's model call waits for the next keystroke's request to adopt it.
+ADOPT_GRACE_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -64,17 +72,6 @@ class CompletionInput:
     neighbours: tuple[Neighbour, ...] = ()
 
 
-@dataclass(frozen=True)
-class ModelTarget:
-    """Where a completion goes: the provider, the model and the effort for chat models."""
-
-    provider: Provider
-    model: str
-    effort: Effort = "low"
-    keep_alive: str | int | None = None
-    num_ctx: int | None = None
-
-
 @dataclass
 class CompletionResult:
     """What the LSP layer turns into an answer; `text` None means an empty list."""
@@ -86,41 +83,16 @@ class CompletionResult:
     debounce_ms: float = 0.0
     upstream_ms: float = 0.0
     route: Route | None = None
+    adopted: bool = False
     error: str | None = None
 
 
-class GenerationRun(Protocol):
-    metrics: Metrics | None
-    error: str | None
-
-
-# Opens a status scope around one model call (the LSP status bar); optional.
-Tracker = Callable[[str], AbstractAsyncContextManager[GenerationRun]]
-EventStream = Callable[[Provider, Any], AsyncGenerator[StreamEvent, None]]
-
-
 @dataclass
-class Streams:
-    """The engine's event streams (ChatRequest / CompletionRequest → channel events)."""
-
-    chat: EventStream
-    completion: EventStream
-
-
-def default_streams() -> Streams:
-    from koma.engine.stream import stream_completion_events, stream_events
-
-    return Streams(chat=stream_events, completion=stream_completion_events)
-
-
-@dataclass
-class _Stats:
+class Stats:
     requests: int = 0
     cache_hits: int = 0
     upstream: int = 0
-    superseded: int = 0
-    cancelled: int = 0
-    errors: int = 0
+    adopted: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -129,25 +101,28 @@ class CompletionPipeline:
 
     def __init__(
         self,
-        target: Callable[[], Awaitable[ModelTarget]],
+        target: TargetFn,
         settings: Callable[[], CompletionSettings],
         *,
         tracker: Tracker | None = None,
         streams: Streams | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        adopt_grace_s: float = ADOPT_GRACE_S,
     ) -> None:
         self._target = target
         self._settings = settings
         self._tracker = tracker
         self._streams = streams
         self._clock = clock
+        self.adopt_grace_s = adopt_grace_s
         current = settings()
         self.cache = CompletionCache(current.cache_size)
         self.debounce = AdaptiveDebounce(current.debounce_ms)
         self._live: dict[str, asyncio.Task[Any]] = {}
         self._superseded: set[asyncio.Task[Any]] = set()
+        self._generations: dict[str, Generation] = {}
         self._fim: dict[tuple[str, str, str], bool] = {}
-        self.stats = _Stats()
+        self.stats = Stats()
 
     # -- events from the editor ----------------------------------------------------------------
 
@@ -156,12 +131,15 @@ class CompletionPipeline:
         self.debounce.keystroke(uri)
 
     def forget(self, uri: str) -> None:
-        """A document closed: drop its rhythm and cancel its request."""
+        """A document closed: drop its rhythm, cancel its request and its model call."""
         self.debounce.forget(uri)
         task = self._live.pop(uri, None)
         if task is not None and not task.done():
             self._superseded.add(task)
             task.cancel()
+        generation = self._generations.pop(uri, None)
+        if generation is not None:
+            generation.close()
 
     def reconfigure(self) -> None:
         """Settings changed: a new model or window makes cached suggestions stale."""
@@ -170,6 +148,9 @@ class CompletionPipeline:
         self.cache.max_entries = current.cache_size
         self.debounce.fixed_ms = current.debounce_ms
         self._fim.clear()
+        for generation in self._generations.values():
+            generation.close()
+        self._generations.clear()
 
     def clear_cache(self) -> int:
         return self.cache.clear()
@@ -179,8 +160,7 @@ class CompletionPipeline:
     async def complete(self, request: CompletionInput) -> CompletionResult:
         """Answer one request; never raises, never hangs once its task is cancelled."""
         task = asyncio.current_task()
-        stats = self.stats
-        stats.requests += 1
+        self.stats.requests += 1
         previous = self._live.get(request.uri)
         if previous is not None and previous is not task and not previous.done():
             self._superseded.add(previous)
@@ -188,39 +168,55 @@ class CompletionPipeline:
         if task is not None:
             self._live[request.uri] = task
         try:
-            result = await self._complete(request)
+            result = await self._complete(request, task)
         except asyncio.CancelledError:
             superseded = task in self._superseded
-            reason = "superseded" if superseded else "cancelled"
-            if superseded:
-                stats.superseded += 1
-            else:
-                stats.cancelled += 1
-            result = CompletionResult(None, reason=reason)
-        except Exception as exc:  # a provider that is down or dies mid-stream
-            stats.errors += 1
+            result = CompletionResult(None, reason="superseded" if superseded else "cancelled")
+        except Exception as exc:  # e.g. a provider that is down or dies mid-stream
             logger.warning("inline completion failed: %s", exc)
             result = CompletionResult(None, reason="error", error=str(exc))
         finally:
+            generation = self._generations.get(request.uri)
+            if generation is not None:
+                # Closes the model call now (superseded) or after a short grace (cancelled).
+                grace = 0.0 if task in self._superseded else self.adopt_grace_s
+                generation.let_go(task, grace)
             if task is not None:
                 self._superseded.discard(task)
                 if self._live.get(request.uri) is task:
                     del self._live[request.uri]
-        stats.by_reason[result.reason] = stats.by_reason.get(result.reason, 0) + 1
+        self.stats.by_reason[result.reason] = self.stats.by_reason.get(result.reason, 0) + 1
         return result
 
-    async def _complete(self, request: CompletionInput) -> CompletionResult:
+    async def _complete(
+        self, request: CompletionInput, task: asyncio.Task[Any] | None
+    ) -> CompletionResult:
         settings = self._settings()
         if not settings.enabled:
             return CompletionResult(None, reason="disabled")
-        hit = self.cache.get(request.uri, request.prefix, request.suffix)
         line_suffix = _line_suffix(request.suffix)
+        hit = self.cache.get(request.uri, request.prefix, request.suffix)
         if hit is not None:
             self.stats.cache_hits += 1
             if hit.text is None:
                 return CompletionResult(None, source="cache", reason="empty")
             text, replace = fit_to_line(hit.text, line_suffix)
             return CompletionResult(text or None, replace, source="cache")
+
+        running = self._generations.get(request.uri)
+        if running is not None and running.running:
+            typed = running.typed_since(request.prefix, request.prefix_offset, request.suffix)
+            if typed is None:
+                running.close()  # the user went elsewhere: stop the model now
+            else:
+                running.adopt(task)
+                self.stats.adopted += 1
+                outcome = await asyncio.shield(running.task)
+                result = _result(outcome, typed, line_suffix, 0.0)
+                result.adopted = True
+                if result.text is not None or outcome.error is not None:
+                    return result
+                # The answer did not match what was typed meanwhile: ask again below.
 
         ctx = CursorContext.from_text(
             request.prefix, request.suffix, settings.multiline, request.language_id
@@ -231,37 +227,50 @@ class CompletionPipeline:
         if not request.invoked:
             debounce_ms = self.debounce.delay_ms(ctx.line_prefix, ctx.line_suffix)
             await asyncio.sleep(debounce_ms / 1000.0)
-
-        target = await self._target()
-        route: Route = "fim" if await self._supports_fim(target) else "chat"
-        parts = build_prompt(
+        generation = Generation(
+            request.uri,
             request.prefix,
-            request.suffix,
-            prefix_tokens=settings.prefix_tokens,
-            suffix_tokens=settings.suffix_tokens,
-            neighbours=request.neighbours if settings.open_documents_context else (),
-            language_id=request.language_id,
-            path=request.path,
-            prefix_offset=request.prefix_offset,
+            request.prefix_offset + len(request.prefix),
+            key_suffix(request.suffix),
+            asyncio.create_task(self._generate(request, ctx, settings)),
+            holder=task,
         )
-        started = self._clock()
+        previous = self._generations.get(request.uri)
+        if previous is not None:
+            previous.close()
+        self._generations[request.uri] = generation
         self.stats.upstream += 1
-        raw = await self._generate(target, route, parts, ctx, settings)
+        outcome = await asyncio.shield(generation.task)
+        return _result(outcome, "", line_suffix, debounce_ms)
+
+    async def _generate(
+        self, request: CompletionInput, ctx: CursorContext, settings: CompletionSettings
+    ) -> Outcome:
+        """One model call, post-processed and cached (also when nobody waits for it anymore)."""
+        try:
+            target = await self._target()
+            route: Route = "fim" if await self._supports_fim(target) else "chat"
+            parts = build_prompt(
+                request.prefix,
+                request.suffix,
+                prefix_tokens=settings.prefix_tokens,
+                suffix_tokens=settings.suffix_tokens,
+                neighbours=request.neighbours if settings.open_documents_context else (),
+                language_id=request.language_id,
+                path=request.path,
+                prefix_offset=request.prefix_offset,
+            )
+            started = self._clock()
+            streams = self._streams or default_streams()
+            self._streams = streams
+            raw = await stream_text(target, route, parts, ctx, settings, streams, self._tracker)
+        except Exception as exc:  # provider down, dies mid-stream, model missing…
+            logger.warning("inline completion failed: %s", exc)
+            return Outcome(None, error=str(exc))
         upstream_ms = (self._clock() - started) * 1000.0
         cleaned = clean(raw, ctx, route)
         self.cache.put(request.uri, request.prefix, request.suffix, cleaned)
-        result = CompletionResult(
-            None,
-            source="model",
-            reason="ok" if cleaned else "empty",
-            debounce_ms=debounce_ms,
-            upstream_ms=upstream_ms,
-            route=route,
-        )
-        if cleaned:
-            fitted, result.replace_chars = fit_to_line(cleaned, line_suffix)
-            result.text = fitted or None
-        return result
+        return Outcome(cleaned, route, upstream_ms)
 
     async def _supports_fim(self, target: ModelTarget) -> bool:
         provider = target.provider
@@ -276,73 +285,25 @@ class CompletionPipeline:
             self._fim[key] = known
         return known
 
-    async def _generate(
-        self,
-        target: ModelTarget,
-        route: Route,
-        parts: PromptParts,
-        ctx: CursorContext,
-        settings: CompletionSettings,
-    ) -> str:
-        """Stream the final channel until it holds what post-processing will keep."""
-        streams = self._streams or default_streams()
-        self._streams = streams
-        common: dict[str, Any] = {
-            "temperature": settings.temperature,
-            "keep_alive": target.keep_alive,
-            "num_ctx": target.num_ctx,
-        }
-        request: ChatRequest | CompletionRequest
-        if route == "fim":
-            stop = ("\n",) if ctx.mode == "single" and ctx.line_prefix.strip() else ()
-            request = CompletionRequest(
-                target.model,
-                prompt=parts.fim_prompt(),
-                suffix=parts.suffix,
-                settings=GenerationSettings(max_tokens=settings.max_tokens, stop=stop, **common),
-            )
-            events = streams.completion(target.provider, request)
-        else:
-            request = ChatRequest(
-                target.model,
-                parts.chat_messages(),
-                settings=GenerationSettings(
-                    reasoning_effort=target.effort,
-                    max_tokens=settings.max_tokens + REASONING_ALLOWANCE,
-                    **common,
-                ),
-            )
-            events = streams.chat(target.provider, request)
-        pieces: list[str] = []
-        scope = self._tracker(target.model) if self._tracker else _quiet_scope()
-        async with scope as run:
-            try:
-                async with aclosing(events) as stream:
-                    async for event in stream:
-                        if isinstance(event, TextDelta):
-                            if event.channel != "final":
-                                continue
-                            pieces.append(event.text)
-                            if stream_should_stop("".join(pieces), ctx, route):
-                                break
-                        elif isinstance(event, Done):
-                            run.metrics = event.result.metrics
-                            return event.result.text
-            except Exception as exc:
-                run.error = str(exc)
-                raise
-        return "".join(pieces)
 
-
-@dataclass
-class _Run:
-    metrics: Metrics | None = None
-    error: str | None = None
-
-
-@asynccontextmanager
-async def _quiet_scope() -> AsyncIterator[GenerationRun]:
-    yield _Run()
+def _result(outcome: Outcome, typed: str, line_suffix: str, debounce_ms: float) -> CompletionResult:
+    """The answer for a request that typed `typed` since the generation started."""
+    if outcome.error is not None:
+        return CompletionResult(None, source="model", reason="error", error=outcome.error)
+    result = CompletionResult(
+        None,
+        source="model",
+        reason="empty",
+        debounce_ms=debounce_ms,
+        upstream_ms=outcome.upstream_ms,
+        route=outcome.route,
+    )
+    text = outcome.text
+    if text and text.startswith(typed) and len(text) > len(typed):
+        fitted, result.replace_chars = fit_to_line(text[len(typed) :], line_suffix)
+        if fitted:
+            result.text, result.reason = fitted, "ok"
+    return result
 
 
 def _line_suffix(suffix: str) -> str:

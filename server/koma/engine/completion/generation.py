@@ -1,0 +1,211 @@
+"""One model call for a completion, and the in-flight record that lets a later keystroke use it.
+
+`stream_text()` sends the request (FIM or hole-filler chat), reads only the final channel and
+stops reading — closing the HTTP stream, so the server stops generating — as soon as the text
+holds everything post-processing would keep.
+
+`Generation` is a running call. It is owned by the request that started it; when that request
+is superseded by a keystroke that merely *extends* its prefix (the user typed on), the newer
+request adopts the running call instead of cancelling it and starting over — the answer is
+then served minus the characters typed since, exactly like a typing-through cache hit. This
+matters most for reasoning models, whose answers take seconds: restarting on every keystroke
+would mean never showing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from koma.engine.completion.cache import FORWARD_CHARS, key_suffix
+from koma.engine.completion.postprocess import CursorContext, Route, stream_should_stop
+from koma.engine.completion.prompt import PromptParts
+from koma.providers.base import ChatRequest, CompletionRequest, Provider
+from koma.settings import CompletionSettings
+from koma.types import Done, Effort, GenerationSettings, Metrics, StreamEvent, TextDelta
+
+# Reasoning tokens count against the generation limit of a chat model; leave room for them.
+REASONING_ALLOWANCE = 384
+# How much of the prefix must match for a newer request to adopt a running generation.
+ADOPT_MATCH_CHARS = 2048
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """Where a completion goes: the provider, the model and the effort for chat models."""
+
+    provider: Provider
+    model: str
+    effort: Effort = "low"
+    keep_alive: str | int | None = None
+    num_ctx: int | None = None
+
+
+class GenerationRun(Protocol):
+    metrics: Metrics | None
+    error: str | None
+
+
+# Opens a status scope around one model call (the LSP status bar); optional.
+Tracker = Callable[[str], AbstractAsyncContextManager[GenerationRun]]
+EventStream = Callable[[Provider, Any], AsyncGenerator[StreamEvent, None]]
+TargetFn = Callable[[], Awaitable[ModelTarget]]
+
+
+@dataclass
+class Streams:
+    """The engine's event streams (ChatRequest / CompletionRequest → channel events)."""
+
+    chat: EventStream
+    completion: EventStream
+
+
+def default_streams() -> Streams:
+    from koma.engine.stream import stream_completion_events, stream_events
+
+    return Streams(chat=stream_events, completion=stream_completion_events)
+
+
+@dataclass
+class _Run:
+    metrics: Metrics | None = None
+    error: str | None = None
+
+
+@asynccontextmanager
+async def _quiet_scope() -> AsyncIterator[GenerationRun]:
+    yield _Run()
+
+
+async def stream_text(
+    target: ModelTarget,
+    route: Route,
+    parts: PromptParts,
+    ctx: CursorContext,
+    settings: CompletionSettings,
+    streams: Streams,
+    tracker: Tracker | None = None,
+) -> str:
+    """The final-channel text of one model call, cut short once it holds enough."""
+    common: dict[str, Any] = {
+        "temperature": settings.temperature,
+        "keep_alive": target.keep_alive,
+        "num_ctx": target.num_ctx,
+    }
+    request: ChatRequest | CompletionRequest
+    if route == "fim":
+        stop = ("\n",) if ctx.mode == "single" and ctx.line_prefix.strip() else ()
+        request = CompletionRequest(
+            target.model,
+            prompt=parts.fim_prompt(),
+            suffix=parts.suffix,
+            settings=GenerationSettings(max_tokens=settings.max_tokens, stop=stop, **common),
+        )
+        events = streams.completion(target.provider, request)
+    else:
+        request = ChatRequest(
+            target.model,
+            parts.chat_messages(),
+            settings=GenerationSettings(
+                reasoning_effort=target.effort,
+                max_tokens=settings.max_tokens + REASONING_ALLOWANCE,
+                **common,
+            ),
+        )
+        events = streams.chat(target.provider, request)
+    pieces: list[str] = []
+    scope = tracker(target.model) if tracker else _quiet_scope()
+    async with scope as run:
+        try:
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    if isinstance(event, TextDelta):
+                        if event.channel != "final":
+                            continue  # reasoning is never shown
+                        pieces.append(event.text)
+                        if stream_should_stop("".join(pieces), ctx, route):
+                            break
+                    elif isinstance(event, Done):
+                        run.metrics = event.result.metrics
+                        return event.result.text
+        except Exception as exc:
+            run.error = str(exc)
+            raise
+    return "".join(pieces)
+
+
+@dataclass
+class Outcome:
+    """What a finished generation produced (already post-processed), or why it failed."""
+
+    text: str | None
+    route: Route | None = None
+    upstream_ms: float = 0.0
+    error: str | None = None
+
+
+@dataclass(eq=False)
+class Generation:
+    """A running model call for one document, and who is waiting for it."""
+
+    uri: str
+    prefix: str
+    end: int  # absolute offset of the cursor it was started for
+    suffix_key: str
+    task: asyncio.Task[Outcome]
+    holder: asyncio.Task[Any] | None = None
+    release: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return not self.task.done()
+
+    def typed_since(self, prefix: str, prefix_offset: int, suffix: str) -> str | None:
+        """The text typed since this generation started, if `prefix` merely extends its own."""
+        typed_chars = prefix_offset + len(prefix) - self.end
+        if typed_chars < 0 or typed_chars > FORWARD_CHARS:
+            return None
+        if key_suffix(suffix) != self.suffix_key:
+            return None
+        head = prefix[: len(prefix) - typed_chars]
+        if head[-ADOPT_MATCH_CHARS:] != self.prefix[-ADOPT_MATCH_CHARS:]:
+            return None
+        return prefix[len(prefix) - typed_chars :]
+
+    def adopt(self, holder: asyncio.Task[Any] | None) -> None:
+        """`holder` now owns the generation; a pending release is called off."""
+        self.holder = holder
+        if self.release is not None:
+            self.release.cancel()
+            self.release = None
+
+    def let_go(self, holder: asyncio.Task[Any] | None, grace_s: float) -> None:
+        """The owner went away: close the call unless someone adopts it within `grace_s`.
+
+        Editors cancel the previous request right before sending the next one, so a short
+        grace lets that next request adopt the running call instead of restarting it.
+        """
+        if self.holder is not holder or not self.running:
+            return
+        self.holder = None
+        if grace_s <= 0:
+            self.task.cancel()
+            return
+        loop = asyncio.get_running_loop()
+        self.release = loop.call_later(grace_s, self._expire)
+
+    def _expire(self) -> None:
+        self.release = None
+        if self.holder is None:
+            self.task.cancel()
+
+    def close(self) -> None:
+        """Stop the call now (closing its HTTP stream)."""
+        if self.release is not None:
+            self.release.cancel()
+            self.release = None
+        self.holder = None
+        self.task.cancel()
