@@ -8,6 +8,7 @@ stack trace — and none of them touches the provider unless its job is about th
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from lsprotocol import types
 
 from koma.errors import KomaError
 from koma.lsp.chat import first_argument
-from koma.lsp.settings import apply_editor_settings
+from koma.lsp.settings import EDITOR_SOURCE, SESSION_SOURCE, apply_editor_settings
 from koma.types import ModelInfo
 
 if TYPE_CHECKING:
@@ -129,15 +130,27 @@ async def lifecycle(ls: KomaLanguageServer, params: dict[str, Any], load: bool) 
 
 async def doctor(ls: KomaLanguageServer) -> dict[str, Any]:
     """The `koma doctor --json` report for the server's current settings."""
+    from koma.config import collect_layers
     from koma.engine.doctor import run_doctor
 
+    # The lifecycle module registers the local-model rows (memory, quantization, …) on import,
+    # as `koma doctor` does, so both reports match.
+    importlib.import_module("koma.engine.lifecycle.checks")
     provider = None
     problem: KomaError | None = None
     try:
         provider = await ls.provider()
     except KomaError as err:
         problem = err
-    report = await run_doctor(ls.settings, provider, provider_error=problem)
+    try:
+        sources = [layer.source for layer in collect_layers(None, ls.workspace_root)]
+    except KomaError:
+        sources = []
+    if ls.editor_section:
+        sources.append(EDITOR_SOURCE)
+    if ls.session_section:
+        sources.append(SESSION_SOURCE)
+    report = await run_doctor(ls.settings, provider, provider_error=problem, sources=sources)
     return report.to_dict()
 
 
