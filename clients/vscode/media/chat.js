@@ -100,6 +100,9 @@
     commentary.hidden = true;
     section.appendChild(commentary);
     section.appendChild(el('div', 'answer markdown'));
+    const warning = el('div', 'warning');
+    warning.hidden = true;
+    section.appendChild(warning);
     const error = el('div', 'error');
     error.hidden = true;
     section.appendChild(error);
@@ -159,6 +162,10 @@
     if (!turn.answerText && (turn.state === 'waiting' || turn.state === 'streaming')) {
       answer.appendChild(el('span', 'pending', turn.reasoning ? '' : 'Waiting for the model…'));
     }
+
+    const warning = /** @type {HTMLElement} */ (section.querySelector('.warning'));
+    warning.hidden = !turn.warning;
+    warning.textContent = turn.warning ?? '';
 
     const error = /** @type {HTMLElement} */ (section.querySelector('.error'));
     error.hidden = !turn.error && turn.state !== 'cancelled';

@@ -5,12 +5,14 @@
  * turn's reasoning and never to its answer; only `final` text is the answer. Pure (no vscode
  * import), so the routing of events to turns is unit-tested.
  *
- * Routing: the first message of a conversation is sent without a `chatId` (docs/protocol.md: an
- * omitted id starts a new conversation), so the id is learnt from the first event or the reply;
- * until then the turn waits in `unbound`, and the first event with an unknown id claims it. An
- * event for an id nobody asked for (an Explain started from the lightbulb through some other
- * path) gets a turn of its own rather than being dropped.
+ * Routing: the client names each conversation itself (docs/protocol.md: an unknown `chatId`
+ * starts a conversation under that id), so every event can be matched to the turn streaming
+ * under its id without guessing. An event for an id nobody asked for (an Explain started through
+ * some other path) gets a turn of its own rather than being dropped; a late event for a finished
+ * turn is ignored.
  */
+import { randomUUID } from 'node:crypto';
+
 import { renderMarkdown } from './markdown';
 import {
   REASONING_CHANNELS,
@@ -32,6 +34,8 @@ export interface Turn {
   tools: ToolView[];
   state: TurnView['state'];
   error?: string;
+  /** A note from the server, e.g. "the model returned no answer". */
+  warning?: string;
   metrics?: ChatMetrics;
   /** Channel of the last delta, to separate reasoning segments interrupted by tool calls. */
   lastChannel?: Channel;
@@ -67,10 +71,12 @@ export class ChatSession {
   conversationId: string | undefined;
   private nextId = 1;
   private readonly streaming = new Map<string, Turn>();
-  private readonly unbound: Turn[] = [];
 
-  /** Begin a turn for a message about to be sent; returns it with the chatId to send (if any). */
+  constructor(private readonly newChatId: () => string = () => `vscode-${randomUUID()}`) {}
+
+  /** Begin a turn for a message about to be sent; returns it with the chatId to send. */
   start(prompt: string): Turn {
+    this.conversationId ??= this.newChatId();
     const turn: Turn = {
       id: this.nextId++,
       prompt,
@@ -82,11 +88,7 @@ export class ChatSession {
       state: 'waiting',
     };
     this.turns.push(turn);
-    if (turn.chatId) {
-      this.streaming.set(turn.chatId, turn);
-    } else {
-      this.unbound.push(turn);
-    }
+    this.streaming.set(this.conversationId, turn);
     return turn;
   }
 
@@ -154,7 +156,7 @@ export class ChatSession {
       case 'done':
         this.reconcile(turn, event.result?.text, event.result?.channels);
         turn.metrics = event.metrics ?? turn.metrics;
-        turn.state = 'done';
+        turn.state = event.cancelled ? 'cancelled' : 'done';
         this.release(turn);
         break;
       case 'error':
@@ -168,15 +170,28 @@ export class ChatSession {
     return turn;
   }
 
-  /** The `koma.chat` request answered: fill anything the events missed and close the turn. */
+  /**
+   * The `koma.chat` request answered: fill anything the events missed and close the turn. The
+   * reply reports failures as fields (`error`, `cancelled`, `warning`), never as exceptions.
+   */
   complete(turn: Turn, reply: ChatReply | null | undefined): void {
-    if (reply && typeof reply.chatId === 'string') {
-      this.bind(turn, reply.chatId);
+    if (reply && typeof reply.chatId === 'string' && reply.chatId && reply.chatId !== turn.chatId) {
+      this.release(turn);
+      turn.chatId = reply.chatId;
+      this.conversationId = reply.chatId;
+    }
+    if (reply && typeof reply.warning === 'string' && reply.warning) {
+      turn.warning = reply.warning;
     }
     if (turn.state === 'waiting' || turn.state === 'streaming') {
       this.reconcile(turn, reply?.text, reply?.channels);
       turn.metrics = reply?.metrics ?? turn.metrics;
-      turn.state = 'done';
+      if (reply && typeof reply.error === 'string' && reply.error) {
+        turn.state = 'error';
+        turn.error = reply.error;
+      } else {
+        turn.state = reply?.cancelled ? 'cancelled' : 'done';
+      }
     }
     this.release(turn);
   }
@@ -211,7 +226,6 @@ export class ChatSession {
     this.turns.length = 0;
     this.conversationId = undefined;
     this.streaming.clear();
-    this.unbound.length = 0;
   }
 
   private turnFor(chatId: string): Turn | undefined {
@@ -219,38 +233,20 @@ export class ChatSession {
     if (known) {
       return known;
     }
-    const waiting = this.unbound.shift();
-    if (waiting) {
-      this.bind(waiting, chatId);
-      return waiting;
-    }
     if (this.turns.some((t) => t.chatId === chatId)) {
       return undefined; // a late event for a finished turn
     }
     const external = this.start('Explain (code action)');
-    this.bind(external, chatId);
-    return external;
-  }
-
-  private bind(turn: Turn, chatId: string): void {
-    const index = this.unbound.indexOf(turn);
-    if (index >= 0) {
-      this.unbound.splice(index, 1);
-    }
-    turn.chatId = chatId;
+    this.streaming.delete(external.chatId as string);
+    external.chatId = chatId;
     this.conversationId = chatId;
-    if (turn.state === 'waiting' || turn.state === 'streaming') {
-      this.streaming.set(chatId, turn);
-    }
+    this.streaming.set(chatId, external);
+    return external;
   }
 
   private release(turn: Turn): void {
     if (turn.chatId && this.streaming.get(turn.chatId) === turn) {
       this.streaming.delete(turn.chatId);
-    }
-    const index = this.unbound.indexOf(turn);
-    if (index >= 0) {
-      this.unbound.splice(index, 1);
     }
   }
 
@@ -298,6 +294,7 @@ export function turnView(turn: Turn): TurnView {
     tools: turn.tools.map((t) => ({ ...t })),
     state: turn.state,
     error: turn.error,
+    warning: turn.warning,
     metrics: turn.metrics,
   };
 }

@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 
 import type { ChatViewProvider } from './chatView';
 import type { KomaClient } from './client';
+import { doctorMarkdown } from './doctor';
 import { cleanModels, lifecycleItems, modelPickItems, type ModelPickItem } from './models';
 import type { ModelKind } from './protocol';
 import { installCommand, type ServerLaunch } from './settings';
@@ -70,6 +71,14 @@ async function explainSelection(deps: CommandDeps): Promise<unknown> {
 
 async function pickModel(deps: CommandDeps, kind?: ModelKind): Promise<string | undefined> {
   const models = cleanModels(await deps.client.execute('koma.models'));
+  if (models.error) {
+    void vscode.window.showErrorMessage(`Koma: could not list models: ${models.error}`, 'Show Diagnostics').then((c) => {
+      if (c) {
+        void vscode.commands.executeCommand('koma.showDiagnostics');
+      }
+    });
+    return undefined;
+  }
   if (models.models.length === 0) {
     void vscode.window.showWarningMessage('Koma: the backend lists no models. Pull one first (e.g. `ollama pull gpt-oss:20b`).');
     return undefined;
@@ -85,7 +94,11 @@ async function pickModel(deps: CommandDeps, kind?: ModelKind): Promise<string | 
     return undefined;
   }
   const chosenKind = picked.modelKind ?? 'chat';
-  await deps.client.execute('koma.selectModel', [{ model: picked.model, kind: chosenKind }]);
+  const result = await deps.client.execute<{ error?: string }>('koma.selectModel', [{ model: picked.model, kind: chosenKind }]);
+  if (result && typeof result.error === 'string' && result.error) {
+    void vscode.window.showErrorMessage(`Koma: could not select ${picked.model}: ${result.error}`);
+    return undefined;
+  }
   if (chosenKind === 'chat') {
     deps.statusBar.setModel(picked.model);
     deps.chat.setModel(picked.model);
@@ -99,7 +112,11 @@ async function pickModel(deps: CommandDeps, kind?: ModelKind): Promise<string | 
 async function lifecycle(deps: CommandDeps, action: 'preload' | 'unload', model?: unknown): Promise<unknown> {
   let name = typeof model === 'string' ? model : undefined;
   if (!name) {
-    const items = lifecycleItems(cleanModels(await deps.client.execute('koma.models')), action).map(toQuickPick);
+    const models = cleanModels(await deps.client.execute('koma.models'));
+    if (models.error) {
+      throw new Error(models.error);
+    }
+    const items = lifecycleItems(models, action).map(toQuickPick);
     const picked = await vscode.window.showQuickPick(items, {
       title: action === 'preload' ? 'Koma: Preload Model' : 'Koma: Unload Model',
       placeHolder: action === 'preload' ? 'Load a model into memory now' : 'Free the memory a model holds',
@@ -119,10 +136,30 @@ async function lifecycle(deps: CommandDeps, action: 'preload' | 'unload', model?
   return result;
 }
 
+/** Read-only documents for the diagnostics report (virtual, so closing them asks nothing). */
+class ReportContent implements vscode.TextDocumentContentProvider {
+  static readonly scheme = 'koma-report';
+  private readonly changed = new vscode.EventEmitter<vscode.Uri>();
+  readonly onDidChange = this.changed.event;
+  private text = '';
+
+  set(uri: vscode.Uri, text: string): void {
+    this.text = text;
+    this.changed.fire(uri);
+  }
+
+  provideTextDocumentContent(): string {
+    return this.text;
+  }
+}
+
+const reports = new ReportContent();
+
 async function showDiagnostics(deps: CommandDeps): Promise<void> {
   const report = await deps.client.execute<unknown>('koma.doctor');
-  const document = await vscode.workspace.openTextDocument({ language: 'json', content: `${JSON.stringify(report, null, 2)}\n` });
-  await vscode.window.showTextDocument(document, { preview: false });
+  const uri = vscode.Uri.from({ scheme: ReportContent.scheme, path: '/Koma diagnostics.md' });
+  reports.set(uri, doctorMarkdown(report));
+  await vscode.commands.executeCommand('markdown.showPreview', uri);
 }
 
 async function statusMenu(deps: CommandDeps): Promise<void> {
@@ -147,6 +184,7 @@ async function statusMenu(deps: CommandDeps): Promise<void> {
 }
 
 export function registerCommands(context: vscode.ExtensionContext, deps: CommandDeps): void {
+  context.subscriptions.push(vscode.workspace.registerTextDocumentContentProvider(ReportContent.scheme, reports));
   const register = (id: string, name: string, body: (...args: unknown[]) => Promise<unknown>): void => {
     context.subscriptions.push(vscode.commands.registerCommand(id, guarded(name, body)));
   };

@@ -96,7 +96,11 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
           readyPromise = new Promise<void>((resolve) => (markReady = resolve));
         }
       },
-      explain: (args) => panel.chat?.explain(args as ExplainRequest, 'Explain (code action)') ?? Promise.resolve(undefined),
+      // The lightbulb's "Koma: Explain": show the panel, then stream the explanation into it.
+      explain: async (args) => {
+        await vscode.commands.executeCommand('koma.chatView.focus');
+        return panel.chat?.explain(args as ExplainRequest, 'Explain (code action)');
+      },
       onReady: () => {
         markReady();
         void panel.chat?.refreshModels();
@@ -114,7 +118,10 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
     },
     models: async (): Promise<ModelsReply> => cleanModels(await client.execute('koma.models')),
     selectModel: async (model) => {
-      await client.execute('koma.selectModel', [{ model, kind: 'chat' }]);
+      const result = await client.execute<{ error?: string }>('koma.selectModel', [{ model, kind: 'chat' }]);
+      if (result && typeof result.error === 'string' && result.error) {
+        throw new Error(result.error);
+      }
       statusBar.setModel(model);
     },
     isReady: () => client.ready,

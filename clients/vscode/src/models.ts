@@ -52,7 +52,8 @@ export function cleanModels(reply: unknown): ModelsReply {
     ? raw.models.filter((m): m is ModelEntry => !!m && typeof m === 'object' && typeof m.name === 'string' && m.name !== '')
     : [];
   const current = raw.current && typeof raw.current === 'object' ? raw.current : {};
-  return { models, current };
+  const error = typeof raw.error === 'string' && raw.error ? raw.error : undefined;
+  return error ? { models, current, error } : { models, current };
 }
 
 function item(model: ModelEntry, kind: ModelKind, current: string | undefined): ModelPickItem {
@@ -70,7 +71,8 @@ function item(model: ModelEntry, kind: ModelKind, current: string | undefined): 
 /** Items for "Koma: Select Model"; `only` limits the list to one kind. */
 export function modelPickItems(reply: ModelsReply, only?: ModelKind): ModelPickItem[] {
   const items: ModelPickItem[] = [];
-  const chatCurrent = reply.current?.model;
+  // null means "the server's default": nothing to mark then.
+  const chatCurrent = reply.current?.model ?? undefined;
   const completionCurrent = reply.current?.completionModel || chatCurrent;
   if (only !== 'completion') {
     items.push({ label: 'Chat and code actions', separator: true });

@@ -43,6 +43,8 @@ export interface ChatEvent {
   result?: ChatResultPayload;
   metrics?: ChatMetrics;
   message?: string;
+  /** On `done`: the turn was stopped by `koma.chat.cancel`; `result` holds the partial answer. */
+  cancelled?: boolean;
 }
 
 /** `koma.chat` / `koma.explain` return value. */
@@ -51,6 +53,12 @@ export interface ChatReply {
   text: string;
   channels?: Partial<Record<Channel, string>>;
   metrics?: ChatMetrics;
+  /** Why the turn failed; an `error` event with the same message was sent. */
+  error?: string;
+  /** Stopped by `koma.chat.cancel`; `text` holds the partial answer. */
+  cancelled?: boolean;
+  /** E.g. "the model returned no answer". */
+  warning?: string;
 }
 
 export type ServerState = 'idle' | 'loading' | 'generating' | 'error';
@@ -58,7 +66,7 @@ export type ServerState = 'idle' | 'loading' | 'generating' | 'error';
 /** `koma/status` notification params (also the base of `koma.status`'s answer). */
 export interface StatusPayload {
   state: ServerState;
-  model?: string;
+  model?: string | null;
   tokensPerSecond?: number;
   ttftMs?: number;
   message?: string;
@@ -78,7 +86,9 @@ export interface ModelEntry {
 /** `koma.models` answer. */
 export interface ModelsReply {
   models: ModelEntry[];
-  current?: { model?: string; completionModel?: string };
+  current?: { model?: string | null; completionModel?: string | null };
+  /** Set when the provider could not be asked (models is then empty). */
+  error?: string;
 }
 
 export type ModelKind = 'chat' | 'completion';
@@ -105,6 +115,7 @@ export interface TurnView {
   tools: ToolView[];
   state: 'waiting' | 'streaming' | 'done' | 'error' | 'cancelled';
   error?: string;
+  warning?: string;
   metrics?: ChatMetrics;
 }
 

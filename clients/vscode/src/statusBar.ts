@@ -123,7 +123,7 @@ export class StatusBar {
 
   /** The model the status currently names (for pickers that mark the current one). */
   get model(): string | undefined {
-    return this.status?.model;
+    return this.status?.model ?? undefined;
   }
 
   setPhase(phase: ServerPhase): void {

@@ -41,6 +41,23 @@ suite('Koma in VS Code', () => {
     return editor;
   }
 
+  /** Open the code action menu (Ctrl+.) and pick an entry with the keyboard, as a user does. */
+  async function chooseCodeAction(title: string, screenshot?: string): Promise<void> {
+    await bridge.press('Control+.');
+    await bridge.waitFor('.action-widget', { hasText: title, timeoutMs: 30_000 });
+    if (screenshot) {
+      await bridge.screenshot(screenshot, '.part.editor', { maxWidth: 640, maxHeight: 230 });
+    }
+    // The keyboard, not the mouse: while the menu is open a pointer block covers the editor.
+    const rows = await bridge.texts('.action-widget .monaco-list-row.action');
+    const index = rows.findIndex((r) => r.includes(title));
+    assert.ok(index >= 0, `the menu lists ${title} (${rows.join(' | ')})`);
+    for (let i = 0; i < index; i++) {
+      await bridge.press('ArrowDown');
+    }
+    await bridge.press('Enter');
+  }
+
   async function ghostText(): Promise<string> {
     return (await bridge.texts('.monaco-editor .ghost-text-decoration')).join('').replace(/\u00a0/g, ' ').trim();
   }
@@ -86,17 +103,7 @@ suite('Koma in VS Code', () => {
 
   test('a code action from the lightbulb menu edits the file', async () => {
     await focusEditorAt(0, 5);
-    await bridge.press('Control+.');
-    await bridge.waitFor('.action-widget', { hasText: 'Koma: Add docstring', timeoutMs: 30_000 });
-    await bridge.screenshot('code-action-menu', '.part.editor');
-    // Choose it with the keyboard, as the menu expects (a pointer block covers the editor).
-    const rows = await bridge.texts('.action-widget .monaco-list-row.action');
-    const index = rows.findIndex((r) => r.includes('Koma: Add docstring'));
-    assert.ok(index >= 0, `the menu lists Koma: Add docstring (${rows.join(' | ')})`);
-    for (let i = 0; i < index; i++) {
-      await bridge.press('ArrowDown');
-    }
-    await bridge.press('Enter');
+    await chooseCodeAction('Koma: Add docstring', 'code-action-menu');
     await eventually('the docstring in calc.py', () => doc.getText().includes('"""Return the product of a and b."""'), 60_000);
     assert.equal(doc.lineAt(0).text, 'def mul(a, b):');
     assert.equal(doc.lineAt(1).text, '    """Return the product of a and b."""');
@@ -186,6 +193,13 @@ suite('Koma in VS Code', () => {
     assert.ok(!answer.text.includes('two-line function that multiplies'), 'the reasoning is not in the answer');
     const prompts = await bridge.texts('section.turn .prompt', 'chat');
     assert.match(prompts.at(-1) ?? '', /^Explain calc\.py:1-3/);
+  });
+
+  test('Koma: Explain from the lightbulb menu answers in the chat view', async () => {
+    await focusEditorAt(0, 5);
+    await chooseCodeAction('Koma: Explain');
+    const turn = await bridge.waitFor('section.turn[data-state="done"]', { frame: 'chat', hasText: 'Explain (code action)', timeoutMs: 60_000 });
+    assert.match(turn.text, /returns the product of a and b/);
   });
 
   test('Stop ends a streaming answer and keeps what arrived', async () => {

@@ -23,7 +23,7 @@ const reasoningThenAnswer: Omit<ChatEvent, 'chatId'>[] = [
 
 describe('ChatSession', () => {
   it('keeps reasoning out of the answer', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c1');
     const turn = session.start('capital of France?');
     stream(session, 'c1', reasoningThenAnswer);
     assert.equal(turn.reasoning, 'User asks about capitals.');
@@ -36,7 +36,7 @@ describe('ChatSession', () => {
   });
 
   it('treats thinking like analysis and commentary apart from both', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c1');
     const turn = session.start('q');
     stream(session, 'c1', [
       { type: 'delta', channel: 'thinking', text: 'hmm' },
@@ -48,21 +48,56 @@ describe('ChatSession', () => {
     assert.equal(turn.answer, 'answer');
   });
 
-  it('learns the conversation id from the first event and continues it', () => {
-    const session = new ChatSession();
+  it('names the conversation itself and continues it under the same id', () => {
+    let n = 0;
+    const session = new ChatSession(() => `id-${++n}`);
     const first = session.start('one');
-    assert.equal(first.chatId, undefined);
-    stream(session, 'srv-7', [{ type: 'delta', channel: 'final', text: 'a' }, { type: 'done', result: { text: 'a' } }]);
-    assert.equal(session.conversationId, 'srv-7');
+    assert.equal(first.chatId, 'id-1');
+    stream(session, 'id-1', [{ type: 'delta', channel: 'final', text: 'a' }, { type: 'done', result: { text: 'a' } }]);
     const second = session.start('two');
-    assert.equal(second.chatId, 'srv-7');
-    stream(session, 'srv-7', [{ type: 'delta', channel: 'final', text: 'b' }]);
+    assert.equal(second.chatId, 'id-1');
+    stream(session, 'id-1', [{ type: 'delta', channel: 'final', text: 'b' }]);
     assert.equal(second.answer, 'b');
     assert.equal(first.answer, 'a');
+    session.reset();
+    assert.equal(session.start('three').chatId, 'id-2');
+  });
+
+  it('follows the id the reply names, if the server chose another', () => {
+    const session = new ChatSession(() => 'mine');
+    const turn = session.start('q');
+    session.complete(turn, { chatId: 'theirs', text: 'x' });
+    assert.equal(session.conversationId, 'theirs');
+    assert.equal(session.start('next').chatId, 'theirs');
+  });
+
+  it('shows failures, cancellations and warnings that the reply reports as fields', () => {
+    const session = new ChatSession();
+    const failed = session.start('q1');
+    session.complete(failed, { chatId: failed.chatId as string, text: '', error: 'Ollama is not reachable' });
+    assert.equal(failed.state, 'error');
+    assert.equal(failed.error, 'Ollama is not reachable');
+    const stopped = session.start('q2');
+    session.complete(stopped, { chatId: stopped.chatId as string, text: 'partial', cancelled: true });
+    assert.equal(stopped.state, 'cancelled');
+    assert.equal(stopped.answer, 'partial');
+    const empty = session.start('q3');
+    session.complete(empty, { chatId: empty.chatId as string, text: '', warning: 'the model returned no answer' });
+    assert.equal(empty.state, 'done');
+    assert.equal(turnView(empty).warning, 'the model returned no answer');
+  });
+
+  it('treats a cancelled done event as stopped', () => {
+    const session = new ChatSession(() => 'c1');
+    const turn = session.start('q');
+    stream(session, 'c1', [{ type: 'done', cancelled: true, result: { text: 'part', channels: { analysis: 'why', final: 'part' } } }]);
+    assert.equal(turn.state, 'cancelled');
+    assert.equal(turn.answer, 'part');
+    assert.equal(turn.reasoning, 'why');
   });
 
   it('separates reasoning segments interrupted by tool calls and pairs results with calls', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c1');
     const turn = session.start('read a.py');
     stream(session, 'c1', [
       { type: 'channelStart', channel: 'analysis' },
@@ -81,7 +116,7 @@ describe('ChatSession', () => {
   });
 
   it('marks a failed tool and keeps a result whose call it never saw', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c1');
     const turn = session.start('q');
     stream(session, 'c1', [
       { type: 'toolCall', tool: { id: 'x', name: 'run_tests', arguments: {} } },
@@ -94,7 +129,7 @@ describe('ChatSession', () => {
   });
 
   it('fills the answer from done when no final deltas arrived', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c1');
     const turn = session.start('q');
     stream(session, 'c1', [{ type: 'done', result: { text: 'whole answer', channels: { analysis: 'why' } }, metrics: { tokensPerSecond: 12 } }]);
     assert.equal(turn.answer, 'whole answer');
@@ -105,7 +140,7 @@ describe('ChatSession', () => {
   });
 
   it('completes from the command reply and ignores events after it', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c9');
     const turn = session.start('q');
     session.complete(turn, { chatId: 'c9', text: 'from reply' });
     assert.equal(turn.answer, 'from reply');
@@ -116,7 +151,7 @@ describe('ChatSession', () => {
   });
 
   it('keeps partial text when stopped and ignores what follows', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c1');
     const turn = session.start('q');
     stream(session, 'c1', [{ type: 'delta', channel: 'final', text: 'part' }]);
     assert.equal(session.activeTurn(), turn);
@@ -128,7 +163,7 @@ describe('ChatSession', () => {
   });
 
   it('shows a server error on the turn', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c1');
     const turn = session.start('q');
     stream(session, 'c1', [{ type: 'error', message: 'Ollama is not reachable' }]);
     assert.equal(turn.state, 'error');
@@ -147,7 +182,7 @@ describe('ChatSession', () => {
   });
 
   it('ignores malformed events and starts afresh after reset', () => {
-    const session = new ChatSession();
+    const session = new ChatSession(() => 'c1');
     assert.equal(session.apply(null as unknown as ChatEvent), undefined);
     assert.equal(session.apply({ type: 'delta' } as unknown as ChatEvent), undefined);
     session.start('q');
@@ -155,6 +190,5 @@ describe('ChatSession', () => {
     session.reset();
     assert.equal(session.turns.length, 0);
     assert.equal(session.conversationId, undefined);
-    assert.equal(session.start('new').chatId, undefined);
   });
 });

@@ -100,14 +100,17 @@ describe('ChatViewProvider', () => {
     assert.ok(t.posted.some((m) => m.type === 'models' && m.models.join() === 'gpt-oss:20b,qwen'));
     t.send({ type: 'send', text: '  why?  ' });
     await tick();
+    const chatId = t.calls.chat[0].request.chatId;
+    assert.match(chatId ?? '', /^vscode-[0-9a-f-]{36}$/);
     assert.deepEqual(t.calls.chat[0].request, {
+      chatId,
       message: 'why?',
       uri: 'file:///w/a.py',
       range: { start: { line: 1, character: 0 }, end: { line: 2, character: 0 } },
     });
-    t.provider.onChatEvent({ chatId: 'c1', type: 'delta', channel: 'analysis', text: 'SECRET-THOUGHT' });
-    t.provider.onChatEvent({ chatId: 'c1', type: 'done', result: { text: 'Because.' } });
-    t.reply.resolve({ chatId: 'c1', text: 'Because.' });
+    t.provider.onChatEvent({ chatId: chatId as string, type: 'delta', channel: 'analysis', text: 'SECRET-THOUGHT' });
+    t.provider.onChatEvent({ chatId: chatId as string, type: 'done', result: { text: 'Because.' } });
+    t.reply.resolve({ chatId: chatId as string, text: 'Because.' });
     await tick();
     const last = t.posted.filter((m) => m.type === 'turn').pop();
     assert.ok(last && last.type === 'turn');
@@ -123,11 +126,12 @@ describe('ChatViewProvider', () => {
     t.send({ type: 'ready' });
     t.send({ type: 'send', text: 'long answer please' });
     await tick();
-    t.provider.onChatEvent({ chatId: 'c5', type: 'delta', channel: 'final', text: 'partial' });
+    const chatId = t.calls.chat[0].request.chatId as string;
+    t.provider.onChatEvent({ chatId, type: 'delta', channel: 'final', text: 'partial' });
     t.send({ type: 'stop' });
     await tick();
     assert.equal(t.calls.chat[0].token.isCancellationRequested, true);
-    assert.deepEqual(t.calls.cancel, ['c5']);
+    assert.deepEqual(t.calls.cancel, [chatId]);
     t.reply.reject(new Error('Request cancelled'));
     await tick();
     const state = t.provider.state();
