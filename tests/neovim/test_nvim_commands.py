@@ -71,6 +71,7 @@ def test_cancel_stops_a_streaming_answer(editor: Editor, sim: Simulator) -> None
     editor.wait(CHAT_DONE, what="the cancelled turn to end")
     text = "\n".join(editor.lua(f"return {CHAT_LINES}"))
     assert "word399" not in text
+    assert "_(cancelled)_" in text
     # The chat is ready for the next message.
     assert text.endswith("## You\n")
     record = next(r for r in sim.requests if r.endpoint == "chat")
@@ -127,3 +128,14 @@ def test_preload_loads_the_model_and_says_so(editor: Editor, sim: Simulator) -> 
         ":find('Koma: gpt-oss:120b loaded', 1, true) ~= nil",
         what="the message that the model is loaded",
     )
+
+
+def test_statusline_before_the_model_is_known(editor: Editor, sim: Simulator) -> None:
+    # No model configured anywhere: the server reports `model: null` until it picks one.
+    editor.setup(provider="ollama", base_url=sim.url)
+    editor.edit("a.py", "x = 1\n")
+    line = editor.wait(
+        "require('koma.status').current.state == 'idle' and require('koma.status').statusline()",
+        what="the idle status",
+    )
+    assert line == "Koma ✓"

@@ -16,10 +16,15 @@ local REASONING = { thinking = true, analysis = true }
 ---@field chat_id string? conversation the buffer continues
 ---@field request integer? id of the `koma.chat`/`koma.explain` request in flight
 ---@field pending boolean a turn is streaming
----@field adopt boolean the next unknown chatId belongs to this buffer (a new conversation)
 ---@field channel string? channel being streamed
 ---@field streamed boolean the turn received answer text (or finished) through events
-local S = { pending = false, adopt = false, streamed = false }
+local S = { pending = false, streamed = false }
+
+--- Conversation ids are chosen here (the server starts a conversation for an unknown id), so
+--- every event of a turn is recognised from the first one.
+local function new_id()
+  return ('nvim-%d-%x'):format(vim.fn.getpid(), vim.uv.hrtime())
+end
 M.state = S
 
 local function plugin_options()
@@ -129,17 +134,15 @@ function M.on_event(ev, _)
     return
   end
   if ev.chatId ~= S.chat_id then
-    if S.pending and not S.adopt then
+    if S.pending or type(ev.chatId) ~= 'string' then
       return -- another conversation; this buffer shows one at a time
     end
-    if not S.pending then
-      -- A conversation the server started for us (e.g. an Explain code action).
-      local win = api.nvim_get_current_win()
-      M.open()
-      begin_turn('_(from a code action)_')
-      pcall(api.nvim_set_current_win, win)
-    end
-    S.chat_id, S.adopt = ev.chatId, false
+    -- A conversation started without this buffer (e.g. another plugin ran koma.explain).
+    local win = api.nvim_get_current_win()
+    M.open()
+    begin_turn('_(started outside this chat)_')
+    pcall(api.nvim_set_current_win, win)
+    S.chat_id = ev.chatId
   end
   if not T.valid() then
     return
@@ -171,7 +174,11 @@ function M.on_event(ev, _)
     S.channel = nil
   elseif t == 'done' then
     S.streamed = true
-    end_turn(metrics_line(ev.metrics))
+    local footer = metrics_line(ev.metrics)
+    if ev.cancelled == true then
+      footer = '_(cancelled)_' .. (footer and (' ' .. footer) or '')
+    end
+    end_turn(footer)
   elseif t == 'error' then
     show_error(ev.message)
     vim.notify('Koma: ' .. tostring(ev.message), vim.log.levels.ERROR)
@@ -180,16 +187,23 @@ function M.on_event(ev, _)
   end
 end
 
---- Response handler shared by `koma.chat` and `koma.explain`.
+--- Response handler shared by `koma.chat` and `koma.explain`. Failures are fields of the
+--- reply (`error`); the matching event normally ended the turn already.
 local function on_result(err, result)
-  if err then
+  local failure = err and (err.message or 'request failed')
+    or type(result) == 'table' and type(result.error) == 'string' and result.error
+  if failure then
     if S.pending then
-      show_error(err.message or 'request failed')
+      show_error(failure)
+      vim.notify('Koma: ' .. failure, vim.log.levels.ERROR)
     end
     end_turn(nil)
     return
   end
   finish_with_result(result)
+  if type(result) == 'table' and type(result.warning) == 'string' then
+    T.note('⚠ ' .. result.warning)
+  end
 end
 
 local function busy()
@@ -221,7 +235,7 @@ function M.send(message, opts)
     you = ('%s\n\n_(selection: %s)_'):format(message, where(opts.uri, opts.range))
   end
   begin_turn(you)
-  S.adopt = S.chat_id == nil
+  S.chat_id = S.chat_id or new_id()
   S.request = require('koma').command('koma.chat', {
     {
       chatId = S.chat_id,
@@ -244,7 +258,7 @@ function M.explain(uri, range)
   local win = api.nvim_get_current_win()
   M.open()
   begin_turn('Explain ' .. where(uri, range))
-  S.adopt = S.chat_id == nil
+  S.chat_id = S.chat_id or new_id()
   S.request = require('koma').command(
     'koma.explain',
     { { uri = uri, range = range, chatId = S.chat_id } },
@@ -271,21 +285,14 @@ function M.cancel()
   if not S.pending then
     return false
   end
-  if S.chat_id then
-    require('koma').command('koma.chat.cancel', { { chatId = S.chat_id } }, function() end)
-  else
-    local client = require('koma').client()
-    if client and S.request then
-      client:cancel_request(S.request)
-    end
-  end
+  require('koma').command('koma.chat.cancel', { { chatId = S.chat_id } }, function() end)
   return true
 end
 
 --- Forget the conversation and clear the transcript.
 function M.new()
   M.cancel()
-  S.chat_id, S.pending, S.adopt, S.channel = nil, false, false, nil
+  S.chat_id, S.pending, S.channel = nil, false, nil
   if T.valid() then
     T.clear()
   end

@@ -12,24 +12,25 @@ local function pick_model(kind)
       notify(err and err.message or 'no models', vim.log.levels.ERROR)
       return
     end
-    local current = result.current or {}
+    if type(result.error) == 'string' then
+      notify(result.error, vim.log.levels.ERROR)
+      return
+    end
+    local current = type(result.current) == 'table' and result.current or {}
     local active = kind == 'completion' and current.completionModel or current.model
-    vim.ui.select(result.models or {}, {
-      prompt = ('Koma %s model (now %s)'):format(kind, tostring(active)),
+    active = type(active) == 'string' and active or 'the server default'
+    vim.ui.select(type(result.models) == 'table' and result.models or {}, {
+      prompt = ('Koma %s model (now %s)'):format(kind, active),
       format_item = function(m)
-        local size = m.sizeBytes and ('%.1f GB'):format(m.sizeBytes / 1e9) or ''
-        return table.concat(
-          vim.tbl_filter(function(s)
-            return s ~= ''
-          end, {
-            m.name,
-            size,
-            m.quantization or '',
-            m.loaded and 'loaded' or '',
-            m.name == active and '(current)' or '',
-          }),
-          '  '
-        )
+        local size = type(m.sizeBytes) == 'number' and ('%.1f GB'):format(m.sizeBytes / 1e9)
+        local quant = type(m.quantization) == 'string' and m.quantization
+        local parts = { tostring(m.name) }
+        for _, part in ipairs({ size, quant, m.loaded == true and 'loaded', m.name == active and '(current)' }) do
+          if part then
+            parts[#parts + 1] = part
+          end
+        end
+        return table.concat(parts, '  ')
       end,
     }, function(choice)
       if choice then
@@ -37,8 +38,8 @@ local function pick_model(kind)
           'koma.selectModel',
           { { model = choice.name, kind = kind } },
           function(e, r)
-            if e then
-              notify(e.message or 'could not select the model', vim.log.levels.ERROR)
+            if e or type(r) ~= 'table' or type(r.error) == 'string' then
+              notify(e and e.message or r and r.error or 'could not select the model', vim.log.levels.ERROR)
             else
               notify(('chat model %s, completion model %s'):format(
                 tostring(r and r.model),

@@ -112,8 +112,9 @@ end
 
 local function check_provider(client)
   local status = command(client, 'koma.status', {}) or {}
-  local provider = tostring(status.provider or 'auto')
-  local where = ('%s at %s'):format(provider, tostring(status.baseUrl or 'its default address'))
+  local provider = type(status.provider) == 'string' and status.provider or 'auto'
+  local url = type(status.baseUrl) == 'string' and status.baseUrl or 'its default address'
+  local where = ('%s at %s'):format(provider, url)
   local fix = { PROVIDER_FIX[provider] or PROVIDER_FIX.auto }
   fix[#fix + 1] = 'Or set it: require("koma").setup({ provider = "…", base_url = "http://…" }) or KOMA_BASE_URL'
   local models, err = command(client, 'koma.models', {})
@@ -126,7 +127,7 @@ local function check_provider(client)
     health.error(('provider %s does not answer: %s'):format(where, problem), fix)
     return
   end
-  if status.state == 'error' and status.message then
+  if status.state == 'error' and type(status.message) == 'string' then
     health.warn('last server error: ' .. status.message)
   end
   local names = {}

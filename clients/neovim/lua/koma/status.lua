@@ -31,12 +31,18 @@ function M.on_status(params, _)
     return
   end
   local keep = M.current
+  -- JSON null arrives as vim.NIL; treat it as "not known".
+  local function get(key, kind)
+    local v = params[key]
+    return type(v) == kind and v or nil
+  end
   M.current = {
     state = params.state,
-    model = params.model or keep.model,
-    tokensPerSecond = params.tokensPerSecond or keep.tokensPerSecond,
-    ttftMs = params.ttftMs or keep.ttftMs,
-    message = params.message,
+    model = get('model', 'string') or keep.model,
+    tokensPerSecond = get('tokensPerSecond', 'number') or keep.tokensPerSecond,
+    ttftMs = get('ttftMs', 'number') or keep.ttftMs,
+    message = get('message', 'string'),
+    progress = keep.progress,
   }
   if params.state == 'error' and params.message and params.message ~= keep.message then
     vim.notify('Koma: ' .. params.message, vim.log.levels.WARN)
@@ -104,19 +110,23 @@ function M.show()
       vim.notify('Koma: ' .. (err.message or 'status failed'), vim.log.levels.ERROR)
       return
     end
-    result = result or {}
+    result = type(result) == 'table' and result or {}
+    local function str(key, default)
+      local v = result[key]
+      return (type(v) == 'string' or type(v) == 'number') and tostring(v) or default
+    end
     local lines = {
-      ('provider: %s  %s'):format(tostring(result.provider), tostring(result.baseUrl or '')),
-      ('model: %s'):format(tostring(result.model or M.current.model or '?')),
+      ('provider: %s  %s'):format(str('provider', 'auto'), str('baseUrl', '(default address)')),
+      ('model: %s'):format(str('model', M.current.model or '(server default)')),
       ('state: %s%s'):format(
-        tostring(result.state or M.current.state),
-        result.message and (' — ' .. result.message) or ''
+        str('state', M.current.state),
+        str('message') and (' — ' .. str('message')) or ''
       ),
     }
-    if result.tokensPerSecond then
+    if type(result.tokensPerSecond) == 'number' then
       lines[#lines + 1] = ('speed: %.1f tok/s, first token %s ms'):format(
         result.tokensPerSecond,
-        tostring(result.ttftMs or '?')
+        str('ttftMs', '?')
       )
     end
     vim.notify(table.concat(lines, '\n'), vim.log.levels.INFO, { title = 'Koma' })

@@ -136,6 +136,18 @@ function T.user_text()
   return vim.trim(table.concat(lines, '\n', (T.last_heading(lines) or 0) + 1))
 end
 
+--- Put `text` (and a blank line) just above the last "## You" heading: a remark about the
+--- answer that arrives after the turn ended.
+---@param text string
+function T.note(text)
+  if not T.valid() then
+    return
+  end
+  local at = T.last_heading(api.nvim_buf_get_lines(T.buf, 0, -1, false))
+  local row = at and at - 1 or line_count()
+  api.nvim_buf_set_lines(T.buf, row, row, false, { text, '' })
+end
+
 --- Empty the transcript.
 function T.clear()
   api.nvim_buf_clear_namespace(T.buf, fold_ns, 0, -1)
