@@ -212,7 +212,8 @@ local function attach_extmark(bufnr, client)
     augroup = augroup,
     timer = old and old.timer,
   }
-  vim.api.nvim_create_autocmd({ 'TextChangedI', 'InsertEnter' }, {
+  -- Typing and moving the cursor both make the shown suggestion stale; the timer coalesces.
+  vim.api.nvim_create_autocmd({ 'TextChangedI', 'CursorMovedI', 'InsertEnter' }, {
     group = augroup,
     buffer = bufnr,
     callback = function()
