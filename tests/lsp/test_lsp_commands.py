@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from lsprotocol import types
 
-from koma.simulator import Simulator, gpt_oss_20b
+from koma.simulator import Reply, Simulator, gpt_oss_20b
 
 FIM_MODEL = "qwen2.5-coder:1.5b"
 
@@ -79,6 +80,40 @@ async def test_clear_cache_forgets_cached_answers(lsp: Any, sim: Simulator) -> N
     cleared = await client.command("koma.clearCache")
     assert cleared["cleared"] >= 1
     await client.command("koma.chat", {"message": "same question"})
+    assert len(generations(sim)) == 2
+
+
+async def test_clear_cache_also_forgets_inline_suggestions(
+    lsp: Any, sim: Simulator, profile_capabilities: types.ClientCapabilities
+) -> None:
+    assert profile_capabilities.text_document is not None
+    profile_capabilities.text_document.inline_completion = (
+        types.InlineCompletionClientCapabilities()
+    )
+    sim.set_default_reply(Reply(content="a + b"))
+    client = await lsp(
+        settings={"completionModel": FIM_MODEL, "completion": {"debounceMs": 0}},
+        capabilities=profile_capabilities,
+    )
+    uri = client.open("a.py", "def add(a, b):\n    return \n")
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=1, character=11),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
+    )
+
+    async def suggest() -> str:
+        result = await asyncio.wait_for(client.text_document_inline_completion_async(params), 30)
+        items = result.items if isinstance(result, types.InlineCompletionList) else result
+        return str(items[0].insert_text)
+
+    assert await suggest() == "a + b"
+    assert await suggest() == "a + b"
+    assert len(generations(sim)) == 1  # the repeat came from the suggestion cache
+    assert (await client.command("koma.clearCache"))["cleared"] >= 1
+    assert await suggest() == "a + b"
     assert len(generations(sim)) == 2
 
 

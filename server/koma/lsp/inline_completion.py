@@ -184,6 +184,7 @@ def register(server: KomaLanguageServer) -> None:
             pipeline.reconfigure()
 
     server.on_settings_changed(on_settings)
+    server.on_clear_cache(pipeline.clear_cache)  # `koma.clearCache` empties suggestions too
 
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: KomaLanguageServer, params: types.InitializeParams) -> None:

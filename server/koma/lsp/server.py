@@ -61,7 +61,7 @@ FANOUT_METHODS = frozenset(
 )
 
 # Settings whose change means a different provider object (URL, backend, placement).
-_PROVIDER_KEYS = ("provider", "base_url", "keep_alive", "num_ctx", "gpu", "memory")
+_PROVIDER_KEYS = ("provider", "base_url", "keep_alive", "num_ctx", "gpu")
 
 
 def _version() -> str:
@@ -229,9 +229,11 @@ class KomaLanguageServer(LanguageServer):
         """
         async with self._provider_lock:
             if self._provider is None:
+                from koma.engine.lifecycle.context import SafeContextPolicy
                 from koma.providers.registry import resolve_provider
 
-                resolved: Any = resolve_provider(self.settings)
+                # Ollama gets the largest num_ctx that fits this machine unless numCtx is set.
+                resolved: Any = resolve_provider(self.settings, context_policy=SafeContextPolicy())
                 if inspect.isawaitable(resolved):
                     resolved = await resolved
                 self._provider = resolved
@@ -368,13 +370,14 @@ def build_server() -> KomaLanguageServer:
         completion,
         hover,
         inline_completion,
+        lifecycle,
         settings,
         status,
     )
 
     server = KomaLanguageServer()
     _register_core(server)
-    for module in (settings, status, chat, code_actions, hover, commands):
+    for module in (settings, status, chat, code_actions, hover, commands, lifecycle):
         module.register(server)
     for module in (inline_completion, completion):
         module.register(server)
