@@ -8,11 +8,18 @@ server pays the load only on its first request.
 llama.cpp runs in a worker thread; tokens cross to the event loop through a queue. Closing the
 stream sets a flag the worker checks between tokens, so a cancelled request stops generating
 within one token.
+
+The process shares its CPU with the editor and the language server's event loop, so the model
+uses one core fewer than the machine has, and OpenMP threads sleep instead of spinning while
+they wait (spinning threads on a busy machine slow generation down tenfold). llama.cpp's own
+log lines go to the `koma.embedded` logger at debug level instead of the terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import logging
 import os
 import threading
 import time
@@ -26,11 +33,18 @@ from koma.types import GenerationSettings, Message, Metrics, ModelDetails, Model
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 _DEFAULT_CTX = 4096
+_MAX_THREADS = 8
+# Read by libgomp when llama.cpp's library loads, so it must be set before `import llama_cpp`.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_log = logging.getLogger("koma.embedded")
+_log_callback: Any = None
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
 # llama.cpp contexts are not thread-safe: one generation at a time per process.
 _generation_lock = threading.Lock()
 _END = object()
+# A base model's transcript continues with the next turn unless stopped there.
+_TRANSCRIPT_STOPS = ("\nQuestion:", "\nAnswer:")
 
 
 def default_model_path() -> Path:
@@ -62,10 +76,42 @@ def load_model(path: Path, n_ctx: int = _DEFAULT_CTX) -> Any:
             raise ConfigError(
                 "llama-cpp-python is not installed", "pip install 'koma[embedded]'"
             ) from exc
-        threads = max(1, (os.cpu_count() or 2))
-        llm = Llama(model_path=key, n_ctx=n_ctx, n_threads=threads, verbose=False)
+        _quiet_native_logs()
+        threads = generation_threads()
+        llm = Llama(
+            model_path=key,
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
         _models[key] = llm
         return llm
+
+
+def generation_threads() -> int:
+    """One core fewer than the machine has (at least one): the editor needs a core too."""
+    import psutil
+
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 2
+    return max(1, min(_MAX_THREADS, cores - 1))
+
+
+def _quiet_native_logs() -> None:
+    """Send llama.cpp's C-level log lines to the `koma.embedded` logger instead of stderr."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s", text.decode("utf-8", "replace").rstrip())
+
+    # Kept in a module global: llama.cpp holds a raw pointer to it for the life of the process.
+    _log_callback = forward
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
 def _sampling(settings: GenerationSettings, default_max: int) -> dict[str, Any]:
@@ -175,31 +221,37 @@ class EmbeddedProvider(Provider):
         return "unloaded" if dropped else "was not loaded"
 
     def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
-        def start(llm: Any) -> Iterator[dict[str, Any]]:
+        def start(llm: Any) -> tuple[Iterator[dict[str, Any]], _LoopGuard]:
             sampling = _sampling(request.settings, 512)
             if not _has_chat_template(llm):
-                # A base model (the packaged Gemma 270M is one) follows a plain transcript far
-                # better than a chat template it was never trained on.
-                sampling["stop"] = [*sampling.get("stop", []), "\nUser:"]
-                return llm.create_completion(
-                    prompt=_transcript(request.messages), stream=True, **sampling
-                )
+                # A base model (the packaged Gemma 270M is one) follows a plain question and
+                # answer transcript far better than a chat template it was never trained on,
+                # and answers best greedily with a light repetition penalty.
+                sampling.setdefault("temperature", 0.0)
+                sampling.setdefault("repeat_penalty", 1.1)
+                sampling["stop"] = [*sampling.get("stop", []), *_TRANSCRIPT_STOPS]
+                prompt = _transcript(request.messages)
+                stream = llm.create_completion(prompt=prompt, stream=True, **sampling)
+                return stream, _LoopGuard(strip_leading=True)
             messages = [_encode(m) for m in request.messages]
-            return llm.create_chat_completion(messages=messages, stream=True, **sampling)
+            stream = llm.create_chat_completion(messages=messages, stream=True, **sampling)
+            return stream, _LoopGuard(strip_leading=False)
 
         return self._run(request.model, start)
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
-        def start(llm: Any) -> Iterator[dict[str, Any]]:
+        def start(llm: Any) -> tuple[Iterator[dict[str, Any]], None]:
             prompt = request.prompt
             if request.system and not request.raw:
                 prompt = f"{request.system}\n\n{prompt}"
-            return llm.create_completion(
+            stream = llm.create_completion(
                 prompt=prompt,
                 suffix=request.suffix,
                 stream=True,
                 **_sampling(request.settings, 128),
             )
+            # Completions keep every token: the completion engine trims repetition itself.
+            return stream, None
 
         return self._run(request.model, start)
 
@@ -223,20 +275,45 @@ class EmbeddedProvider(Provider):
             first: float | None = None
             count = 0
             finish: str | None = None
+
+            def emit(text: str) -> None:
+                nonlocal first
+                if text:
+                    first = first or time.perf_counter()
+                    put(text)
+
             try:
                 with _generation_lock:
-                    for chunk in start(llm):
-                        if stop.is_set():
-                            finish = "cancelled"
-                            break
-                        choice = chunk["choices"][0]
-                        # Chat streams carry `delta.content`, completion streams `text`.
-                        text = choice.get("text") or (choice.get("delta") or {}).get("content")
-                        finish = choice.get("finish_reason") or finish
-                        if text:
+                    if stop.is_set():  # closed while waiting for another generation
+                        put((_END, first, count, "cancelled"))
+                        return
+                    stream, guard = start(llm)
+                    try:
+                        for chunk in stream:
+                            if stop.is_set():
+                                finish = "cancelled"
+                                break
+                            choice = chunk["choices"][0]
+                            # Chat streams carry `delta.content`, completion streams `text`.
+                            text = choice.get("text") or (choice.get("delta") or {}).get("content")
+                            finish = choice.get("finish_reason") or finish
+                            if not text:
+                                continue
                             count += 1
-                            first = first or time.perf_counter()
-                            put(text)
+                            if guard is None:
+                                emit(text)
+                                continue
+                            shown, looping = guard.feed(text)
+                            emit(shown)
+                            if looping:
+                                finish = "stop"
+                                break
+                        else:
+                            if guard is not None:
+                                emit(guard.flush())
+                    finally:
+                        # Ends llama-cpp-python's generator before the next generation starts.
+                        getattr(stream, "close", lambda: None)()
                 put((_END, first, count, finish))
             except Exception as exc:  # surfaces in the event loop as the stream's error
                 put(exc)
@@ -255,6 +332,56 @@ class EmbeddedProvider(Provider):
                 yield WireChunk(content=item)
         finally:
             stop.set()
+
+
+class _LoopGuard:
+    """Ends a chat answer that starts repeating one line, without printing the extra copies.
+
+    Small models fall into loops (the same `print(...)` line until max_tokens). A line may
+    appear `max_repeats` times in a row; while the line being generated could become one more
+    copy it is held back, and if it does, generation stops there.
+    """
+
+    def __init__(self, strip_leading: bool, max_repeats: int = 2) -> None:
+        self._strip_leading = strip_leading
+        self._max = max_repeats
+        self._line = ""  # the line being generated
+        self._held = ""  # the part of it not shown yet
+        self._last = ""  # the last complete non-blank line
+        self._count = 0  # how many times in a row it appeared
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """The text to show now, and whether the answer is looping (stop generating)."""
+        if self._strip_leading:
+            text = text.lstrip()
+            if not text:
+                return "", False
+            self._strip_leading = False
+        shown: list[str] = []
+        for piece in text.splitlines(keepends=True):
+            ended = piece.endswith(("\n", "\r"))
+            self._line += piece.rstrip("\r\n") if ended else piece
+            self._held += piece
+            if ended:
+                line, self._line = self._line.strip(), ""
+                if line and line == self._last:
+                    self._count += 1
+                elif line:
+                    self._last, self._count = line, 1
+                if self._count > self._max:
+                    return "".join(shown), True
+            if not self._may_repeat():
+                shown.append(self._held)
+                self._held = ""
+        return "".join(shown), False
+
+    def flush(self) -> str:
+        """What is still held back when generation ends on its own."""
+        held, self._held = self._held, ""
+        return held
+
+    def _may_repeat(self) -> bool:
+        return self._count >= self._max and self._last.startswith(self._line.strip())
 
 
 def _final_chunk(
@@ -284,9 +411,18 @@ def _has_chat_template(llm: Any) -> bool:
 
 
 def _transcript(messages: list[Message]) -> str:
-    names = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
-    lines = [f"{names[m.role]}: {m.content}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
+    """A base model's prompt: the system text, then question / answer turns."""
+    parts: list[str] = []
+    for message in messages:
+        if message.role == "system":
+            parts.append(f"{message.content}\n")
+        elif message.role == "user":
+            parts.append(f"Question: {message.content}")
+        elif message.role == "assistant":
+            parts.append(f"Answer: {message.content}\n")
+        else:
+            parts.append(f"Result of {message.tool_name or 'the tool'}: {message.content}")
+    return "\n".join(parts) + "\nAnswer:"
 
 
 def _quant_from_name(filename: str) -> str | None:
