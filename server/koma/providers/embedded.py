@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from koma.errors import ConfigError, ModelNotFound
+from koma.errors import CapabilityMissing, ConfigError, ModelNotFound
 from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
 from koma.types import GenerationSettings, Message, Metrics, ModelDetails, ModelInfo, Usage
 
@@ -241,12 +241,17 @@ class EmbeddedProvider(Provider):
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
         def start(llm: Any) -> tuple[Iterator[dict[str, Any]], None]:
+            if request.suffix:
+                # llama-cpp-python would build its infill prompt from token id 0 here.
+                raise CapabilityMissing(
+                    "the embedded provider has no fill-in-the-middle completion",
+                    "send the prefix only, or use a server with a FIM model",
+                )
             prompt = request.prompt
             if request.system and not request.raw:
                 prompt = f"{request.system}\n\n{prompt}"
             stream = llm.create_completion(
                 prompt=prompt,
-                suffix=request.suffix,
                 stream=True,
                 **_sampling(request.settings, 128),
             )
@@ -370,7 +375,8 @@ class _LoopGuard:
                     self._last, self._count = line, 1
                 if self._count > self._max:
                     return "".join(shown), True
-            if not self._may_repeat():
+            if ended or not self._may_repeat():
+                # A line that ended within the limit is shown whole, newline included.
                 shown.append(self._held)
                 self._held = ""
         return "".join(shown), False
