@@ -67,6 +67,18 @@ function chatHost(context: vscode.ExtensionContext): ChatHost {
   };
 }
 
+/** "Explain calc.py:1-3" for the chat transcript, from the action's arguments. */
+function explainLabel(request: ExplainRequest | undefined): string {
+  try {
+    const file = vscode.workspace.asRelativePath(vscode.Uri.parse(request?.uri ?? ''));
+    const start = (request?.range?.start.line ?? 0) + 1;
+    const end = (request?.range?.end.line ?? start - 1) + 1;
+    return `Explain ${file}:${start}${end > start ? `-${end}` : ''}`;
+  } catch {
+    return 'Explain (code action)';
+  }
+}
+
 export function activate(context: vscode.ExtensionContext): KomaApi {
   const output = vscode.window.createOutputChannel('Koma', { log: true });
   context.subscriptions.push(output);
@@ -99,7 +111,8 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
       // The lightbulb's "Koma: Explain": show the panel, then stream the explanation into it.
       explain: async (args) => {
         await vscode.commands.executeCommand('koma.chatView.focus');
-        return panel.chat?.explain(args as ExplainRequest, 'Explain (code action)');
+        const request = args as ExplainRequest;
+        return panel.chat?.explain(request, explainLabel(request));
       },
       onReady: () => {
         markReady();
