@@ -22,7 +22,7 @@ from rich.text import Text
 
 from koma.cli import EXIT_OK, command, make_console, print_json, settings_from_args
 from koma.cli_render import human_size
-from koma.engine.lifecycle import checks
+from koma.engine.lifecycle import checks  # noqa: F401  (adds the doctor rows)
 from koma.engine.lifecycle.bench import DEFAULT_PROMPTS, BenchReport, LocalModelMetrics, bench
 from koma.engine.lifecycle.context import SafeContextPolicy
 from koma.engine.lifecycle.modelfile import (
@@ -37,8 +37,6 @@ from koma.errors import ConfigError, KomaError
 from koma.providers.base import Provider
 from koma.settings import KomaSettings
 from koma.types import GenerationSettings
-
-checks.register()
 
 
 async def open_lifecycle_provider(settings: KomaSettings) -> Provider:

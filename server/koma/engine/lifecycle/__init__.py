@@ -7,5 +7,5 @@ table and a recommendation), `modelfile` (Ollama Modelfiles ↔ `/api/create` fi
 (download progress), `bench` (time to first token, tokens/s, memory), `options` (GPU/CPU
 settings a server still accepts), `checks` (`koma doctor` rows).
 
-Importing this package has no side effects; `checks.register()` adds the doctor rows.
+Importing this package has no side effects; importing `checks` adds the doctor rows.
 """

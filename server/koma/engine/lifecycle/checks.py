@@ -6,7 +6,8 @@ the largest safe context, what the model can do (tools, thinking, fill-in-the-mi
 settings the server will not apply, and a completion model that would evict the chat model.
 
 They run after the core checks (`koma.engine.doctor`) and read what those learned from
-`ctx.facts` (`models`, `model`, `details`). `register()` is idempotent.
+`ctx.facts` (`models`, `model`, `details`). Importing the module registers them;
+`register()` is idempotent.
 """
 
 from __future__ import annotations
@@ -263,3 +264,7 @@ def register() -> None:
     ):
         register_check(name, fn, after=previous)
         previous = name
+
+
+# Importing this module adds the rows, as importing `koma.engine.doctor` adds the core ones.
+register()
