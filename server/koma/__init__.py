@@ -8,9 +8,11 @@ text = await generate("Explain the theory of relativity", model="gpt-oss:120b")
 ```
 """
 
-from koma.engine.cache import CacheStats, ResponseCache
-from koma.engine.generate import generate, generate_text, stream_text
-from koma.engine.stream import collect, stream_completion_events, stream_events
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from koma.errors import (
     CapabilityMissing,
     ConfigError,
@@ -38,6 +40,34 @@ from koma.types import (
     ToolCallEvent,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from koma.engine.cache import CacheStats, ResponseCache
+    from koma.engine.generate import generate, generate_text, stream_text
+    from koma.engine.stream import collect, stream_completion_events, stream_events
+
+# The engine (httpx, sqlite) is imported on first use, so that `import koma.lsp.server` and
+# `koma --help` start fast.
+_LAZY: dict[str, str] = {
+    "CacheStats": "koma.engine.cache",
+    "ResponseCache": "koma.engine.cache",
+    "generate": "koma.engine.generate",
+    "generate_text": "koma.engine.generate",
+    "stream_text": "koma.engine.generate",
+    "collect": "koma.engine.stream",
+    "stream_completion_events": "koma.engine.stream",
+    "stream_events": "koma.engine.stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 
