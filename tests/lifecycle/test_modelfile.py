@@ -47,6 +47,8 @@ MESSAGE assistant """Yes.
 """
 LICENSE """Apache License
 Version 2.0"""
+RENDERER harmony
+PARSER harmony
 '''
 
 
@@ -70,6 +72,7 @@ def test_every_instruction_parses() -> None:
     assert model.template == "{{ .System }}\n{{ .Prompt }}"
     assert model.messages == [("user", "Is water wet?"), ("assistant", "Yes.\n")]
     assert model.license == ["Apache License\nVersion 2.0"]
+    assert model.extras == {"renderer": "harmony", "parser": "harmony"}
 
 
 @pytest.mark.parametrize("text", [EVERYTHING, CREATIVE], ids=["everything", "creative"])
@@ -121,6 +124,7 @@ def test_structured_fields_for_api_create() -> None:
         {"role": "assistant", "content": "Yes.\n"},
     ]
     assert body["license"] == "Apache License\nVersion 2.0"
+    assert (body["renderer"], body["parser"]) == ("harmony", "harmony")
     assert request.adapters == {"medical.gguf": Path("/models/lora/medical.gguf")}
 
 

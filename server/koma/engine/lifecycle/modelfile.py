@@ -21,6 +21,8 @@ from koma.engine.lifecycle.options import OptionValueError, validate_ollama_opti
 from koma.errors import ConfigError
 
 INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "ADAPTER", "LICENSE", "MESSAGE")
+# Written by newer `ollama show --modelfile` (built-in prompt renderers and output parsers).
+EXTRA_INSTRUCTIONS = ("RENDERER", "PARSER", "REQUIRES")
 MESSAGE_ROLES = ("system", "user", "assistant")
 _TRIPLE = '"""'
 _TRAILING_COMMENT = re.compile(r"\s+#.*$")
@@ -42,6 +44,8 @@ class Modelfile:
     adapters: list[str] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
     messages: list[tuple[str, str]] = field(default_factory=list)
+    # RENDERER / PARSER / REQUIRES, passed through as `renderer` / `parser` / `requires`.
+    extras: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list, compare=False)
 
     def parameter(self, name: str) -> str | None:
@@ -63,6 +67,10 @@ def parse_modelfile(text: str) -> Modelfile:
             continue
         word, rest = _split(line)
         instruction = word.upper()
+        if instruction in EXTRA_INSTRUCTIONS:
+            value, index = _value(rest.strip(), lines, index, number)
+            model.extras[instruction.lower()] = value
+            continue
         if instruction not in INSTRUCTIONS:
             raise ModelfileError(
                 f"line {number}: unknown instruction {word!r}",
@@ -157,6 +165,8 @@ def write_modelfile(model: Modelfile) -> str:
         out.append(f"MESSAGE {role} {_quote(content, always=True)}")
     for text in model.license:
         out.append(f"LICENSE {_quote(text, always=True)}")
+    for key, value in model.extras.items():
+        out.append(f"{key.upper()} {_quote(value)}")
     return "\n".join(out) + "\n"
 
 
@@ -229,6 +239,7 @@ def to_create_request(
         body["license"] = model.license if len(model.license) > 1 else model.license[0]
     if model.messages:
         body["messages"] = [{"role": r, "content": c} for r, c in model.messages]
+    body.update(model.extras)
     if quantize:
         body["quantize"] = quantize
     return request
