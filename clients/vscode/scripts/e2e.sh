@@ -27,7 +27,15 @@ fail() { printf '[e2e] error: %s\n' "$*" >&2; exit 1; }
 [[ -f "$DIR/.code-server-4.100.3.ok" && -f "$CODE_SERVER" ]] ||
   fail "code-server is not set up in $DIR; run clients/vscode/scripts/setup-e2e.sh first"
 command -v koma >/dev/null || fail "the koma command is not on PATH; install Koma first (scripts/install.sh)"
-PYTHON="$(command -v python3 || command -v python)"
+# The interpreter Koma is installed in (it also runs the simulator).
+PYTHON=""
+for candidate in python python3; do
+  if command -v "$candidate" >/dev/null && "$candidate" -c 'import koma.simulator' 2>/dev/null; then
+    PYTHON="$(command -v "$candidate")"
+    break
+  fi
+done
+[[ -n "$PYTHON" ]] || fail "no python on PATH can import koma; install Koma first (scripts/install.sh)"
 
 RUN="$(mktemp -d "${TMPDIR:-/tmp}/koma-vscode-e2e.XXXXXX")"
 pids=()

@@ -67,6 +67,8 @@ function chatHost(context: vscode.ExtensionContext): ChatHost {
   };
 }
 
+let running: KomaClient | undefined;
+
 /** "Explain calc.py:1-3" for the chat transcript, from the action's arguments. */
 function explainLabel(request: ExplainRequest | undefined): string {
   try {
@@ -122,6 +124,7 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
     (launch, detail, python) => void reportMissingServer(launch, detail, python, output),
   );
   context.subscriptions.push(client);
+  running = client;
 
   const backend: ChatBackend = {
     chat: (request, token) => client.execute<ChatReply>('koma.chat', [request], token),
@@ -174,6 +177,7 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
   };
 }
 
-export function deactivate(): void {
-  // Disposables in context.subscriptions stop the server.
+/** Stop the server cleanly (shutdown/exit) before the extension host goes away. */
+export function deactivate(): Promise<void> | undefined {
+  return running?.stop();
 }
