@@ -154,6 +154,9 @@ async def check_context(ctx: DoctorContext) -> Check | None:
         return Check("context", "ok", detail, data={"num_ctx": configured})
     data = {"plan": plan.to_dict(), "configured": configured}
     detail = f"largest safe context for {model}: {plan.describe()}"
+    if configured is None and not plan.fits:
+        fix = "free memory or use a smaller model (see the memory row)"
+        return Check("context", "warn", detail + "; Koma sends it as num_ctx", fix, data)
     if configured is None:
         return Check("context", "ok", detail + "; Koma sends it as num_ctx", data=data)
     if plan.context_length and configured > plan.context_length:
