@@ -91,7 +91,7 @@ def test_unknown_names_are_config_errors() -> None:
 def test_missing_embedded_extra_says_what_to_install(no_embedded: None) -> None:
     with pytest.raises(ConfigError) as info:
         create_provider("embedded")
-    assert "koma[embedded]" in (info.value.hint or "")
+    assert "scripts/install.sh" in (info.value.hint or "")
 
 
 async def test_explicit_provider_is_built_without_probing() -> None:

@@ -25,7 +25,7 @@ START_HINTS = {
     "ollama": "ollama serve",
     "lmstudio": "lms server start",
     "openai": "start the server, or point --base-url / KOMA_BASE_URL at it",
-    "embedded": "pip install 'koma[embedded]'",
+    "embedded": "./scripts/install.sh (in a Koma checkout)",
 }
 
 

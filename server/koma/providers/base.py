@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from koma.errors import CapabilityMissing
-from koma.types import GenerationSettings, Message, Metrics, ModelDetails, ModelInfo, ToolCall, Usage
+from koma.types import (
+    GenerationSettings,
+    Message,
+    Metrics,
+    ModelDetails,
+    ModelInfo,
+    ToolCall,
+    Usage,
+)
 
 
 @dataclass
@@ -27,7 +35,7 @@ class ChatRequest:
     model: str
     messages: list[Message]
     settings: GenerationSettings = field(default_factory=GenerationSettings)
-    # OpenAI function-tool definitions: {"type": "function", "function": {name, description, parameters}}
+    # OpenAI function tools: {"type": "function", "function": {name, description, parameters}}
     tools: list[dict[str, Any]] | None = None
     response_format: str | dict[str, Any] | None = None
 
@@ -113,4 +121,5 @@ class Provider(ABC):
         )
 
     async def aclose(self) -> None:
-        """Release pooled connections."""
+        """Release pooled connections; providers without a pool have nothing to release."""
+        return None

