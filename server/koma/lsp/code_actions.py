@@ -144,8 +144,11 @@ async def resolve_action(ls: KomaLanguageServer, action: types.CodeAction) -> ty
         target = make_target(lines, lines_span, language_of(ls, uri), display_path(ls, uri))
         provider = await ls.cached_provider()
         model = await ls.resolve_model("chat")
+        # Actions run on the chat model with its output budget and temperature.
         settings = GenerationSettings(
-            reasoning_effort=ls.effort("actions"), max_tokens=ls.settings.chat.max_tokens
+            reasoning_effort=ls.effort("actions"),
+            max_tokens=ls.settings.chat.max_tokens,
+            temperature=ls.settings.chat.temperature,
         )
         async with ls.status.generation(model) as run:
             try:
