@@ -210,6 +210,8 @@ class EmbeddedProvider(Provider):
             return False
 
     async def load(self, model: str, keep_alive: str | int | None = None) -> str:
+        if str(self._resolve(model).resolve()) in _models:
+            return "already loaded in this process"
         start = time.perf_counter()
         await self._llm(model)
         return f"loaded in-process in {(time.perf_counter() - start) * 1000:.0f} ms"
