@@ -6,7 +6,18 @@ result = await generate_text(model="gpt-oss:120b", messages=[Message.user("Why?"
                              settings=GenerationSettings(reasoning_effort="high"))
 result.text, result.channels["analysis"], result.reasoning
 async for event in stream_text(model="gpt-oss:120b", prompt="Hi"): ...
+
+@toolkit                      # koma.engine.tools: public methods become tools
+class MathTools:
+    def calculate(self, expression: str) -> float:
+        '''Evaluate an arithmetic expression.'''
+result = await generate_text(model="gpt-oss:120b", prompt="What is 17 * 23?", tools=MathTools())
 ```
+
+`tools=` takes a toolkit (a `@toolkit` instance, a `Toolkit`, functions): the calls the model
+makes are then run and their results fed back until it answers (`tools.maxSteps` steps at most),
+and the stream carries each step's events with one `Done` at the end. A list of raw JSON tool
+definitions is only sent along: the calls come back in `result.tool_calls` unanswered.
 
 Without an explicit `provider`, Koma's own settings decide (flags are absent here, so `KOMA_*`
 variables, `.koma.toml`, the user config and defaults), the provider is resolved as the CLI
@@ -16,12 +27,15 @@ closed again when the stream ends.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from koma.engine.cache import ResponseCache
 from koma.engine.stream import collect, stream_events
+from koma.engine.tools.toolkit import is_tool_definitions
 from koma.errors import ConfigError, ModelNotFound
 from koma.providers.base import ChatRequest, Provider
 from koma.types import GenerationResult, GenerationSettings, Message, StreamEvent
@@ -37,7 +51,7 @@ def stream_text(
     *,
     prompt: str | None = None,
     provider: Provider | None = None,
-    tools: list[dict[str, Any]] | None = None,
+    tools: object = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     """Stream channel_start / text_delta / channel_end / tool_call / done events.
 
@@ -59,7 +73,7 @@ async def generate_text(
     *,
     prompt: str | None = None,
     provider: Provider | None = None,
-    tools: list[dict[str, Any]] | None = None,
+    tools: object = None,
 ) -> GenerationResult:
     """The whole answer: final text, every channel, tool calls, usage and metrics."""
     events = stream_text(model, messages, settings, prompt=prompt, provider=provider, tools=tools)
@@ -83,7 +97,7 @@ async def _stream(
     messages: list[Message],
     settings: GenerationSettings | None,
     provider: Provider | None,
-    tools: list[dict[str, Any]] | None,
+    tools: object,
 ) -> AsyncGenerator[StreamEvent, None]:
     owned = provider is None
     koma_settings: KomaSettings | None = None
@@ -98,13 +112,52 @@ async def _stream(
             settings = _default_settings(koma_settings)
         if model is None:
             model = await _pick_model(provider, koma_settings)
-        request = ChatRequest(model, messages, settings, tools=tools)
+        if tools is not None and not is_tool_definitions(tools):
+            async for event in _tool_loop(provider, model, messages, settings, tools):
+                yield event
+            return
+        request = ChatRequest(model, messages, settings, tools=tools or None)  # type: ignore[arg-type]
         async with aclosing(stream_events(provider, request)) as events:
             async for event in events:
                 yield event
     finally:
         if owned:
             await provider.aclose()
+
+
+async def _tool_loop(
+    provider: Provider,
+    model: str,
+    messages: list[Message],
+    settings: GenerationSettings,
+    tools: object,
+) -> AsyncGenerator[StreamEvent, None]:
+    """Run the tool loop in a task and hand its stream events over as they come."""
+    from koma.engine.chat import ToolResultEvent
+    from koma.engine.tools.loop import run_with_tools
+
+    queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+
+    def forward(event: StreamEvent | ToolResultEvent) -> None:
+        if not isinstance(event, ToolResultEvent):
+            queue.put_nowait(event)
+
+    async def drive() -> None:
+        try:
+            await run_with_tools(provider, model, messages, settings, tools, forward)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.ensure_future(drive())
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        await task  # raises what the loop raised
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _load_settings() -> KomaSettings:

@@ -20,6 +20,7 @@ from pygls.uris import to_fs_path
 from koma.engine.actions import explain_prompt
 from koma.engine.chat import ToolResultEvent, TurnEvent, estimate_tokens, run_turn
 from koma.errors import KomaError
+from koma.lsp.tools import tool_loop
 from koma.types import (
     ChannelEnd,
     ChannelStart,
@@ -233,6 +234,7 @@ async def run_chat(
             )
             conversation = ls.chats.open(chat_id, settings.chat.system_prompt)
             logger.debug("chat %s: ~%d tokens of message", chat_id, estimate_tokens(text))
+            tools = tool_loop(ls, chat_id, context_tokens)
             async with ls.status.generation(model) as run:
                 task = asyncio.ensure_future(
                     run_turn(
@@ -243,7 +245,9 @@ async def run_chat(
                         generation,
                         on_event,
                         context_tokens=context_tokens,
+                        tools=tools,
                         max_steps=settings.tools.max_steps,
+                        stream=tools.stream if tools else None,
                     )
                 )
                 runner.running[chat_id] = task
@@ -286,8 +290,11 @@ async def run_chat(
         "channels": dict(result.channels),
         "metrics": metrics_payload(result.metrics),
     }
+    warnings = list(result.warnings)
     if not result.text.strip():
-        reply["warning"] = "the model returned no answer"
+        warnings.append("the model returned no answer")
+    if warnings:
+        reply["warning"] = "; ".join(warnings)
     return reply
 
 

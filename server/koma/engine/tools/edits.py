@@ -1,0 +1,116 @@
+"""From "replace this text with that" to an LSP `WorkspaceEdit` (plain JSON, no pygls).
+
+Models are good at quoting the text they want to change and bad at counting columns, so a
+proposed edit names `old_text` (which must occur exactly once) and `new_text`; the range is
+computed here from the editor's current text of the file, in the position encoding the client
+negotiated (UTF-8, UTF-16 or UTF-32 code units). A new file is a `CreateFile` operation plus one
+insertion. The edit is only ever *proposed*: the editor shows it and the user decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from koma.engine.tools.toolkit import ToolError
+
+
+@dataclass(frozen=True)
+class PlannedEdit:
+    edit: dict[str, Any]
+    first_line: int  # 1-based, for the report
+    last_line: int
+
+
+def units(text: str, encoding: str) -> int:
+    """Length of `text` in the client's position units."""
+    if encoding == "utf-8":
+        return len(text.encode("utf-8"))
+    if encoding == "utf-32":
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def position(text: str, offset: int, encoding: str) -> dict[str, int]:
+    """The LSP position of a character offset (lines split at `\\n`; `\\r\\n` included)."""
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return {"line": line, "character": units(text[start:offset], encoding)}
+
+
+def locate(text: str, old_text: str, shown: str) -> tuple[int, str]:
+    """Where `old_text` occurs (exactly once), trying the file's own line endings as well."""
+    candidates = [old_text]
+    if "\r\n" in text and "\n" in old_text and "\r\n" not in old_text:
+        candidates.append(old_text.replace("\n", "\r\n"))
+    for candidate in candidates:
+        count = text.count(candidate)
+        if count == 1:
+            return text.index(candidate), candidate
+        if count > 1:
+            raise ToolError(
+                f"old_text occurs {count} times in {shown}; include more surrounding lines so "
+                "it names one place"
+            )
+    stripped = old_text.strip()
+    hint = ""
+    if stripped and text.count(stripped) == 1:
+        hint = " (it does occur with different leading/trailing whitespace — quote it exactly)"
+    raise ToolError(
+        f"old_text was not found in {shown}{hint}; read the file again and quote the lines to "
+        "replace exactly, without line numbers"
+    )
+
+
+def plan_replace(
+    uri: str, text: str, old_text: str, new_text: str, shown: str, encoding: str
+) -> PlannedEdit:
+    """A one-range edit of an existing file."""
+    if old_text == "":
+        if text.strip():
+            raise ToolError(
+                f"old_text is empty but {shown} is not; quote the text to replace (to add "
+                "something, quote the line it goes after and repeat it in new_text)"
+            )
+        start, found = 0, text
+    else:
+        start, found = locate(text, old_text, shown)
+    if "\r\n" in text and "\r\n" not in new_text:
+        new_text = new_text.replace("\n", "\r\n")
+    end = start + len(found)
+    edit = {
+        "changes": {
+            uri: [
+                {
+                    "range": {
+                        "start": position(text, start, encoding),
+                        "end": position(text, end, encoding),
+                    },
+                    "newText": new_text,
+                }
+            ]
+        }
+    }
+    first = text.count("\n", 0, start) + 1
+    return PlannedEdit(edit, first, first + new_text.count("\n"))
+
+
+def plan_create(uri: str, new_text: str) -> PlannedEdit:
+    """A new file with `new_text` in it; refused by the editor if the file appeared meanwhile."""
+    origin = {"line": 0, "character": 0}
+    edit = {
+        "documentChanges": [
+            {
+                "kind": "create",
+                "uri": uri,
+                "options": {"overwrite": False, "ignoreIfExists": False},
+            },
+            {
+                "textDocument": {"uri": uri, "version": None},
+                "edits": [{"range": {"start": origin, "end": origin}, "newText": new_text}],
+            },
+        ]
+    }
+    return PlannedEdit(
+        edit, 1, max(1, new_text.count("\n") + (0 if new_text.endswith("\n") else 1))
+    )

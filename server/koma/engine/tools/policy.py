@@ -1,0 +1,80 @@
+"""Consent: per tool `allow | ask | deny`, and "Allow for this chat" remembered per chat.
+
+`tools.policies` names a policy per tool; a tool the setting does not name keeps its own
+default (reading tools allow, running and editing tools ask). `ask` goes through an injected
+async `confirm(tool, message)` callback — the language server turns it into
+`window/showMessageRequest` — so the engine never depends on an editor. No answer, an error
+while asking, or a timeout all count as Deny: silence is never consent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableSet
+from typing import Any, Literal
+
+from koma.engine.tools.toolkit import Policy, Tool
+
+logger = logging.getLogger("koma.tools")
+
+Decision = Literal["allow", "allow_chat", "deny"]
+ConfirmFn = Callable[[str, str], Awaitable[Decision | None]]
+# How long a confirmation may stay unanswered before it counts as Deny.
+CONFIRM_TIMEOUT_SECONDS = 300.0
+
+
+class PolicyGate:
+    """Decides, per call, whether a tool may run; asks the user when the policy says so."""
+
+    def __init__(
+        self,
+        policies: Mapping[str, Policy] | None = None,
+        confirm: ConfirmFn | None = None,
+        remembered: MutableSet[str] | None = None,
+        timeout: float = CONFIRM_TIMEOUT_SECONDS,
+    ) -> None:
+        self.policies = dict(policies or {})
+        self.confirm = confirm
+        # Tools the user allowed "for this chat"; the caller keeps one set per chat.
+        self.remembered: MutableSet[str] = remembered if remembered is not None else set()
+        self.timeout = timeout
+
+    def policy(self, tool: Tool) -> Policy:
+        return self.policies.get(tool.name, tool.policy)
+
+    def offered(self, tool: Tool) -> bool:
+        """Denied tools are not even offered to the model."""
+        return self.policy(tool) != "deny"
+
+    async def check(self, tool: Tool, arguments: Mapping[str, Any]) -> str | None:
+        """None when the call may run, else the refusal to report to the model."""
+        policy = self.policy(tool)
+        if policy == "allow" or tool.name in self.remembered:
+            return None
+        if policy == "deny":
+            return (
+                f"{tool.name} is disabled by the user's settings (tools.policies.{tool.name} = "
+                "deny); do not call it again"
+            )
+        if self.confirm is None:
+            return (
+                f"{tool.name} needs the user's confirmation, but this client cannot ask; "
+                f"the user can set tools.policies.{tool.name} = allow"
+            )
+        message = f"Koma wants to {tool.describe(arguments)}"
+        try:
+            decision = await asyncio.wait_for(self.confirm(tool.name, message), self.timeout)
+        except TimeoutError:
+            return f"the user did not answer the request to run {tool.name}; it was not run"
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            logger.warning("asking for confirmation failed: %s", err)
+            return f"the editor could not ask the user about {tool.name} ({err}); it was not run"
+        if decision == "allow_chat":
+            self.remembered.add(tool.name)
+            return None
+        if decision == "allow":
+            return None
+        return f"the user denied {tool.name}; it was not run. Do not retry it in this turn"
