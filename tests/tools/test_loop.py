@@ -358,3 +358,22 @@ async def test_an_invalid_call_is_refused_before_the_user_is_asked(trap: Trap) -
     assert asked[0].startswith("Koma wants to run the tests: ") and asked[0].endswith(
         "tests/test_ok.py"
     )
+
+
+async def test_tools_are_withdrawn_once_results_fill_their_share_of_the_context(
+    trap: Trap, server: Any
+) -> None:
+    sim, provider = server
+    (trap.ws / "long.txt").write_text("word " * 2000)
+    sim.add_reply(Reply(tool_calls=[{"name": "read_file", "arguments": {"path": "long.txt"}}]))
+    gate = PolicyGate({"read_file": "allow"})
+    loop = ToolLoop(
+        trap.tools().toolkit(), gate=gate, max_result_chars=3000, results_budget_chars=2000
+    )
+    turn = Turn(loop)
+    result = await turn.run(provider)
+    (outcome,) = turn.of(ToolResultEvent)
+    assert len(outcome.outcome.content) < 3100 and "cut: the result had" in outcome.outcome.content
+    first, second = bodies(sim)
+    assert "tools" in first and "tools" not in second
+    assert any("fill their share of the context window" in w for w in result.warnings)

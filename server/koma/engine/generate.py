@@ -134,7 +134,7 @@ async def _tool_loop(
 ) -> AsyncGenerator[StreamEvent, None]:
     """Run the tool loop in a task and hand its stream events over as they come."""
     from koma.engine.chat import ToolResultEvent
-    from koma.engine.tools.loop import run_with_tools
+    from koma.engine.tools.api import run_with_tools
 
     queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
 

@@ -26,7 +26,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable, MutableSet, Sequence
 from typing import Any
 
-from koma.engine.chat import Conversation, EventSink, ToolOutcome, run_turn
+from koma.engine.chat import ToolOutcome
 from koma.engine.tools.policy import PolicyGate
 from koma.engine.tools.recover import (
     could_be_call,
@@ -41,14 +41,13 @@ from koma.engine.tools.toolkit import (
     as_toolkit,
     format_result,
 )
-from koma.errors import CapabilityMissing, ConfigError, KomaError, ProviderError
+from koma.errors import CapabilityMissing, KomaError, ProviderError
 from koma.providers.base import ChatRequest, Provider
 from koma.types import (
     ChannelEnd,
     ChannelStart,
     Done,
     GenerationResult,
-    GenerationSettings,
     Message,
     StreamEvent,
     TextDelta,
@@ -157,7 +156,7 @@ class ToolLoop:
         self._result_chars += len(text)
         budget = self.results_budget_chars
         if budget is not None and self._result_chars > budget and self._closed is None:
-            self._closed = "the tool results fill the share of the context window set aside for them"
+            self._closed = "the tool results fill their share of the context window"
         return ToolOutcome(text)
 
     def _invalid_call(self, text: str) -> ToolOutcome:
@@ -370,37 +369,3 @@ def _json_problem(text: str) -> str:
     except ValueError as err:
         return f"invalid JSON: {err}"
     return "JSON, but not an object"
-
-
-async def run_with_tools(
-    provider: Provider,
-    model: str,
-    messages: Sequence[Message],
-    settings: GenerationSettings,
-    tools: object,
-    on_event: EventSink,
-    *,
-    max_steps: int = 8,
-) -> GenerationResult:
-    """The Python API's tool loop: `messages` end with the user's; tools run as they are called."""
-    if not messages or messages[-1].role != "user":
-        raise ConfigError(
-            "with tools, the last message must be the user's", "end messages with Message.user()"
-        )
-    loop = tools if isinstance(tools, ToolLoop) else ToolLoop(tools, max_steps=max_steps)
-    system = messages[0].content if messages[0].role == "system" else ""
-    history = list(messages[1:-1] if system else messages[:-1])
-    conversation = Conversation("api", system, history)
-    context = settings.num_ctx or 1 << 20  # the caller chose the messages: nothing is trimmed
-    return await run_turn(
-        provider,
-        model,
-        conversation,
-        messages[-1].content,
-        settings,
-        on_event,
-        context_tokens=context,
-        tools=loop,
-        max_steps=loop.max_steps,
-        stream=loop.stream,
-    )

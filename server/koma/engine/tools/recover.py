@@ -153,6 +153,8 @@ def text_protocol_messages(messages: Sequence[Message], prompt: str) -> list[Mes
             out.append(Message.user(f"Tool result ({message.tool_name}):\n{message.content}"))
         else:
             out.append(message)
+    if not prompt:
+        return out
     if out and out[0].role == "system":
         out[0] = Message.system(f"{out[0].content}\n\n{prompt}")
     else:
