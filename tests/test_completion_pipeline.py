@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing
+from typing import Any
 
 import pytest
 
@@ -12,12 +14,15 @@ from koma.engine.completion.pipeline import (
     CompletionInput,
     CompletionPipeline,
     ModelTarget,
+    Streams,
 )
 from koma.engine.completion.prompt import Neighbour
+from koma.engine.stream import stream_completion_events, stream_events
 from koma.providers.ollama import OllamaProvider
 from koma.settings import CompletionSettings
 from koma.simulator import Reply, Simulator
 from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
+from koma.types import StreamEvent
 
 FIM = "qwen2.5-coder:1.5b"
 URI = "file:///w/a.py"
@@ -82,6 +87,34 @@ async def test_newer_request_supersedes_and_closes_the_older_stream(
     assert (await first).text is None
     assert await asyncio.to_thread(sim.wait_for_disconnect, record, 10.0)
     assert second.text == "other"
+
+
+async def test_stream_is_closed_even_when_a_new_call_follows_within_the_close(
+    sim: Simulator, provider: OllamaProvider
+) -> None:
+    """A second cancellation arriving while the first still closes must not leak the stream."""
+    sim.set_default_reply(Reply(content="x" * 400, token_delay_ms=5))
+    streaming = asyncio.Event()
+
+    def completion(p: Any, request: Any) -> AsyncGenerator[StreamEvent, None]:
+        async def events() -> AsyncGenerator[StreamEvent, None]:
+            async with aclosing(stream_completion_events(p, request)) as inner:
+                async for event in inner:
+                    streaming.set()
+                    yield event
+
+        return events()
+
+    pipeline = pipeline_for(provider, debounce_ms=0)
+    pipeline._streams = Streams(chat=stream_events, completion=completion)
+    first = asyncio.create_task(pipeline.complete(CompletionInput(URI, "v = ", "\n", invoked=True)))
+    await streaming.wait()
+    (record,) = generations(sim)
+    second = asyncio.create_task(pipeline.complete(CompletionInput(URI, "w = ", "\n")))
+    assert (await first).reason == "superseded"
+    assert await asyncio.to_thread(sim.wait_for_disconnect, record, 10.0)
+    second.cancel()
+    assert (await second).text is None
 
 
 async def test_cancelled_request_returns_an_empty_answer_and_closes_the_stream(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -88,8 +88,13 @@ async def stream_text(
     settings: CompletionSettings,
     streams: Streams,
     tracker: Tracker | None = None,
+    on_enough: Callable[[str], None] | None = None,
 ) -> str:
-    """The final-channel text of one model call, cut short once it holds enough."""
+    """The final-channel text of one model call, cut short once it holds enough.
+
+    `on_enough(text)` is called the moment the text is final, *before* the HTTP stream is
+    closed, so the caller can answer the editor while the connection shuts down.
+    """
     common: dict[str, Any] = {
         "temperature": settings.temperature,
         "keep_alive": target.keep_alive,
@@ -120,20 +125,29 @@ async def stream_text(
     scope = tracker(target.model) if tracker else _quiet_scope()
     async with scope as run:
         try:
-            async with aclosing(events) as stream:
-                async for event in stream:
-                    if isinstance(event, TextDelta):
-                        if event.channel != "final":
-                            continue  # reasoning is never shown
-                        pieces.append(event.text)
-                        if stream_should_stop("".join(pieces), ctx, route):
-                            break
-                    elif isinstance(event, Done):
-                        run.metrics = event.result.metrics
-                        return event.result.text
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if event.channel != "final":
+                        continue  # reasoning is never shown
+                    pieces.append(event.text)
+                    text = "".join(pieces)
+                    if stream_should_stop(text, ctx, route):
+                        if on_enough is not None:
+                            on_enough(text)
+                        break
+                elif isinstance(event, Done):
+                    run.metrics = event.result.metrics
+                    if on_enough is not None:
+                        on_enough(event.result.text)
+                    return event.result.text
         except Exception as exc:
             run.error = str(exc)
             raise
+        finally:
+            # Closing the stream closes the HTTP response: the server stops generating. Shielded
+            # so that a second cancellation cannot interrupt the close half-way and leave the
+            # connection open.
+            await asyncio.shield(events.aclose())
     return "".join(pieces)
 
 
@@ -155,13 +169,15 @@ class Generation:
     prefix: str
     end: int  # absolute offset of the cursor it was started for
     suffix_key: str
-    task: asyncio.Task[Outcome]
+    answer: asyncio.Future[Outcome]  # set as soon as the text is known
+    task: asyncio.Task[None]  # the call itself, which may still be closing its stream
     holder: asyncio.Task[Any] | None = None
     release: asyncio.TimerHandle | None = field(default=None, repr=False)
+    closed: bool = False
 
     @property
     def running(self) -> bool:
-        return not self.task.done()
+        return not self.answer.done()
 
     def typed_since(self, prefix: str, prefix_offset: int, suffix: str) -> str | None:
         """The text typed since this generation started, if `prefix` merely extends its own."""
@@ -192,7 +208,7 @@ class Generation:
             return
         self.holder = None
         if grace_s <= 0:
-            self.task.cancel()
+            self.close()
             return
         loop = asyncio.get_running_loop()
         self.release = loop.call_later(grace_s, self._expire)
@@ -200,12 +216,14 @@ class Generation:
     def _expire(self) -> None:
         self.release = None
         if self.holder is None:
-            self.task.cancel()
+            self.close()
 
     def close(self) -> None:
-        """Stop the call now (closing its HTTP stream)."""
+        """Stop the call now (closing its HTTP stream); only the first call does anything."""
         if self.release is not None:
             self.release.cancel()
             self.release = None
         self.holder = None
-        self.task.cancel()
+        if not self.closed:
+            self.closed = True
+            self.task.cancel()

@@ -120,6 +120,7 @@ class CompletionPipeline:
         self.debounce = AdaptiveDebounce(current.debounce_ms)
         self._live: dict[str, asyncio.Task[Any]] = {}
         self._superseded: set[asyncio.Task[Any]] = set()
+        self._adopters: set[asyncio.Task[Any] | None] = set()
         self._generations: dict[str, Generation] = {}
         self._fim: dict[tuple[str, str, str], bool] = {}
         self.stats = Stats()
@@ -172,6 +173,7 @@ class CompletionPipeline:
         except asyncio.CancelledError:
             superseded = task in self._superseded
             result = CompletionResult(None, reason="superseded" if superseded else "cancelled")
+            result.adopted = task in self._adopters
         except Exception as exc:  # e.g. a provider that is down or dies mid-stream
             logger.warning("inline completion failed: %s", exc)
             result = CompletionResult(None, reason="error", error=str(exc))
@@ -181,6 +183,7 @@ class CompletionPipeline:
                 # Closes the model call now (superseded) or after a short grace (cancelled).
                 grace = 0.0 if task in self._superseded else self.adopt_grace_s
                 generation.let_go(task, grace)
+            self._adopters.discard(task)
             if task is not None:
                 self._superseded.discard(task)
                 if self._live.get(request.uri) is task:
@@ -208,15 +211,18 @@ class CompletionPipeline:
             typed = running.typed_since(request.prefix, request.prefix_offset, request.suffix)
             if typed is None:
                 running.close()  # the user went elsewhere: stop the model now
+                del self._generations[request.uri]
             else:
                 running.adopt(task)
+                self._adopters.add(task)
                 self.stats.adopted += 1
-                outcome = await asyncio.shield(running.task)
+                outcome = await asyncio.shield(running.answer)
                 result = _result(outcome, typed, line_suffix, 0.0)
                 result.adopted = True
                 if result.text is not None or outcome.error is not None:
                     return result
                 # The answer did not match what was typed meanwhile: ask again below.
+                self._adopters.discard(task)
 
         ctx = CursorContext.from_text(
             request.prefix, request.suffix, settings.multiline, request.language_id
@@ -227,12 +233,14 @@ class CompletionPipeline:
         if not request.invoked:
             debounce_ms = self.debounce.delay_ms(ctx.line_prefix, ctx.line_suffix)
             await asyncio.sleep(debounce_ms / 1000.0)
+        answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         generation = Generation(
             request.uri,
             request.prefix,
             request.prefix_offset + len(request.prefix),
             key_suffix(request.suffix),
-            asyncio.create_task(self._generate(request, ctx, settings)),
+            answer,
+            asyncio.create_task(self._generate(request, ctx, settings, answer)),
             holder=task,
         )
         previous = self._generations.get(request.uri)
@@ -240,13 +248,26 @@ class CompletionPipeline:
             previous.close()
         self._generations[request.uri] = generation
         self.stats.upstream += 1
-        outcome = await asyncio.shield(generation.task)
+        outcome = await asyncio.shield(answer)
         return _result(outcome, "", line_suffix, debounce_ms)
 
     async def _generate(
-        self, request: CompletionInput, ctx: CursorContext, settings: CompletionSettings
-    ) -> Outcome:
-        """One model call, post-processed and cached (also when nobody waits for it anymore)."""
+        self,
+        request: CompletionInput,
+        ctx: CursorContext,
+        settings: CompletionSettings,
+        answer: asyncio.Future[Outcome],
+    ) -> None:
+        """One model call; its post-processed answer is cached even if nobody waits anymore."""
+        started = self._clock()
+
+        def publish(raw: str) -> None:
+            if answer.done():
+                return
+            cleaned = clean(raw, ctx, route)
+            self.cache.put(request.uri, request.prefix, request.suffix, cleaned)
+            answer.set_result(Outcome(cleaned, route, (self._clock() - started) * 1000.0))
+
         try:
             target = await self._target()
             route: Route = "fim" if await self._supports_fim(target) else "chat"
@@ -263,14 +284,17 @@ class CompletionPipeline:
             started = self._clock()
             streams = self._streams or default_streams()
             self._streams = streams
-            raw = await stream_text(target, route, parts, ctx, settings, streams, self._tracker)
+            raw = await stream_text(
+                target, route, parts, ctx, settings, streams, self._tracker, publish
+            )
+            publish(raw)
         except Exception as exc:  # provider down, dies mid-stream, model missing…
             logger.warning("inline completion failed: %s", exc)
-            return Outcome(None, error=str(exc))
-        upstream_ms = (self._clock() - started) * 1000.0
-        cleaned = clean(raw, ctx, route)
-        self.cache.put(request.uri, request.prefix, request.suffix, cleaned)
-        return Outcome(cleaned, route, upstream_ms)
+            if not answer.done():
+                answer.set_result(Outcome(None, error=str(exc)))
+        finally:
+            if not answer.done():
+                answer.cancel()  # cancelled before it knew anything: waiters see a cancel
 
     async def _supports_fim(self, target: ModelTarget) -> bool:
         provider = target.provider
