@@ -41,6 +41,7 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("ssh-key", "read_file", {"path": "id_rsa"}, "secret pattern 'id_*'"),
     ("symlink-to-secret", "read_file", {"path": "notes.txt"}, "secret pattern '.env'"),
     ("fifo", "read_file", {"path": "fifo"}, "FIFO"),
+    ("symlink-loop", "read_file", {"path": "loop_a"}, "cannot be read"),
     ("sparse-1gb", "read_file", {"path": "big.log"}, "binary file (1.0 GB)"),
     ("binary", "read_file", {"path": "image.png"}, "binary file"),
     ("folder", "read_file", {"path": "src"}, "is a folder"),

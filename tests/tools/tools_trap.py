@@ -11,7 +11,7 @@ Imported as `tools_trap`; conftest.py turns `trap` and `audit` into fixtures.
       .env, config/.env.production, keys/server.pem, id_rsa     secrets (hold the canary)
       link_out -> ../outside     escape.txt -> ../outside/canary.txt
       notes.txt -> .env          git_link -> .git/config        fifo (a named pipe)
-      big.log (1 GB, sparse)     image.png (binary)
+      big.log (1 GB, sparse)     image.png (binary)      loop_a <-> loop_b (a symlink loop)
     recorder.py                 the test command: it appends its argv to `ran.log`
 
 `audit` records every file open / directory listing / process start the *test process* makes
@@ -110,6 +110,8 @@ def build_trap(root: Path, git: bool) -> Trap:
     with open(ws / "big.log", "wb") as big:
         big.truncate(1 << 30)  # 1 GB of zeros that take no disk space
     os.mkfifo(ws / "fifo")
+    (ws / "loop_a").symlink_to(ws / "loop_b")
+    (ws / "loop_b").symlink_to(ws / "loop_a")
     if git:
         _git(ws, "init", "-q")
         (ws / ".gitignore").write_text("build/\n*.tmp\n")

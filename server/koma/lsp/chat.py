@@ -20,7 +20,6 @@ from pygls.uris import to_fs_path
 from koma.engine.actions import explain_prompt
 from koma.engine.chat import ToolResultEvent, TurnEvent, estimate_tokens, run_turn
 from koma.errors import KomaError
-from koma.lsp.tools import tool_loop
 from koma.types import (
     ChannelEnd,
     ChannelStart,
@@ -234,6 +233,8 @@ async def run_chat(
             )
             conversation = ls.chats.open(chat_id, settings.chat.system_prompt)
             logger.debug("chat %s: ~%d tokens of message", chat_id, estimate_tokens(text))
+            from koma.lsp.tools import tool_loop  # lazy: keeps the server's start fast
+
             tools = tool_loop(ls, chat_id, context_tokens)
             async with ls.status.generation(model) as run:
                 task = asyncio.ensure_future(

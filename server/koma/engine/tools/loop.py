@@ -123,7 +123,9 @@ class ToolLoop:
         return outcome
 
     async def _run(self, call: ToolCall) -> ToolOutcome:
-        tool = self.toolkit.get(call.name)
+        tool = self.toolkit.get(call.name) or self.toolkit.get(
+            call.name.strip().removeprefix("functions.")  # a Harmony recipient as the name
+        )
         if tool is None:
             names = ", ".join(t.name for t in self.offered()) or "none"
             return self._invalid_call(
