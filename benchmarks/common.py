@@ -49,6 +49,12 @@ REPORT_HEADER = """# Performance
 Measured numbers, each written by the benchmark named in its section (`benchmarks/`). Every
 section says on which machine and when it was measured and the command that reproduces it; a
 target that was missed is stated as missed, with what limits it.
+
+The benchmarks that need a real model start their own llama.cpp server (llama-cpp-python's
+`python -m llama_cpp.server` with the packaged Gemma 3 270M Q4_K_M GGUF, `--n_ctx 4096
+--chat_format alpaca --verbose true`, `OMP_WAIT_POLICY=PASSIVE`) on a free loopback port, or
+use one given with `--base-url`. The numbers below come from a shared two-core virtual machine
+with other work running; the load average at the start of each run is listed with it.
 """
 # The chat format the llama.cpp server runs with: the packaged Gemma 3 270M GGUF is a base
 # model without a chat template, and it follows the Alpaca instruction format best.

@@ -5,6 +5,8 @@ llama.cpp server and notifies `koma/chat/event`; the time runs until the first `
 at the client. Direct path: the same messages (system prompt + question) posted to
 `/v1/chat/completions` with `stream: true`; the time runs until the first SSE chunk carrying
 text. Runs are interleaved (ABBA order) so both see the same server state and prompt cache.
+Then the same `koma.chat` runs against the loopback simulator to split Koma's share into the
+request leg and the answer leg.
 
     python benchmarks/ttft_compare.py [--runs 20] [--base-url http://127.0.0.1:PORT/v1]
 """
@@ -33,6 +35,7 @@ from common import (
     verdict,
     write_section,
 )
+from koma.simulator import Reply, Simulator
 
 SYSTEM = "You are a helpful coding assistant. Answer briefly."
 QUESTION = "Write a Python function that reverses a string."
@@ -114,6 +117,37 @@ async def measure(server: LlamaServer, runs: int, warmup: int) -> tuple[list[flo
     return koma_ms, direct_ms
 
 
+async def legs(runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Where Koma's time goes, against the simulator (same clock, no model): the request leg
+    (client sends `koma.chat` → upstream request received) and the answer leg (upstream first
+    byte → first delta at the client)."""
+    request_ms: list[float] = []
+    answer_ms: list[float] = []
+    reply = Reply(content="Sure, here it is.")
+    with (
+        Simulator(flavor="llamacpp", default_reply=reply) as sim,
+        tempfile.TemporaryDirectory(prefix="koma-ttft-sim-") as tmp,
+    ):
+        koma = {
+            "provider": "openai",
+            "baseUrl": sim.openai_url,
+            "model": "gpt-oss:20b",
+            "chat": {"maxTokens": MAX_TOKENS, "systemPrompt": SYSTEM},
+            "cache": {"mode": "off"},
+        }
+        async with koma_lsp(koma, Path(tmp)) as client:
+            for run in range(warmup + runs):
+                seen = len(sim.requests)
+                started = time.perf_counter()
+                first = started + await through_koma(client, 1000 + run) / 1000
+                record = next(r for r in sim.requests[seen:] if r.endpoint == "chat_completions")
+                sim.wait_for_completion(record, timeout=30)
+                if run >= warmup and record.first_byte_at is not None:
+                    request_ms.append((record.started_at - started) * 1000)
+                    answer_ms.append((first - record.first_byte_at) * 1000)
+    return request_ms, answer_ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="measured pairs")
@@ -122,6 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     with llama_server(args.base_url) as server:
         koma_ms, direct_ms = asyncio.run(measure(server, args.runs, args.warmup))
+    request_ms, answer_ms = asyncio.run(legs(args.runs, args.warmup))
     ratio = percentile(koma_ms, 50) / percentile(direct_ms, 50)
     paired = statistics.median(k / d for k, d in zip(koma_ms, direct_ms, strict=True))
     columns = ["path", "TTFT p50", "TTFT p95", "min"]
@@ -130,6 +165,8 @@ def main() -> None:
         ["direct HTTP (/v1/chat/completions)", *_stats(direct_ms)],
         ["ratio of medians", f"{ratio:.3f}", "", ""],
         ["median of paired ratios", f"{paired:.3f}", "", ""],
+        ["koma, simulator: koma.chat → upstream request", *_stats(request_ms)],
+        ["koma, simulator: upstream first byte → delta", *_stats(answer_ms)],
     ]
     print_table("Time to first token: koma lsp vs direct", columns, rows)
     ok = ratio <= TARGET_RATIO
@@ -142,15 +179,22 @@ def main() -> None:
     )
     notes = (
         "Koma's path crosses two extra process boundaries (editor ↔ `koma lsp` over JSON-RPC "
-        "on stdio, then `koma lsp` ↔ server), runs the channel parser and sends a notification "
-        "per delta. With a tiny model whose prompt is already in the server's cache, the "
-        "server's own time to first token is only tens of milliseconds, so those fixed costs "
-        "weigh more than they would for gpt-oss, where the model's TTFT is hundreds of ms."
+        "on stdio, then `koma lsp` ↔ server), prepares the chat turn, runs the channel parser "
+        "and sends a notification per delta. The last two rows split Koma's share against the "
+        "loopback simulator (one clock across processes, no model): the request leg (client "
+        "sends `koma.chat` until the upstream request arrives) and the answer leg (upstream "
+        "first byte until the first delta reaches the client). With a tiny model whose prompt "
+        "is already in the server's cache, the server's own time to first token is only tens "
+        "of milliseconds, so these fixed costs weigh more than they would for gpt-oss, whose "
+        "time to first token is hundreds of milliseconds."
     )
     if not ok:
         notes += (
             f" The target was missed by {(ratio - 1) * 100:.1f} % against a {_p50(direct_ms)} "
-            "direct TTFT: the fixed cost above, on a two-core machine the server shares."
+            f"direct TTFT. Most of it is the request leg ({_p50(request_ms)}): a profile of "
+            "`koma lsp` shows each `koma.chat` turn building the workspace tools' pydantic "
+            "models and JSON schemas anew before it sends the request; the answer leg is "
+            f"{_p50(answer_ms)}."
         )
     write_section(
         "ttft_compare",
