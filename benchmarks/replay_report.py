@@ -106,6 +106,7 @@ class ProfileReport:
                 report.adopted += 1
             server_ms = float(detail.get("serverMs", 0.0))
             own = server_ms - float(detail.get("debounceMs", 0.0))
+            own -= float(detail.get("waitedMs", 0.0))
             own -= float(detail.get("upstreamMs", 0.0))
             if not detail.get("adopted"):
                 report.server_own.append(own)
@@ -119,7 +120,7 @@ class ProfileReport:
             elif detail.get("source") == "model":
                 report.overhead_model.append(value)
         if records is None:
-            report.upstream = sum(1 for s in sent if replay.traces.get(s.id, {}).get("route"))
+            report.upstream = sum(1 for s in sent if replay.traces.get(s.id, {}).get("startedCall"))
             return report
         report.upstream = len(upstream)
         report.tokens = sum(r.tokens_sent for r in upstream)
@@ -136,7 +137,7 @@ class ProfileReport:
             if not live:
                 continue  # still debouncing: nothing upstream to close
             following = _next_sent(replay.sent, s)
-            if following is not None and replay.traces.get(following.id, {}).get("adopted"):
+            if following is not None and replay.traces.get(following.id, {}).get("tookOver"):
                 report.kept += 1  # the next keystroke's request took the running call over
                 continue
             record = live[-1]
@@ -205,7 +206,8 @@ def _overhead(
     real: bool,
 ) -> float | None:
     """Client-observed latency minus what the debounce and the backend account for."""
-    debounce = float(detail.get("debounceMs", 0.0))
+    # Waiting for an earlier keystroke's call that then did not fit is backend time too.
+    debounce = float(detail.get("debounceMs", 0.0)) + float(detail.get("waitedMs", 0.0))
     if detail.get("source") != "model":
         return latency - debounce
     if real:

@@ -242,7 +242,7 @@ class Replay:
             typed = typed[: len(typed) - delete] + insert
             self._request(client, typed, index)
             self.keys_sent += 1
-        await self._drain()
+        await self._drain(client)
 
     def _shown(self) -> str | None:
         """The suggestion on screen: the answer to the latest request, if it has arrived."""
@@ -306,8 +306,12 @@ class Replay:
         self._futures.append(asyncio.wrap_future(future))
         self.sent.append(entry)
 
-    async def _drain(self) -> None:
-        """Wait for the answers still outstanding (every request must be answered)."""
+    async def _drain(self, client: LanguageClient) -> None:
+        """Close the session like an editor: cancel what is pending, wait for every answer."""
+        if self.sent and self.sent[-1].recv_at is None:
+            last = self.sent[-1]
+            last.cancelled_at = time.perf_counter()
+            client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=last.id))
         pending = [f for f in self._futures if not f.done()]
         if pending:
             await asyncio.wait(pending, timeout=30)

@@ -13,8 +13,9 @@ completions less often than it sends edits.
 
 When the client turned tracing on (`trace: "verbose"` in `initialize`, or `$/setTrace`), each
 answer comes with a `$/logTrace` whose `verbose` field is a JSON object: request `id`,
-`source`, `reason`, `route`, `adopted`, `debounceMs`, `upstreamMs`, `serverMs`. The typing-replay
-benchmark uses it to separate the server's own overhead from the model's time.
+`source`, `reason`, `route`, `adopted`, `tookOver`, `startedCall`, `debounceMs`, `upstreamMs`,
+`waitedMs`, `serverMs`. The typing-replay benchmark uses it to tell the server's own overhead
+from the model's time.
 """
 
 from __future__ import annotations
@@ -149,8 +150,11 @@ def trace(ls: KomaLanguageServer, result: CompletionResult, started: float) -> N
         "reason": result.reason,
         "route": result.route,
         "adopted": result.adopted,
+        "tookOver": result.took_over,
+        "startedCall": result.started_call,
         "debounceMs": round(result.debounce_ms, 3),
         "upstreamMs": round(result.upstream_ms, 3),
+        "waitedMs": round(result.waited_ms, 3),
         "serverMs": round((time.perf_counter() - started) * 1000.0, 3),
     }
     ls.log_trace(types.LogTraceParams(message=TRACE_MESSAGE, verbose=json.dumps(detail)))

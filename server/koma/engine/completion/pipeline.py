@@ -83,7 +83,10 @@ class CompletionResult:
     debounce_ms: float = 0.0
     upstream_ms: float = 0.0
     route: Route | None = None
-    adopted: bool = False
+    adopted: bool = False  # the answer came from a call started for an earlier keystroke
+    took_over: bool = False  # this request took a running call over (whatever came of it)
+    started_call: bool = False  # this request started a model call (upstream request)
+    waited_ms: float = 0.0  # spent on a running call whose answer then did not fit
     error: str | None = None
 
 
@@ -121,6 +124,7 @@ class CompletionPipeline:
         self._live: dict[str, asyncio.Task[Any]] = {}
         self._superseded: set[asyncio.Task[Any]] = set()
         self._adopters: set[asyncio.Task[Any] | None] = set()
+        self._starters: set[asyncio.Task[Any] | None] = set()
         self._generations: dict[str, Generation] = {}
         self._fim: dict[tuple[str, str, str], bool] = {}
         self.stats = Stats()
@@ -173,11 +177,13 @@ class CompletionPipeline:
         except asyncio.CancelledError:
             superseded = task in self._superseded
             result = CompletionResult(None, reason="superseded" if superseded else "cancelled")
-            result.adopted = task in self._adopters
         except Exception as exc:  # e.g. a provider that is down or dies mid-stream
             logger.warning("inline completion failed: %s", exc)
             result = CompletionResult(None, reason="error", error=str(exc))
         finally:
+            took_over = task in self._adopters
+            started_call = task in self._starters
+            self._starters.discard(task)
             generation = self._generations.get(request.uri)
             if generation is not None:
                 # Closes the model call now (superseded) or after a short grace (cancelled).
@@ -188,6 +194,8 @@ class CompletionPipeline:
                 self._superseded.discard(task)
                 if self._live.get(request.uri) is task:
                     del self._live[request.uri]
+        result.took_over = took_over
+        result.started_call = started_call
         self.stats.by_reason[result.reason] = self.stats.by_reason.get(result.reason, 0) + 1
         return result
 
@@ -206,6 +214,7 @@ class CompletionPipeline:
             text, replace = fit_to_line(hit.text, line_suffix)
             return CompletionResult(text or None, replace, source="cache")
 
+        waited_ms = 0.0
         running = self._generations.get(request.uri)
         if running is not None and running.running:
             typed = running.typed_since(request.prefix, request.prefix_offset, request.suffix)
@@ -216,13 +225,14 @@ class CompletionPipeline:
                 running.adopt(task)
                 self._adopters.add(task)
                 self.stats.adopted += 1
+                waiting = self._clock()
                 outcome = await asyncio.shield(running.answer)
+                waited_ms = (self._clock() - waiting) * 1000.0
                 result = _result(outcome, typed, line_suffix, 0.0)
                 result.adopted = True
                 if result.text is not None or outcome.error is not None:
                     return result
                 # The answer did not match what was typed meanwhile: ask again below.
-                self._adopters.discard(task)
 
         ctx = CursorContext.from_text(
             request.prefix, request.suffix, settings.multiline, request.language_id
@@ -247,9 +257,12 @@ class CompletionPipeline:
         if previous is not None:
             previous.close()
         self._generations[request.uri] = generation
+        self._starters.add(task)
         self.stats.upstream += 1
         outcome = await asyncio.shield(answer)
-        return _result(outcome, "", line_suffix, debounce_ms)
+        result = _result(outcome, "", line_suffix, debounce_ms)
+        result.waited_ms = waited_ms
+        return result
 
     async def _generate(
         self,
