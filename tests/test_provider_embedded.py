@@ -21,7 +21,8 @@ from koma.engine.stream import collect, stream_events
 from koma.errors import CapabilityMissing, ModelNotFound
 from koma.providers import embedded
 from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
-from koma.providers.embedded import EmbeddedProvider, _LoopGuard
+from koma.providers.embedded import EmbeddedProvider
+from koma.providers.embedded_text import LoopGuard
 from koma.types import GenerationSettings, Message
 
 MODEL = embedded.DEFAULT_MODEL_NAME
@@ -169,7 +170,7 @@ def test_koma_chat_prints_the_answer_without_llama_cpp_noise(tmp_path: Path) -> 
 # ---------------------------------------------------------------- loop guard
 
 
-def feed_all(guard: _LoopGuard, pieces: list[str]) -> tuple[str, bool]:
+def feed_all(guard: LoopGuard, pieces: list[str]) -> tuple[str, bool]:
     shown = []
     for piece in pieces:
         text, looping = guard.feed(piece)
@@ -185,7 +186,7 @@ def tokens(text: str, size: int = 3) -> list[str]:
 
 def test_a_looping_answer_stops_after_two_copies() -> None:
     loop = "def f(s):\n    return s[::-1]\n\n" + 'print(f("hello"))\n' * 8
-    shown, looping = feed_all(_LoopGuard(strip_leading=False), tokens(loop))
+    shown, looping = feed_all(LoopGuard(strip_leading=False), tokens(loop))
     assert looping
     assert shown.count('print(f("hello"))') == 2
     assert shown.startswith("def f(s):\n    return s[::-1]\n")
@@ -193,11 +194,11 @@ def test_a_looping_answer_stops_after_two_copies() -> None:
 
 def test_similar_lines_and_blank_lines_pass_through() -> None:
     text = "a = 1\na = 1\na = 12\n\n\na = 1\nb = 2\n"
-    shown, looping = feed_all(_LoopGuard(strip_leading=False), tokens(text, 2))
+    shown, looping = feed_all(LoopGuard(strip_leading=False), tokens(text, 2))
     assert not looping
     assert shown == text
 
 
 def test_leading_whitespace_of_a_transcript_answer_is_dropped() -> None:
-    shown, looping = feed_all(_LoopGuard(strip_leading=True), [" ", "\n\n", " Paris", ".\n"])
+    shown, looping = feed_all(LoopGuard(strip_leading=True), [" ", "\n\n", " Paris", ".\n"])
     assert (shown, looping) == ("Paris.\n", False)

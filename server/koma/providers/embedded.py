@@ -29,6 +29,7 @@ from typing import Any
 
 from koma.errors import CapabilityMissing, ConfigError, ModelNotFound
 from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.providers.embedded_text import TRANSCRIPT_STOPS, LoopGuard, transcript
 from koma.types import GenerationSettings, Message, Metrics, ModelDetails, ModelInfo, Usage
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
@@ -43,8 +44,6 @@ _models_lock = threading.Lock()
 # llama.cpp contexts are not thread-safe: one generation at a time per process.
 _generation_lock = threading.Lock()
 _END = object()
-# A base model's transcript continues with the next turn unless stopped there.
-_TRANSCRIPT_STOPS = ("\nQuestion:", "\nAnswer:")
 
 
 def default_model_path() -> Path:
@@ -223,7 +222,7 @@ class EmbeddedProvider(Provider):
         return "unloaded" if dropped else "was not loaded"
 
     def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
-        def start(llm: Any) -> tuple[Iterator[dict[str, Any]], _LoopGuard]:
+        def start(llm: Any) -> tuple[Iterator[dict[str, Any]], LoopGuard]:
             sampling = _sampling(request.settings, 512)
             if not _has_chat_template(llm):
                 # A base model (the packaged Gemma 270M is one) follows a plain question and
@@ -231,13 +230,13 @@ class EmbeddedProvider(Provider):
                 # and answers best greedily with a light repetition penalty.
                 sampling.setdefault("temperature", 0.0)
                 sampling.setdefault("repeat_penalty", 1.1)
-                sampling["stop"] = [*sampling.get("stop", []), *_TRANSCRIPT_STOPS]
-                prompt = _transcript(request.messages)
+                sampling["stop"] = [*sampling.get("stop", []), *TRANSCRIPT_STOPS]
+                prompt = transcript(request.messages)
                 stream = llm.create_completion(prompt=prompt, stream=True, **sampling)
-                return stream, _LoopGuard(strip_leading=True)
+                return stream, LoopGuard(strip_leading=True)
             messages = [_encode(m) for m in request.messages]
             stream = llm.create_chat_completion(messages=messages, stream=True, **sampling)
-            return stream, _LoopGuard(strip_leading=False)
+            return stream, LoopGuard(strip_leading=False)
 
         return self._run(request.model, start)
 
@@ -341,57 +340,6 @@ class EmbeddedProvider(Provider):
             stop.set()
 
 
-class _LoopGuard:
-    """Ends a chat answer that starts repeating one line, without printing the extra copies.
-
-    Small models fall into loops (the same `print(...)` line until max_tokens). A line may
-    appear `max_repeats` times in a row; while the line being generated could become one more
-    copy it is held back, and if it does, generation stops there.
-    """
-
-    def __init__(self, strip_leading: bool, max_repeats: int = 2) -> None:
-        self._strip_leading = strip_leading
-        self._max = max_repeats
-        self._line = ""  # the line being generated
-        self._held = ""  # the part of it not shown yet
-        self._last = ""  # the last complete non-blank line
-        self._count = 0  # how many times in a row it appeared
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """The text to show now, and whether the answer is looping (stop generating)."""
-        if self._strip_leading:
-            text = text.lstrip()
-            if not text:
-                return "", False
-            self._strip_leading = False
-        shown: list[str] = []
-        for piece in text.splitlines(keepends=True):
-            ended = piece.endswith(("\n", "\r"))
-            self._line += piece.rstrip("\r\n") if ended else piece
-            self._held += piece
-            if ended:
-                line, self._line = self._line.strip(), ""
-                if line and line == self._last:
-                    self._count += 1
-                elif line:
-                    self._last, self._count = line, 1
-                if self._count > self._max:
-                    return "".join(shown), True
-            if ended or not self._may_repeat():
-                # A line that ended within the limit is shown whole, newline included.
-                shown.append(self._held)
-                self._held = ""
-        return "".join(shown), False
-
-    def flush(self) -> str:
-        """What is still held back when generation ends on its own."""
-        held, self._held = self._held, ""
-        return held
-
-    def _may_repeat(self) -> bool:
-        return self._count >= self._max and self._last.startswith(self._line.strip())
-
-
 def _final_chunk(
     began: float, first: float | None, count: int, finish: str | None, load_ms: float | None
 ) -> WireChunk:
@@ -416,21 +364,6 @@ def _final_chunk(
 def _has_chat_template(llm: Any) -> bool:
     meta = getattr(llm, "metadata", None) or {}
     return "tokenizer.chat_template" in meta
-
-
-def _transcript(messages: list[Message]) -> str:
-    """A base model's prompt: the system text, then question / answer turns."""
-    parts: list[str] = []
-    for message in messages:
-        if message.role == "system":
-            parts.append(f"{message.content}\n")
-        elif message.role == "user":
-            parts.append(f"Question: {message.content}")
-        elif message.role == "assistant":
-            parts.append(f"Answer: {message.content}\n")
-        else:
-            parts.append(f"Result of {message.tool_name or 'the tool'}: {message.content}")
-    return "\n".join(parts) + "\nAnswer:"
 
 
 def _quant_from_name(filename: str) -> str | None:
