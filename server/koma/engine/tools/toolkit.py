@@ -33,9 +33,11 @@ are awaited. A function may raise `ToolError` to refuse with a message for the m
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,6 +52,7 @@ Precheck = Callable[[dict[str, Any]], Any]
 TOOL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _SPEC_ATTR = "__koma_tool__"
 _KIT_ATTR = "__koma_toolkit__"
+_Shape = tuple[str, type[BaseModel], tuple[str, ...]]
 
 
 class ToolError(Exception):
@@ -58,6 +61,30 @@ class ToolError(Exception):
 
 class ToolArgumentError(ToolError):
     """The model's arguments do not fit the tool's parameters."""
+
+
+# A chat turn binds the workspace tools afresh; building a pydantic model and its JSON schema
+# per tool is the slow part, so both are kept per function (and per model class).
+_SHAPES: weakref.WeakKeyDictionary[Any, dict[tuple[bool, str], _Shape]] = (
+    weakref.WeakKeyDictionary()
+)
+_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _shape(fn: Callable[..., Any], name: str) -> _Shape:
+    """Docstring summary, arguments model and positional names of `fn`, built once."""
+    func = getattr(fn, "__func__", fn)
+    key = (func is not fn, name)
+    try:
+        per_func = _SHAPES.setdefault(func, {})
+    except TypeError:  # not weak-referenceable (a builtin, a partial): build every time
+        per_func = {}
+    shape = per_func.get(key)
+    if shape is None:
+        summary_text, arg_docs = parse_docstring(inspect.getdoc(fn) or "")
+        model, positional = arguments_model(fn, name, arg_docs)
+        shape = per_func[key] = (summary_text, model, positional)
+    return shape
 
 
 @dataclass(frozen=True)
@@ -97,17 +124,19 @@ class Tool:
         name = name or str(getattr(fn, "__name__", ""))
         if not TOOL_NAME_RE.match(name):
             raise ValueError(f"{name!r} is not a usable tool name (letters, digits, _ and -)")
-        summary_text, arg_docs = parse_docstring(inspect.getdoc(fn) or "")
-        model, positional = arguments_model(fn, name, arg_docs)
+        summary_text, model, positional = _shape(fn, name)
         text = str(description or summary_text or name)
         return cls(name, text, fn, model, policy, summary, positional, precheck)
 
     @property
     def parameters(self) -> dict[str, Any]:
         """The JSON schema of the arguments (titles dropped: they only cost tokens)."""
-        schema = drop_titles(self.arguments_model.model_json_schema())
-        schema.setdefault("properties", {})
-        return schema
+        schema = _SCHEMAS.get(self.arguments_model)
+        if schema is None:
+            schema = drop_titles(self.arguments_model.model_json_schema())
+            schema.setdefault("properties", {})
+            _SCHEMAS[self.arguments_model] = schema
+        return copy.deepcopy(schema)
 
     def definition(self) -> dict[str, Any]:
         """The OpenAI function-tool shape both Ollama and OpenAI-compatible servers take."""
