@@ -269,7 +269,8 @@ def write_section(
     body = [
         HEADING,
         "",
-        f"Measured {day.isoformat()} on {machine_line()}; the run took {elapsed:.0f} s.",
+        f"Measured {day.isoformat()} on {machine_line()}; load average at the start "
+        f"{args.load_at_start}; the run took {elapsed:.0f} s.",
         "",
         "```sh",
         command,

@@ -162,6 +162,7 @@ class Replay:
         self.keys_sent = 0
         self.uri = ""
         self._futures: list[asyncio.Future[Any]] = []
+        self.arrivals: dict[str, float] = {}
 
     async def start(self, settings: dict[str, Any], workdir: Path) -> LanguageClient:
         client = LanguageClient("koma-typing-replay", "1")
@@ -174,6 +175,17 @@ class Replay:
         @client.feature("koma/status")
         def on_status(params: Any) -> None:
             return None
+
+        # Timestamp answers as they arrive, before the client converts them to typed objects.
+        handle = client.protocol.handle_message
+
+        def arrived(message: Any) -> None:
+            msg_id = getattr(message, "id", None)
+            if msg_id is not None and getattr(message, "method", None) is None:
+                self.arrivals[str(msg_id)] = time.perf_counter()
+            handle(message)
+
+        client.protocol.handle_message = arrived  # type: ignore[method-assign]
 
         @client.feature(types.WINDOW_LOG_MESSAGE)
         def on_log(params: Any) -> None:
@@ -292,7 +304,7 @@ class Replay:
         )
 
         def done(fut: Any) -> None:
-            entry.recv_at = time.perf_counter()
+            entry.recv_at = self.arrivals.pop(entry.id, None) or time.perf_counter()
             if fut.cancelled() or fut.exception() is not None:
                 # e.g. RequestCancelled: the cancel arrived before the handler had started.
                 entry.items = []
@@ -397,6 +409,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.speed <= 0 or args.keystrokes <= 0:
         parser.error("--speed and --keystrokes must be positive")
+    args.load_at_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     started = time.perf_counter()
     reports = run_all(args)
     elapsed = time.perf_counter() - started

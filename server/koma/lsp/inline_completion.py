@@ -20,6 +20,7 @@ from the model's time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import weakref
@@ -141,7 +142,10 @@ def result_range(
 
 
 def trace(ls: KomaLanguageServer, result: CompletionResult, started: float) -> None:
-    """Report the request's timings with `$/logTrace` when the client asked for verbose traces."""
+    """Report the request's timings with `$/logTrace` when the client asked for verbose traces.
+
+    Sent two loop turns later, so the answer itself goes out first.
+    """
     if ls.protocol.trace != types.TraceValue.Verbose:
         return
     detail = {
@@ -157,7 +161,9 @@ def trace(ls: KomaLanguageServer, result: CompletionResult, started: float) -> N
         "waitedMs": round(result.waited_ms, 3),
         "serverMs": round((time.perf_counter() - started) * 1000.0, 3),
     }
-    ls.log_trace(types.LogTraceParams(message=TRACE_MESSAGE, verbose=json.dumps(detail)))
+    params = types.LogTraceParams(message=TRACE_MESSAGE, verbose=json.dumps(detail))
+    loop = asyncio.get_running_loop()
+    loop.call_soon(loop.call_soon, ls.log_trace, params)
 
 
 async def serve(
