@@ -115,6 +115,9 @@ async def test_stream_is_closed_even_when_a_new_call_follows_within_the_close(
     assert await asyncio.to_thread(sim.wait_for_disconnect, record, 10.0)
     second.cancel()
     assert (await second).text is None
+    # The second call, let go by its cancelled request, is closed after the grace period.
+    later = await asyncio.to_thread(sim.wait_for_requests, 2, 30.0, "generate")
+    assert await asyncio.to_thread(sim.wait_for_disconnect, later[1], 10.0)
 
 
 async def test_cancelled_request_returns_an_empty_answer_and_closes_the_stream(
@@ -195,3 +198,30 @@ async def test_disabled_completion_never_calls_the_model(
     result = await pipeline.complete(CompletionInput(URI, "x = ", "\n", invoked=True))
     assert result.text is None and result.reason == "disabled"
     assert generations(sim) == []
+
+
+async def test_a_cancelled_call_is_taken_over_by_the_next_keystroke(
+    sim: Simulator, provider: OllamaProvider
+) -> None:
+    """Editors cancel the previous request right before sending the next one."""
+    sim.set_default_reply(Reply(content="total + 1", ttft_ms=400))
+    pipeline = pipeline_for(provider)
+    first = asyncio.create_task(pipeline.complete(CompletionInput(URI, "x = ", "\n", invoked=True)))
+    (record,) = await asyncio.to_thread(sim.wait_for_requests, 1, 30.0, "generate")
+    first.cancel()
+    assert (await first).reason == "cancelled"
+    second = await pipeline.complete(CompletionInput(URI, "x = t", "\n"))
+    assert second.text == "otal + 1" and second.adopted and second.took_over
+    assert record.completed and len(generations(sim)) == 1
+
+
+async def test_a_cancelled_call_nobody_takes_over_is_closed(
+    sim: Simulator, provider: OllamaProvider
+) -> None:
+    sim.set_default_reply(Reply(content="never shown", ttft_ms=30_000))
+    pipeline = pipeline_for(provider)
+    first = asyncio.create_task(pipeline.complete(CompletionInput(URI, "x = ", "\n", invoked=True)))
+    (record,) = await asyncio.to_thread(sim.wait_for_requests, 1, 30.0, "generate")
+    first.cancel()
+    assert (await first).text is None
+    assert await asyncio.to_thread(sim.wait_for_disconnect, record, 10.0)
