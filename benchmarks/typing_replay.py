@@ -39,101 +39,12 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from koma.engine.completion.prompt import HOLE
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import gpt_oss_120b, qwen_coder
-
 sys.path.insert(0, str(Path(__file__).parent))
+from replay_model import PROFILES, PredictingSimulator, Profile
 from replay_report import ProfileReport, machine_line, write_section
 from traces.typing_trace import Trace, generate
 
-ACCURACY = 0.55  # how often the simulated model predicts the real continuation
 ACCEPT_RATE = 0.6  # how often a user accepts a correct suggestion (else types through it)
-THINKING = (
-    "The user is in the middle of a method of TextWrapper. The code before the hole sets up "
-    "the state; continue the current line consistently with the surrounding code."
-)
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    completion_model: str
-    ttft_ms: float
-    token_delay_ms: float
-    thinking: bool
-    description: str
-
-
-PROFILES = {
-    "gpt-oss-laptop": Profile(
-        "gpt-oss-laptop",
-        "gpt-oss:120b",
-        600.0,
-        40.0,
-        True,
-        "gpt-oss-120b on a laptop: hole-filler chat at low effort, TTFT 600 ms, 25 tok/s, "
-        "~35 reasoning tokens before the answer",
-    ),
-    "fast": Profile(
-        "fast",
-        "qwen2.5-coder:1.5b",
-        80.0,
-        8.0,
-        False,
-        "small FIM model (insert capability) on a GPU: TTFT 80 ms, 125 tok/s",
-    ),
-}
-
-
-class PredictingSimulator(Simulator):
-    """The simulator, with replies computed from the prompt: the file's real continuation."""
-
-    def __init__(self, trace: Trace, profile: Profile, speed: float, seed: int) -> None:
-        super().__init__(
-            models=[gpt_oss_120b(), qwen_coder()],
-            ttft_ms=profile.ttft_ms / speed,
-            token_delay_ms=profile.token_delay_ms / speed,
-        )
-        self.full = trace.header + trace.target
-        self.start_at = len(trace.header)
-        self.profile = profile
-        self.seed = seed
-
-    def pick_reply(self, endpoint: str, model: str | None, text: str) -> Reply:
-        if endpoint not in ("generate", "chat"):
-            return super().pick_reply(endpoint, model, text)
-        before = text.split(HOLE)[-2] if endpoint == "chat" and HOLE in text else text
-        probe = before[-160:]
-        found = self.full.find(probe, max(0, self.start_at - len(probe)))
-        rng = random.Random(f"{self.seed}:{found}:{len(before)}")
-        pos = found + len(probe) if found >= 0 else -1
-        if pos >= 0 and rng.random() < ACCURACY:
-            guess = continuation(self.full, pos)
-        else:
-            other = rng.randrange(self.start_at, len(self.full) - 1)
-            guess = continuation(self.full, other) or "pass"
-        if endpoint == "chat":
-            thinking = THINKING if self.profile.thinking else ""
-            return Reply(content=f"<COMPLETION>{guess}</COMPLETION>", thinking=thinking)
-        return Reply(content=guess)
-
-
-def continuation(full: str, pos: int) -> str:
-    """What a good model would write at `pos`: the rest of the line, or the next lines."""
-    end = full.find("\n", pos)
-    end = len(full) if end < 0 else end
-    if full[pos:end].strip():
-        # FIM models run on past the line; post-processing must cut them.
-        more = full.find("\n", end + 1)
-        return full[pos : more if more > 0 else len(full)]
-    stop = pos
-    for _ in range(3):
-        nxt = full.find("\n", stop + 1)
-        if nxt < 0:
-            break
-        stop = nxt
-    return full[pos:stop]
 
 
 @dataclass
