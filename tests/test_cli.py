@@ -413,6 +413,12 @@ def test_subprocess_stdin_prompt_and_exit_codes(ollama: Simulator) -> None:
     assert koma("--help").returncode == 0
 
 
+def _interruptible() -> None:
+    """Give the child Ctrl-C back: a shell runs background jobs (CI's too) with SIGINT ignored,
+    and Python keeps an ignored SIGINT ignored, so the signal would never reach koma."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_and_closes_the_stream(ollama: Simulator) -> None:
     ollama.add_reply(Reply(thinking="slow " * 400, content=ANSWER, token_delay_ms=20))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -420,6 +426,7 @@ def test_ctrl_c_exits_130_and_closes_the_stream(ollama: Simulator) -> None:
         [sys.executable, "-m", "koma", "chat", "--provider", "ollama", "--base-url", ollama.url,
          "--model", "gpt-oss:120b", "hi"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        preexec_fn=_interruptible,
     )  # fmt: skip
     assert proc.stderr is not None
     seen = b""

@@ -66,6 +66,12 @@ def test_pull_of_an_unknown_model_is_one_clear_line(
     assert "file does not exist" in err and "Traceback" not in err
 
 
+def _interruptible() -> None:
+    """Give the child Ctrl-C back: a shell runs background jobs (CI's too) with SIGINT ignored,
+    and Python keeps an ignored SIGINT ignored, so the signal would never reach koma."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_a_pull_which_can_resume() -> None:
     with Simulator(models=[], catalog=[gpt_oss_120b()], token_delay_ms=150) as sim:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -75,6 +81,7 @@ def test_ctrl_c_stops_a_pull_which_can_resume() -> None:
             [sys.executable, "-m", "koma", "pull", "gpt-oss:120b",
              "--provider", "ollama", "--base-url", sim.url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            preexec_fn=_interruptible,
         )  # fmt: skip
         try:
             (record,) = sim.wait_for_requests(1, timeout=60, endpoint="pull")

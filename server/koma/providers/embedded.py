@@ -18,6 +18,7 @@ log lines go to the `koma.embedded` logger at debug level instead of the termina
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ctypes
 import logging
 import os
@@ -44,6 +45,19 @@ _models_lock = threading.Lock()
 # llama.cpp contexts are not thread-safe: one generation at a time per process.
 _generation_lock = threading.Lock()
 _END = object()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free loaded models before interpreter shutdown, while llama_cpp's globals still exist
+    (its own finaliser fails noisily once they are gone)."""
+    with _models_lock:
+        models = list(_models.values())
+        _models.clear()
+    for llm in models:
+        close = getattr(llm, "close", None)
+        if close is not None:
+            close()
 
 
 def default_model_path() -> Path:
