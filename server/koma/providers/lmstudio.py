@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from koma.errors import CapabilityMissing, KomaError, ModelNotFound, ProviderUnreachable
-from koma.providers.http import DEFAULT_BACKOFF, DEFAULT_RETRIES, ServerLabel, request_json
+from koma.providers.http import DEFAULT_BACKOFF, DEFAULT_RETRIES, ServerLabel
 from koma.providers.openai_compat import PRESETS, OpenAICompatProvider, server_root
 from koma.types import ModelDetails, ModelInfo
 
@@ -104,7 +104,7 @@ class LMStudioProvider(OpenAICompatProvider):
 
     async def _lifecycle(self, path: str, body: dict[str, Any], model: str) -> Any:
         try:
-            return await self._native_json("POST", path, body, model=model)
+            return await self._json("POST", self.root + path, body, model=model)
         except (ProviderUnreachable, ModelNotFound):
             raise
         except KomaError as exc:
@@ -117,25 +117,11 @@ class LMStudioProvider(OpenAICompatProvider):
             raise
 
     async def _native_models(self) -> list[dict[str, Any]]:
-        data = await self._native_json("GET", "/api/v0/models")
+        data = await self._json("GET", self.root + "/api/v0/models")
         entries = data.get("data") if isinstance(data, dict) else None
         if not isinstance(entries, list):
             raise KomaError("LM Studio's native model list has an unexpected shape")
         return [e for e in entries if isinstance(e, dict) and e.get("id")]
-
-    async def _native_json(
-        self, method: str, path: str, body: Any = None, *, model: str | None = None
-    ) -> Any:
-        return await request_json(
-            self._client,
-            method,
-            self.root + path,
-            self.label,
-            json_body=body,
-            model=model,
-            retries=self.retries,
-            backoff=self.backoff,
-        )
 
 
 def _info(entry: dict[str, Any]) -> ModelInfo:

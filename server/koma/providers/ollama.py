@@ -28,10 +28,8 @@ from koma.providers.http import (
     ServerLabel,
     decode_arguments,
     iter_ndjson,
-    make_client,
-    open_stream,
-    request_json,
 )
+from koma.providers.http_provider import HttpProvider
 from koma.providers.ollama_admin import OllamaAdmin
 from koma.types import (
     GenerationSettings,
@@ -69,10 +67,11 @@ _OPTION_KEYS = {
 ContextPolicy = Callable[[Provider, str, ModelDetails | None], Awaitable[int | None]]
 
 
-class OllamaProvider(OllamaAdmin, Provider):
+class OllamaProvider(OllamaAdmin, HttpProvider):
     """Talks to one Ollama server; `show()` answers are cached per model."""
 
     name = "ollama"
+    ping_path = "/api/version"
 
     def __init__(
         self,
@@ -89,7 +88,14 @@ class OllamaProvider(OllamaAdmin, Provider):
         backoff: float = DEFAULT_BACKOFF,
         context_policy: ContextPolicy | None = None,
     ) -> None:
-        self.base_url = normalize_ollama_url(base_url or DEFAULT_BASE_URL)
+        url = normalize_ollama_url(base_url or DEFAULT_BASE_URL)
+        label = ServerLabel(
+            "Ollama",
+            url,
+            "is Ollama running? `ollama serve`",
+            lambda model: f"`ollama pull {model}`",
+        )
+        super().__init__(url, label, timeout=timeout, retries=retries, backoff=backoff)
         self.keep_alive = keep_alive
         self.num_ctx = num_ctx
         self.context_policy = context_policy
@@ -99,15 +105,6 @@ class OllamaProvider(OllamaAdmin, Provider):
             "main_gpu": main_gpu,
             "use_mmap": use_mmap,
         }
-        self.retries = retries
-        self.backoff = backoff
-        self.label = ServerLabel(
-            "Ollama",
-            self.base_url,
-            "is Ollama running? `ollama serve`",
-            lambda model: f"`ollama pull {model}`",
-        )
-        self._client = make_client(self.base_url, timeout=timeout)
         self._show_cache: dict[str, ModelDetails] = {}
 
     # -- generation ---------------------------------------------------------------------------
@@ -141,16 +138,7 @@ class OllamaProvider(OllamaAdmin, Provider):
     ) -> AsyncIterator[WireChunk]:
         num_ctx = body["options"]["num_ctx"]
         finished = False
-        async with open_stream(
-            self._client,
-            "POST",
-            path,
-            self.label,
-            json_body=body,
-            model=model,
-            retries=self.retries,
-            backoff=self.backoff,
-        ) as response:
+        async with self._open_stream(path, body, model) as response:
             async for obj in iter_ndjson(response, self.label, model):
                 chunk = parse_chunk(obj, num_ctx)
                 finished = finished or chunk.done
@@ -236,32 +224,8 @@ class OllamaProvider(OllamaAdmin, Provider):
         data = await self._json("GET", "/api/version")
         return str(data.get("version")) if isinstance(data, dict) and data.get("version") else None
 
-    async def ping(self) -> bool:
-        try:
-            await request_json(self._client, "GET", "/api/version", self.label, retries=1)
-        except Exception:
-            return False
-        return True
-
     async def supports_fim(self, model: str) -> bool:
         return "insert" in (await self.show(model)).capabilities
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _json(
-        self, method: str, path: str, body: Any = None, *, model: str | None = None
-    ) -> Any:
-        return await request_json(
-            self._client,
-            method,
-            path,
-            self.label,
-            json_body=body,
-            model=model,
-            retries=self.retries,
-            backoff=self.backoff,
-        )
 
 
 def normalize_ollama_url(url: str) -> str:

@@ -22,12 +22,13 @@ import httpx
 
 from koma.errors import ProviderError
 from koma.providers.http import ServerLabel, iter_ndjson, open_stream, transport_error
+from koma.providers.http_provider import HttpProvider
 from koma.types import GenerationSettings, ModelDetails, ModelInfo
 
 BLOB_CHUNK_BYTES = 1 << 20
 
 
-class OllamaAdmin:
+class OllamaAdmin(HttpProvider):
     """Model management for `OllamaProvider`; relies on the attributes that class defines."""
 
     base_url: str
@@ -35,7 +36,6 @@ class OllamaAdmin:
     label: ServerLabel
     _client: httpx.AsyncClient
     _show_cache: dict[str, ModelDetails]
-    _json: Callable[..., Awaitable[Any]]
     _details_or_none: Callable[[str], Awaitable[ModelDetails | None]]
     planned_options: Callable[
         [str, GenerationSettings, ModelDetails | None], Awaitable[dict[str, Any]]

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from koma.errors import ConfigError, StreamError
-from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.http import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
@@ -25,10 +25,8 @@ from koma.providers.http import (
     ServerLabel,
     decode_arguments,
     iter_sse,
-    make_client,
-    open_stream,
-    request_json,
 )
+from koma.providers.http_provider import HttpProvider
 from koma.types import GenerationSettings, Message, Metrics, ModelInfo, ToolCall, Usage
 
 PRESETS: dict[str, str] = {
@@ -64,10 +62,11 @@ def _guess_preset(base_url: str) -> str | None:
     return "openai" if host == "api.openai.com" else None
 
 
-class OpenAICompatProvider(Provider):
+class OpenAICompatProvider(HttpProvider):
     """Any `/v1/chat/completions` server; `preset` picks defaults and server-specific keys."""
 
     name = "openai"
+    ping_path = "/models"
 
     def __init__(
         self,
@@ -92,11 +91,15 @@ class OpenAICompatProvider(Provider):
             self.name = self.preset
         self.api_key = api_key if api_key is not None else os.environ.get("KOMA_API_KEY") or None
         self.fim = fim
-        self.retries = retries
-        self.backoff = backoff
-        self.label = self._make_label()
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
-        self._client = make_client(self.base_url, headers=headers, timeout=timeout)
+        super().__init__(
+            self.base_url,
+            self._make_label(),
+            headers=headers,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+        )
 
     def _make_label(self) -> ServerLabel:
         return ServerLabel(
@@ -191,16 +194,7 @@ class OpenAICompatProvider(Provider):
         self, path: str, body: dict[str, Any], model: str
     ) -> AsyncIterator[WireChunk]:
         state = _StreamState()
-        async with open_stream(
-            self._client,
-            "POST",
-            path,
-            self.label,
-            json_body=body,
-            model=model,
-            retries=self.retries,
-            backoff=self.backoff,
-        ) as response:
+        async with self._open_stream(path, body, model) as response:
             async for obj in iter_sse(response, self.label, model):
                 if obj is SSE_DONE:
                     state.finished = True
@@ -230,34 +224,10 @@ class OpenAICompatProvider(Provider):
             )
         return out
 
-    async def ping(self) -> bool:
-        try:
-            await request_json(self._client, "GET", "/models", self.label, retries=1)
-        except Exception:
-            return False
-        return True
-
     async def supports_fim(self, model: str) -> bool:
         if self.fim is not None:
             return self.fim
         return self.preset == "llamacpp"
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _json(
-        self, method: str, path: str, body: Any = None, *, model: str | None = None
-    ) -> Any:
-        return await request_json(
-            self._client,
-            method,
-            path,
-            self.label,
-            json_body=body,
-            model=model,
-            retries=self.retries,
-            backoff=self.backoff,
-        )
 
 
 def encode_response_format(value: str | dict[str, Any]) -> dict[str, Any]:
