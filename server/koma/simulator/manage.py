@@ -14,6 +14,7 @@ from typing import Any
 from koma.simulator import blobs
 from koma.simulator.ollama import body_dict, line
 from koma.simulator.playback import ms
+from koma.simulator.script import SimModel
 from koma.simulator.transport import Exchange
 
 _FULL_PRECISION = ("F16", "F32", "BF16")
@@ -40,6 +41,27 @@ def _canonical(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
+def _named_body(ex: Exchange) -> tuple[dict[str, Any], str] | None:
+    """The JSON body and the model it names; None once the error answer has been sent."""
+    body = body_dict(ex)
+    if body is None:
+        return None
+    name = _name_of(body)
+    if name is None:
+        ex.sim.send_error(ex, 400, "model is required")
+        return None
+    return body, name
+
+
+def _install(ex: Exchange, stream: bool, model: SimModel) -> None:
+    """Put the model in the store, then report success the way the client asked for."""
+    ex.sim.store.install(model)
+    if stream:
+        _status(ex, stream, {"status": "success"})
+    else:
+        ex.send_json(200, {"status": "success"})
+
+
 def _fail(ex: Exchange, stream: bool, status: int, message: str) -> None:
     """A failure after streaming may have begun: an error line, else an HTTP error."""
     if stream:
@@ -50,13 +72,10 @@ def _fail(ex: Exchange, stream: bool, status: int, message: str) -> None:
 
 def pull(ex: Exchange) -> None:
     """POST /api/pull: manifest, per-layer progress, verify, write, success."""
-    body = body_dict(ex)
-    if body is None:
+    named = _named_body(ex)
+    if named is None:
         return
-    name = _name_of(body)
-    if name is None:
-        ex.sim.send_error(ex, 400, "model is required")
-        return
+    body, name = named
     stream = body.get("stream", True) is not False
     _status(ex, stream, {"status": "pulling manifest"}, first=True)
     entry = ex.sim.store.catalog_entry(name)
@@ -80,22 +99,15 @@ def pull(ex: Exchange) -> None:
             _status(ex, stream, progress)
     for status in ("verifying sha256 digest", "writing manifest"):
         _status(ex, stream, {"status": status})
-    ex.sim.store.install(entry)
-    if stream:
-        _status(ex, stream, {"status": "success"})
-    else:
-        ex.send_json(200, {"status": "success"})
+    _install(ex, stream, entry)
 
 
 def create(ex: Exchange) -> None:
     """POST /api/create with structured fields; a bare `modelfile` body is rejected (400)."""
-    body = body_dict(ex)
-    if body is None:
+    named = _named_body(ex)
+    if named is None:
         return
-    name = _name_of(body)
-    if name is None:
-        ex.sim.send_error(ex, 400, "model is required")
-        return
+    body, name = named
     base_name = body.get("from")
     files = body.get("files")
     for field in ("files", "adapters"):
@@ -146,22 +158,15 @@ def create(ex: Exchange) -> None:
         _status(ex, stream, {"status": f"creating new layer sha256:{digest}"})
     model.digest = _digest(json.dumps([model.name, base.digest, model.parameters], default=str))
     _status(ex, stream, {"status": "writing manifest"})
-    ex.sim.store.install(model)
-    if stream:
-        _status(ex, stream, {"status": "success"})
-    else:
-        ex.send_json(200, {"status": "success"})
+    _install(ex, stream, model)
 
 
 def delete(ex: Exchange) -> None:
     """DELETE /api/delete: 200 with an empty body, 404 when not installed."""
-    body = body_dict(ex)
-    if body is None:
+    named = _named_body(ex)
+    if named is None:
         return
-    name = _name_of(body)
-    if name is None:
-        ex.sim.send_error(ex, 400, "model is required")
-        return
+    _, name = named
     if not ex.sim.store.remove(name):
         ex.sim.send_error(ex, 404, f'model "{name}" not found')
         return
