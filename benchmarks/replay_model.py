@@ -3,7 +3,8 @@
 `PredictingSimulator` is the loopback simulator with replies computed from the prompt: it finds
 the cursor in the file being typed and answers with the file's real continuation (or, some of
 the time, a plausible wrong one), at the speed of the profile. Chat requests get the
-hole-filler answer format, with reasoning first when the profile's model thinks.
+hole-filler answer format, with reasoning first when the profile's model thinks. FIM answers
+honour the request's stop sequences, as real servers do.
 """
 
 from __future__ import annotations
@@ -84,7 +85,26 @@ class PredictingSimulator(Simulator):
         if endpoint == "chat":
             thinking = THINKING if self.profile.thinking else ""
             return Reply(content=f"<COMPLETION>{guess}</COMPLETION>", thinking=thinking)
-        return Reply(content=guess)
+        return Reply(content=_apply_stop(guess, self._stop_sequences(text)))
+
+    def _stop_sequences(self, prompt: str) -> list[str]:
+        """The `options.stop` of the request being answered (the simulator does not apply it).
+
+        A real server ends the answer where a stop sequence would start, without it; doing
+        the same here keeps the connection reusable, as it is against Ollama or llama.cpp.
+        """
+        for record in reversed(self.requests):
+            body = record.body
+            if record.endpoint == "generate" and isinstance(body, dict):
+                if body.get("prompt") == prompt:
+                    stop = (body.get("options") or {}).get("stop") or []
+                    return [x for x in stop if isinstance(x, str) and x]
+        return []
+
+
+def _apply_stop(text: str, stops: list[str]) -> str:
+    cuts = [text.find(s) for s in stops if s in text]
+    return text[: min(cuts)] if cuts else text
 
 
 def continuation(full: str, pos: int) -> str:
