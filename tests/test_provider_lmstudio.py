@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from koma.errors import CapabilityMissing, KomaError, ProviderUnreachable
-from koma.providers.base import ChatRequest, WireChunk
+from koma.providers.base import ChatRequest
 from koma.providers.lmstudio import LMStudioProvider
 from koma.simulator import Reply, Simulator
 from koma.types import Message
+from provider_support import Canned, closed_port, collect, sse
 
 QUIRK = b'{"error": "Unexpected endpoint or method. (POST /api/v1/models/load)"}'
 
@@ -35,45 +32,8 @@ async def provider(sim: Simulator) -> AsyncIterator[LMStudioProvider]:
     await p.aclose()
 
 
-async def collect(stream: AsyncIterator[WireChunk]) -> list[WireChunk]:
-    return [chunk async for chunk in stream]
-
-
 def chat(model: str = "gpt-oss:20b") -> ChatRequest:
     return ChatRequest(model, [Message.user("hi")])
-
-
-class Canned:
-    """Answers every path with one fixed response (LM Studio's quirk is exactly that)."""
-
-    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        answer = (status, body, content_type)
-        self.paths: list[str] = []
-        paths = self.paths
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                paths.append(self.path)
-                status, body, content_type = answer
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 async def test_native_list_has_state_context_and_quantization(
@@ -112,7 +72,7 @@ async def test_reasoning_field_and_content_stream(
 
 
 async def test_load_on_a_server_without_the_api_is_capability_missing() -> None:
-    server = Canned(200, QUIRK)
+    server = Canned(200, QUIRK, suffix="/v1")
     p = LMStudioProvider(server.url, retries=1)
     try:
         with pytest.raises(CapabilityMissing) as info:
@@ -125,7 +85,7 @@ async def test_load_on_a_server_without_the_api_is_capability_missing() -> None:
 
 
 async def test_http_200_error_body_on_chat_is_an_error_not_text() -> None:
-    server = Canned(200, b'{"error": "No models loaded. Please load a model first."}')
+    server = Canned(200, b'{"error": "No models loaded. Please load a model first."}', suffix="/v1")
     p = LMStudioProvider(server.url, retries=1)
     try:
         with pytest.raises(KomaError, match="No models loaded"):
@@ -137,7 +97,7 @@ async def test_http_200_error_body_on_chat_is_an_error_not_text() -> None:
 
 async def test_model_list_falls_back_to_v1_when_native_is_missing() -> None:
     body = json.dumps({"object": "list", "data": [{"id": "gpt-oss-20b", "object": "model"}]})
-    server = Canned(200, body.encode())
+    server = Canned(200, body.encode(), suffix="/v1")
     p = LMStudioProvider(server.url, retries=1)
     try:
         # The same body answers both paths; without a native "state" the loaded state is unknown.
@@ -149,7 +109,11 @@ async def test_model_list_falls_back_to_v1_when_native_is_missing() -> None:
 
 
 async def test_quirk_on_both_model_lists_is_an_error() -> None:
-    server = Canned(200, b'{"error": "Unexpected endpoint or method. (GET /api/v0/models)"}')
+    server = Canned(
+        200,
+        b'{"error": "Unexpected endpoint or method. (GET /api/v0/models)"}',
+        suffix="/v1",
+    )
     p = LMStudioProvider(server.url, retries=1)
     try:
         with pytest.raises(KomaError, match="Unexpected endpoint"):
@@ -173,10 +137,7 @@ async def test_stats_become_server_metrics() -> None:
         },
         "[DONE]",
     ]
-    body = b"".join(
-        f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n".encode() for e in events
-    )
-    server = Canned(200, body, "text/event-stream")
+    server = Canned(200, sse(*events), "text/event-stream", suffix="/v1")
     p = LMStudioProvider(server.url, retries=1)
     try:
         chunks = await collect(p.chat(chat()))
@@ -190,9 +151,7 @@ async def test_stats_become_server_metrics() -> None:
 
 
 async def test_unreachable_lm_studio_says_how_to_start_it() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = closed_port()
     p = LMStudioProvider(f"http://127.0.0.1:{port}", backoff=0.01)
     try:
         with pytest.raises(ProviderUnreachable) as info:

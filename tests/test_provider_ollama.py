@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -28,6 +25,7 @@ from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.ollama import OllamaProvider
 from koma.simulator import Reply, SimModel, Simulator
 from koma.types import GenerationSettings, Message, ToolCall
+from provider_support import Canned, closed_port, collect
 
 VALID_OPTIONS = {
     "num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p", "repeat_last_n",
@@ -58,10 +56,6 @@ async def provider(sim: Simulator) -> AsyncIterator[OllamaProvider]:
     await p.aclose()
 
 
-async def collect(stream: AsyncIterator[WireChunk]) -> list[WireChunk]:
-    return [chunk async for chunk in stream]
-
-
 def chat(model: str, text: str = "hi", **settings: Any) -> ChatRequest:
     return ChatRequest(model, [Message.user(text)], GenerationSettings(**settings))
 
@@ -72,12 +66,6 @@ def last_body(sim: Simulator, endpoint: str) -> dict[str, Any]:
     body = found[-1].body
     assert isinstance(body, dict)
     return body
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- streaming and channels -------------------------------------------------------------------
@@ -306,37 +294,6 @@ async def test_metrics_come_from_the_server_durations(
     assert metrics.tokens_per_second and metrics.tokens_per_second > 0
     assert metrics.total_ms and metrics.total_ms > 0
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens
-
-
-class Canned:
-    """A one-route HTTP server with a fixed answer, for wire shapes the simulator lacks."""
-
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
-        answer = (status, body, content_type)
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                status, body, content_type = answer
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def ndjson(*objs: dict[str, Any]) -> bytes:

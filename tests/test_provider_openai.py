@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import aclosing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +21,7 @@ from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.openai_compat import OpenAICompatProvider, normalize_v1_url
 from koma.simulator import Reply, Simulator
 from koma.types import GenerationSettings, Message, ToolCall
+from provider_support import Canned, closed_port, collect, sse
 
 WEATHER_TOOL = {
     "type": "function",
@@ -51,10 +48,6 @@ def llama_sim() -> Iterator[Simulator]:
     server.stop()
 
 
-async def collect(stream: AsyncIterator[WireChunk]) -> list[WireChunk]:
-    return [chunk async for chunk in stream]
-
-
 def chat(model: str = "gpt-oss:20b", text: str = "hi", **settings: Any) -> ChatRequest:
     return ChatRequest(model, [Message.user(text)], GenerationSettings(**settings))
 
@@ -63,12 +56,6 @@ def last(sim: Simulator, endpoint: str) -> Any:
     found = [r for r in sim.requests if r.endpoint == endpoint]
     assert found, f"no {endpoint} request reached the server"
     return found[-1]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- streaming, reasoning, tools --------------------------------------------------------------
@@ -242,46 +229,10 @@ async def test_llama_cpp_timings_become_server_metrics(llama_sim: Simulator) -> 
     assert final.usage is not None and final.usage.completion_tokens
 
 
-class Canned:
-    """A one-route HTTP server with a fixed answer, for wire shapes the simulator lacks."""
-
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
-        answer = (status, body, content_type)
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, body, content_type = answer
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def sse(*events: dict[str, Any] | str) -> bytes:
-    return b"".join(
-        f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n".encode() for e in events
-    )
-
-
 async def run_canned(
     body: bytes, status: int = 200, ctype: str = "text/event-stream"
 ) -> list[WireChunk]:
-    server = Canned(status, body, ctype)
+    server = Canned(status, body, ctype, suffix="/v1")
     p = OpenAICompatProvider(server.url, preset="llamacpp", retries=1)
     try:
         return await collect(p.chat(chat()))
