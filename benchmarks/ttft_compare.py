@@ -191,10 +191,10 @@ def main() -> None:
     if not ok:
         notes += (
             f" The target was missed by {(ratio - 1) * 100:.1f} % against a {_p50(direct_ms)} "
-            f"direct TTFT. Most of it is the request leg ({_p50(request_ms)}): a profile of "
-            "`koma lsp` shows each `koma.chat` turn building the workspace tools' pydantic "
-            "models and JSON schemas anew before it sends the request; the answer leg is "
-            f"{_p50(answer_ms)}."
+            f"direct TTFT. The request leg ({_p50(request_ms)}) is JSON-RPC decoding, the "
+            "chat turn's preparation (history fitting, tool definitions, the request body) "
+            f"and the upstream connection; the answer leg is {_p50(answer_ms)}; the rest is "
+            "the editor-to-server stdio hop each way, which a direct call does not make."
         )
     write_section(
         "ttft_compare",
