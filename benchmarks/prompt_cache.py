@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument(
         "--compare-suffix-tokens",
         type=int,
-        default=128,
+        default=256,
         help="also run with this completion.suffixTokens (0: skip)",
     )
     parser.add_argument("--base-url", help="an already running llama.cpp server (…/v1)")
@@ -203,19 +203,21 @@ def main() -> None:
         "remaining M prompt tokens to eval` gives the same two numbers (cache_n = N, "
         "prompt_n = N + M) and is what this benchmark reads."
     )
+    evaluated = statistics.median(p - c for c, p in results)
+    notes += (
+        f" Each step re-evaluates a median of {evaluated:.0f} tokens — the line being typed, "
+        "the hole marker and the code after the cursor (the suffix window, "
+        "`completion.suffixTokens`, 128 by default), which follows the typed text in the "
+        "prompt, so every edit invalidates it; the stable part (other files' snippets, the "
+        "prefix window on a fixed grid) comes first and is reused."
+    )
     if not ok:
-        evaluated = statistics.median(p - c for c, p in results)
+        notes += " The target was missed."
+    if other:
         notes += (
-            f" The target was missed: each step re-evaluates a median of {evaluated:.0f} "
-            "tokens — the line being typed, the hole marker and the code after the cursor (the "
-            "suffix window, `completion.suffixTokens`, 256 by default), which follows the typed "
-            "text in the prompt, so every edit invalidates it."
+            f" With `completion.suffixTokens: {args.compare_suffix_tokens}` (a longer view of "
+            f"the code below the cursor) the same run reuses {reuse(other):.3f} (last row)."
         )
-        if other:
-            notes += (
-                f" With `completion.suffixTokens: {args.compare_suffix_tokens}` the same run "
-                f"reuses {reuse(other):.3f} (last row)."
-            )
     write_section(
         "prompt_cache",
         section("Prompt-cache reuse on consecutive completions", summary, columns, rows, notes),

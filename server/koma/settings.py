@@ -35,7 +35,9 @@ class CompletionSettings(_Camel):
     debounce_ms: int | None = Field(default=None, ge=0, le=5000)
     max_tokens: int = Field(default=128, gt=0, le=4096)
     prefix_tokens: int = Field(default=1024, gt=0)
-    suffix_tokens: int = Field(default=256, ge=0)
+    # The suffix follows the typed text in the prompt, so it is evaluated again on every
+    # keystroke; a short window keeps most of the prompt in the server's cache.
+    suffix_tokens: int = Field(default=128, ge=0)
     multiline: Literal["auto", "always", "never"] = "auto"
     temperature: float = Field(default=0.2, ge=0, le=2)
     open_documents_context: bool = True
