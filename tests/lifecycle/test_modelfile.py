@@ -22,7 +22,8 @@ from koma.providers.lmstudio import LMStudioProvider
 from koma.providers.ollama import OllamaProvider
 from koma.simulator import SimModel, Simulator
 
-GUIDE = Path("/work/shared/000_518160ec081b21be.txt")
+# The Modelfile of the GPT-OSS guide ("Modelfile Configuration"), verbatim.
+GUIDE_MODELFILE = Path(__file__).parent / "data" / "guide.Modelfile"
 
 # The GPT-OSS guide's "high-creativity variant", verbatim.
 CREATIVE = """FROM gpt-oss-120b:q4_k_m
@@ -53,9 +54,7 @@ PARSER harmony
 
 
 def guide_modelfile() -> str:
-    text = GUIDE.read_text(encoding="utf-8")
-    start = text.index("FROM ./gpt-oss-120b-q4_k_m.gguf")
-    return text[start : text.index("```", start)]
+    return GUIDE_MODELFILE.read_text(encoding="utf-8")
 
 
 def test_every_instruction_parses() -> None:

@@ -1,7 +1,7 @@
 """Ollama's native API (`/api/*`): NDJSON streaming chat/generate plus model management.
 
-Shapes follow Ollama's docs/api.md and api/types.go (see /work/shared/WIRE.md); durations are
-nanoseconds computed from the simulated timing so tokens/s checks are meaningful.
+Shapes follow Ollama's docs/api.md and api/types.go; durations are nanoseconds computed from
+the simulated timing so tokens/s checks are meaningful.
 """
 
 from __future__ import annotations
