@@ -210,6 +210,15 @@ def test_broken_toml_names_file_and_line(layout: dict[str, Path]) -> None:
     assert "line 2" in str(caught.value)
 
 
+def test_config_file_that_is_not_utf8_is_a_config_error(layout: dict[str, Path]) -> None:
+    project = layout["repo"] / ".koma.toml"
+    project.write_bytes(b'model = "\xff\xfe"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cwd=layout["work"], env={"KOMA_CONFIG": str(layout["user"])})
+    assert str(project) in str(caught.value)
+    assert "UTF-8" in str(caught.value)
+
+
 def test_several_problems_are_all_listed(layout: dict[str, Path]) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(

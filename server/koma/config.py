@@ -108,6 +108,11 @@ def read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file's syntax") from exc
+    except UnicodeDecodeError as exc:  # TOML must be UTF-8; tomllib lets this one through
+        raise ConfigError(
+            f"{path} is not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "save the file as UTF-8",
+        ) from exc
     except OSError as exc:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror or exc}", "check its permissions"
