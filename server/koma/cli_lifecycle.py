@@ -20,11 +20,17 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 from rich.text import Text
 
-from koma.cli import EXIT_OK, command, make_console, print_json, settings_from_args
+from koma.cli import (
+    EXIT_OK,
+    command,
+    make_console,
+    open_provider,
+    print_json,
+    settings_from_args,
+)
 from koma.cli_render import human_size
 from koma.engine.lifecycle import checks  # noqa: F401  (adds the doctor rows)
 from koma.engine.lifecycle.bench import DEFAULT_PROMPTS, BenchReport, LocalModelMetrics, bench
-from koma.engine.lifecycle.context import SafeContextPolicy
 from koma.engine.lifecycle.modelfile import (
     Modelfile,
     parse_modelfile,
@@ -34,16 +40,8 @@ from koma.engine.lifecycle.modelfile import (
 from koma.engine.lifecycle.pull import PullSnapshot, format_eta, pull_model
 from koma.engine.lifecycle.variants import create_variant, harmony_warnings
 from koma.errors import ConfigError, KomaError
-from koma.providers.base import Provider
 from koma.settings import KomaSettings
 from koma.types import GenerationSettings
-
-
-async def open_lifecycle_provider(settings: KomaSettings) -> Provider:
-    """The provider with the safe-context policy, so a preload uses the context chat will."""
-    from koma.providers.registry import resolve_provider
-
-    return await resolve_provider(settings, context_policy=SafeContextPolicy())
 
 
 def _model_argument(args: argparse.Namespace, settings: KomaSettings) -> str:
@@ -75,7 +73,7 @@ async def run_pull(args: argparse.Namespace) -> int:
     settings, _ = settings_from_args(args)
     model = _model_argument(args, settings)
     err = make_console(stderr=True)
-    provider = await open_lifecycle_provider(settings)
+    provider = await open_provider(settings)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -144,7 +142,7 @@ async def run_preload(args: argparse.Namespace) -> int:
     settings, _ = settings_from_args(args)
     model = _model_argument(args, settings)
     keep = _keep_alive(args.keep_alive)
-    provider = await open_lifecycle_provider(settings)
+    provider = await open_provider(settings)
     try:
         message = await provider.load(model, keep_alive=keep)
     finally:
@@ -162,7 +160,7 @@ def _configure_unload(parser: argparse.ArgumentParser) -> None:
 async def run_unload(args: argparse.Namespace) -> int:
     settings, _ = settings_from_args(args)
     model = _model_argument(args, settings)
-    provider = await open_lifecycle_provider(settings)
+    provider = await open_provider(settings)
     try:
         message = await provider.unload(model)
     finally:
@@ -241,7 +239,7 @@ async def run_model(args: argparse.Namespace) -> int:
         body.update({k: {n: str(p) for n, p in v.items()} for k, v in _uploads(request).items()})
         print_json(make_console(), body)
         return EXIT_OK
-    provider = await open_lifecycle_provider(settings)
+    provider = await open_provider(settings)
     try:
         architecture = None
         if "from" in request.body:
@@ -297,7 +295,7 @@ async def run_bench(args: argparse.Namespace) -> int:
         if not args.json:
             err.print(f"prompt {index + 1}/{len(prompts)} done", style="dim")
 
-    provider = await open_lifecycle_provider(settings)
+    provider = await open_provider(settings)
     try:
         report = await bench(provider, model, prompts, generation, progress)
     finally:
