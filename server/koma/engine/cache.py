@@ -9,17 +9,21 @@ supposed to differ; `mode="always"` caches them too, `mode="off"` nothing.
 
 A stream that was cut short (the caller stopped reading, the server failed) is never stored,
 so a hit always replays a whole answer. Entries live in an in-memory LRU and, with
-`persistent=True`, in a small sqlite file under the user cache directory as well.
+`persistent=True`, in a small sqlite file under the user cache directory as well. The sqlite
+file is read and written in a worker thread: a commit waits for the disk (and for another Koma
+process holding the lock), which must not stall the editor's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import sqlite3
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -136,13 +140,14 @@ class ResponseCache:
 
     # -- entries -----------------------------------------------------------------------------
 
-    def lookup(self, key: str) -> list[WireChunk] | None:
+    async def lookup(self, key: str) -> list[WireChunk] | None:
         """The recorded chunks for `key`, counting a hit or a miss."""
         blob = self._memory.get(key)
+        store = self._store
         if blob is not None:
             self._memory.move_to_end(key)
-        elif self._store is not None:
-            blob = self._store.get(key)
+        elif store is not None:
+            blob = await asyncio.to_thread(store.get, key)
             if blob is not None:
                 self._remember(key, blob)
         if blob is None:
@@ -152,17 +157,20 @@ class ResponseCache:
             chunks = [_chunk_from_json(item) for item in json.loads(blob)]
         except (ValueError, TypeError, KeyError) as err:
             log.warning("dropping an unreadable cache entry: %s", err)
-            self._forget(key)
+            self._memory.pop(key, None)
+            if store is not None:
+                await asyncio.to_thread(store.delete, key)
             self._misses += 1
             return None
         self._hits += 1
         return chunks
 
-    def store(self, key: str, chunks: list[WireChunk]) -> None:
+    async def store(self, key: str, chunks: list[WireChunk]) -> None:
         blob = json.dumps([_chunk_to_json(c) for c in chunks], ensure_ascii=False, default=str)
         self._remember(key, blob)
-        if self._store is not None:
-            self._store.put(key, blob, self.max_entries)
+        store = self._store
+        if store is not None:
+            await asyncio.to_thread(store.put, key, blob, self.max_entries)
 
     def clear(self) -> int:
         """Drop every entry (memory and persistent); returns how many there were."""
@@ -183,11 +191,6 @@ class ResponseCache:
         self._memory[key] = blob
         self._memory.move_to_end(key)
         self._evict()
-
-    def _forget(self, key: str) -> None:
-        self._memory.pop(key, None)
-        if self._store is not None:
-            self._store.delete(key)
 
     def _evict(self) -> None:
         while len(self._memory) > max(self.max_entries, 0):
@@ -219,7 +222,7 @@ class CachedProvider(Provider):
     async def _through(
         self, key: str | None, open_wire: Callable[[], AsyncIterator[WireChunk]]
     ) -> AsyncGenerator[WireChunk, None]:
-        replay = self.cache.lookup(key) if key is not None else None
+        replay = await self.cache.lookup(key) if key is not None else None
         if replay is not None:
             for chunk in replay:
                 chunk.raw = {**(chunk.raw or {}), CACHE_HIT: True}
@@ -239,7 +242,7 @@ class CachedProvider(Provider):
                 await aclose()
         # Reached only when the stream ran to its end: a cut-short answer is never stored.
         if key is not None:
-            self.cache.store(key, recorded)
+            await self.cache.store(key, recorded)
 
     async def list_models(self) -> list[ModelInfo]:
         return await self.inner.list_models()
@@ -317,15 +320,20 @@ def _chunk_from_json(item: dict[str, Any]) -> WireChunk:
 
 
 class _Store:
-    """Entries in one sqlite file; any database trouble turns persistence off, never crashes."""
+    """Entries in one sqlite file; any database trouble turns persistence off, never crashes.
+
+    Called from worker threads, so one lock keeps each statement and its commit together.
+    Once closed (or broken) it stays off: a lookup still in flight must not reopen the file.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
-        self._broken = False
+        self._off = False
+        self._lock = threading.Lock()
 
     def _conn(self) -> sqlite3.Connection | None:
-        if self._db is None and not self._broken:
+        if self._db is None and not self._off:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False)
@@ -341,20 +349,20 @@ class _Store:
 
     def _fail(self, err: Exception) -> None:
         log.warning("response cache at %s disabled: %s", self.path, err)
-        self._broken = True
-        self.close()
+        self._close()
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        db = self._conn()
-        if db is None:
-            return []
-        try:
-            rows = db.execute(sql, args).fetchall()
-            db.commit()
-        except sqlite3.Error as err:
-            self._fail(err)
-            return []
-        return rows
+        with self._lock:
+            db = self._conn()
+            if db is None:
+                return []
+            try:
+                rows = db.execute(sql, args).fetchall()
+                db.commit()
+            except sqlite3.Error as err:
+                self._fail(err)
+                return []
+            return rows
 
     def get(self, key: str) -> str | None:
         rows = self._run("SELECT value FROM responses WHERE key = ?", (key,))
@@ -392,6 +400,11 @@ class _Store:
         return keys
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        self._off = True
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
