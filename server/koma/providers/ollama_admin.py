@@ -115,14 +115,21 @@ class OllamaAdmin(HttpProvider):
         body: dict[str, Any] = {"model": model, "stream": True}
         if insecure:
             body["insecure"] = True
-        async for obj in self._status_stream("/api/pull", body, model):
-            yield obj
+        try:
+            async for obj in self._status_stream("/api/pull", body, model):
+                yield obj
+        finally:
+            # A newer version may have different capabilities or template: forget the old one.
+            self._show_cache.pop(model, None)
 
     async def create(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Stream `/api/create` with structured fields (`from`, `parameters`, `system`, …)."""
         model = str(body.get("model") or "")
-        async for obj in self._status_stream("/api/create", {**body, "stream": True}, model):
-            yield obj
+        try:
+            async for obj in self._status_stream("/api/create", {**body, "stream": True}, model):
+                yield obj
+        finally:
+            self._show_cache.pop(model, None)  # a re-created name may now be another model
 
     async def delete(self, model: str) -> None:
         await self._json("DELETE", "/api/delete", {"model": model}, model=model)
