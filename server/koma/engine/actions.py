@@ -9,15 +9,14 @@ clear message rather than pasted into the user's code.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from koma.errors import KomaError, StreamError
+from koma.errors import KomaError
 from koma.providers.base import ChatRequest, Provider
-from koma.types import Done, GenerationResult, GenerationSettings, Message, StreamEvent
+from koma.types import GenerationResult, GenerationSettings, Message, StreamEvent
 
 ActionKind = Literal["explain", "refactor", "docstring", "tests", "fix"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("explain", "refactor", "docstring", "tests", "fix")
@@ -271,16 +270,8 @@ async def generate_edit(
     stream: StreamFn | None = None,
 ) -> ActionOutcome:
     """Ask the model for one edit action and extract the code; raises `KomaError` on failure."""
-    if stream is None:
-        from koma.engine.stream import stream_events
+    from koma.engine.stream import collect, stream_events
 
-        stream = stream_events
     request = ChatRequest(model, build_messages(kind, target, diagnostic), settings)
-    result: GenerationResult | None = None
-    async with contextlib.aclosing(stream(provider, request)) as events:
-        async for event in events:
-            if isinstance(event, Done):
-                result = event.result
-    if result is None:
-        raise StreamError("the model's stream ended without a result", "try again")
+    result = await collect((stream or stream_events)(provider, request))
     return ActionOutcome(replacement(kind, target, result.text), result)
