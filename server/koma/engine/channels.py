@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from typing import Literal
 
+from koma.engine.markers import Markers
 from koma.types import REASONING_CHANNELS, Channel, ToolCall
 
 Piece = tuple[Channel, str]
@@ -91,47 +91,10 @@ _S_DEG_COMMENTARY = 7  # after degraded `commentary`: a recipient may follow
 _S_DTOOL = 8  # inside a degraded Harmony tool call
 
 
-class _Markers:
-    """A fixed set of marker strings: find the first one, or how much of a tail might be one."""
-
-    __slots__ = ("first", "firsts", "longest", "prefixes", "regex")
-
-    def __init__(self, markers: Iterable[str]) -> None:
-        ordered = sorted(set(markers), key=len, reverse=True)
-        self.regex = re.compile("|".join(re.escape(m) for m in ordered))
-        self.prefixes = frozenset(m[:i] for m in ordered for i in range(1, len(m)))
-        self.firsts = "".join(sorted({m[0] for m in ordered}))
-        self.first = self.firsts if len(self.firsts) == 1 else ""
-        self.longest = max(len(m) for m in ordered)
-
-    def may_contain(self, text: str) -> bool:
-        if self.first:
-            return self.first in text
-        return any(c in text for c in self.firsts)
-
-    def holdback(self, text: str) -> int:
-        """Length of the longest suffix of `text` that is a proper prefix of some marker."""
-        n = len(text)
-        lo = max(0, n - self.longest + 1)
-        prefixes = self.prefixes
-        if self.first:
-            i = text.find(self.first, lo)
-            while i != -1:
-                if text[i:] in prefixes:
-                    return n - i
-                i = text.find(self.first, i + 1)
-            return 0
-        firsts = self.firsts
-        for i in range(lo, n):
-            if text[i] in firsts and text[i:] in prefixes:
-                return n - i
-        return 0
-
-
-_PLAIN_MARKERS = _Markers((*HARMONY_TOKENS, *TAGS))
-_BODY_MARKERS = _Markers(HARMONY_TOKENS)
-_DEG_MARKERS = _Markers(DEGRADED_SEPARATORS)
-_TAG_MARKERS = {close: _Markers((close,)) for _, close in TAGS.values()}
+_PLAIN_MARKERS = Markers((*HARMONY_TOKENS, *TAGS))
+_BODY_MARKERS = Markers(HARMONY_TOKENS)
+_DEG_MARKERS = Markers(DEGRADED_SEPARATORS)
+_TAG_MARKERS = {close: Markers((close,)) for _, close in TAGS.values()}
 
 
 class ChannelParser:
