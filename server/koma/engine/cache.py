@@ -155,7 +155,8 @@ class ResponseCache:
             return None
         try:
             chunks = [_chunk_from_json(item) for item in json.loads(blob)]
-        except (ValueError, TypeError, KeyError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            # A store written by another Koma version (or damaged) is a miss, never a crash.
             log.warning("dropping an unreadable cache entry: %s", err)
             self._memory.pop(key, None)
             if store is not None:
