@@ -8,10 +8,8 @@ provider, the model and effort choice per feature, the status reporter — and t
 Startup must stay fast (an editor waits for the `initialize` reply), so nothing here touches the
 network or imports the engine: the provider is resolved the first time a feature needs it.
 
-Several features need the same document and lifecycle notifications (the reasoning ledger
-follows `didChange`, inline completion measures typing speed from it). pygls allows one handler
-per method, so `KomaLanguageServer.feature` fans those notifications out to every module that
-registers one, in registration order.
+Several features need the same document and lifecycle notifications; the base class in
+`koma.lsp.fanout` hands each of them to every module that registers a listener.
 """
 
 from __future__ import annotations
@@ -21,19 +19,17 @@ import asyncio
 import inspect
 import logging
 import sys
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lsprotocol import types
-from pygls.feature_manager import wrap_with_server
-from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from koma.engine.chat import DEFAULT_CONTEXT_TOKENS, ChatStore
 from koma.engine.ledger import ReasoningLedger
 from koma.errors import KomaError, ModelNotFound
+from koma.lsp.fanout import FanoutLanguageServer
 from koma.lsp.status import StatusReporter
 from koma.settings import KomaSettings
 from koma.types import Effort
@@ -45,20 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("koma.lsp")
 
 Feature = Literal["completion", "actions", "chat"]
-
-# Notifications more than one feature module may listen to; the server calls each listener.
-FANOUT_METHODS = frozenset(
-    {
-        types.INITIALIZE,
-        types.INITIALIZED,
-        types.SHUTDOWN,
-        types.TEXT_DOCUMENT_DID_OPEN,
-        types.TEXT_DOCUMENT_DID_CHANGE,
-        types.TEXT_DOCUMENT_DID_CLOSE,
-        types.TEXT_DOCUMENT_DID_SAVE,
-        types.WORKSPACE_DID_CHANGE_CONFIGURATION,
-    }
-)
 
 # Settings whose change means a different provider object (URL, backend, placement).
 _PROVIDER_KEYS = ("provider", "base_url", "keep_alive", "num_ctx", "gpu")
@@ -73,7 +55,7 @@ def _version() -> str:
         return "0"
 
 
-class KomaLanguageServer(LanguageServer):
+class KomaLanguageServer(FanoutLanguageServer):
     """Server state shared by the feature modules."""
 
     def __init__(self) -> None:
@@ -91,7 +73,6 @@ class KomaLanguageServer(LanguageServer):
         self.client_supports_inline_completion: bool = False
         self.status: StatusReporter = StatusReporter(self)
         self._settings_callbacks: list[Callable[[KomaSettings], None]] = []
-        self._listeners: dict[str, list[Callable[..., Any]]] = defaultdict(list)
         self._provider: Provider | None = None
         self._cached_provider: Provider | None = None
         self._response_cache: ResponseCache | None = None
@@ -102,68 +83,6 @@ class KomaLanguageServer(LanguageServer):
         self._cache_clearers: list[Callable[[], int]] = []
         self.ledger = ReasoningLedger()
         self.chats = ChatStore()
-
-    # -- registration --------------------------------------------------------------------------
-
-    def feature(self, feature_name: str, options: Any | None = None) -> Callable[[Any], Any]:
-        """Like pygls' `feature`, but lifecycle/document notifications accept many listeners."""
-        if feature_name not in FANOUT_METHODS:
-            return super().feature(feature_name, options)
-
-        def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
-            first = not self._listeners[feature_name]
-            self._listeners[feature_name].append(wrap_with_server(f, self))
-            if first:
-                super(KomaLanguageServer, self).feature(feature_name, options)(
-                    self._dispatcher(feature_name)
-                )
-            return f
-
-        return decorator
-
-    def command(self, command_name: str) -> Callable[[Any], Any]:
-        """Like pygls' `command`, but the handler gets the raw JSON arguments: `f(ls, *args)`.
-
-        pygls would otherwise convert arguments from the handler's annotations, which fails on
-        annotations that only exist for type checking.
-        """
-
-        def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
-            handler: Callable[..., Any]
-            if inspect.iscoroutinefunction(f):
-
-                async def handler(*arguments: Any) -> Any:
-                    return await f(self, *arguments)
-
-            else:
-
-                def handler(*arguments: Any) -> Any:
-                    return f(self, *arguments)
-
-            super(KomaLanguageServer, self).command(command_name)(handler)
-            return f
-
-        return decorator
-
-    def _dispatcher(self, method: str) -> Callable[[Any], Awaitable[None]]:
-        async def dispatch(params: Any) -> None:
-            # Every listener starts in registration order; synchronous ones finish at once, and
-            # a slow coroutine (e.g. one waiting on the client) never holds up the others.
-            pending: list[Awaitable[Any]] = []
-            for listener in list(self._listeners[method]):
-                try:
-                    result = listener(params)
-                except Exception:
-                    # One feature failing must not stop the others from seeing the event.
-                    logger.exception("listener for %s failed", method)
-                    continue
-                if inspect.isawaitable(result):
-                    pending.append(result)
-            for outcome in await asyncio.gather(*pending, return_exceptions=True):
-                if isinstance(outcome, BaseException):
-                    logger.error("listener for %s failed: %r", method, outcome)
-
-        return dispatch
 
     # -- settings ------------------------------------------------------------------------------
 
