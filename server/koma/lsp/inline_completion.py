@@ -128,16 +128,17 @@ def result_range(
 ) -> types.Range:
     """From the cursor, extended over the auto-closed characters the suggestion replaces."""
     end = position
-    if result.replace_chars:
-        doc = ls.workspace.text_documents.get(uri)
-        if doc is not None:
-            line = doc.source.split("\n", position.line + 1)[position.line]
-            cursor = doc.offset_at_position(position) - doc.offset_at_position(
-                types.Position(position.line, 0)
-            )
-            replaced = line[cursor : cursor + result.replace_chars]
-            units = doc.position_codec.client_num_units(replaced)
-            end = types.Position(position.line, position.character + units)
+    doc = ls.workspace.text_documents.get(uri) if result.replace_chars else None
+    # The document may have changed (even lost lines) while the model was answering.
+    lines = doc.source.split("\n", position.line + 1) if doc is not None else []
+    if doc is not None and position.line < len(lines):
+        line = lines[position.line]
+        cursor = doc.offset_at_position(position) - doc.offset_at_position(
+            types.Position(position.line, 0)
+        )
+        replaced = line[cursor : cursor + result.replace_chars]
+        units = doc.position_codec.client_num_units(replaced)
+        end = types.Position(position.line, position.character + units)
     return types.Range(start=position, end=end)
 
 
