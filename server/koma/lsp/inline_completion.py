@@ -24,7 +24,7 @@ import asyncio
 import json
 import time
 import weakref
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
@@ -36,7 +36,6 @@ from koma.engine.completion.pipeline import (
 )
 from koma.engine.completion.prompt import CHARS_PER_TOKEN, Neighbour
 from koma.settings import KomaSettings
-from koma.types import Effort
 
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
@@ -62,11 +61,10 @@ def _make_pipeline(server: KomaLanguageServer) -> CompletionPipeline:
         provider = await server.provider()
         model = await server.resolve_model("completion")
         settings = server.settings
-        effort = server.effort("completion")
         return ModelTarget(
             provider,
             model,
-            effort=cast(Effort, effort) if effort in ("low", "medium", "high") else "low",
+            effort=server.effort("completion"),
             keep_alive=settings.keep_alive,
             num_ctx=settings.num_ctx,
         )
