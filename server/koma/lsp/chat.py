@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from pygls.uris import to_fs_path
 
 from koma.engine.actions import explain_prompt
-from koma.engine.chat import ToolResultEvent, TurnEvent, estimate_tokens, run_turn
+from koma.engine.chat import (
+    CHARS_PER_TOKEN,
+    ToolResultEvent,
+    TurnEvent,
+    estimate_tokens,
+    run_turn,
+)
 from koma.errors import KomaError
 from koma.types import (
     ChannelEnd,
@@ -221,7 +227,7 @@ async def run_chat(
             provider = await ls.cached_provider()
             model = await ls.resolve_model("chat")
             context_tokens = await ls.context_length(model)
-            budget_chars = int(context_tokens * CONTEXT_SHARE * 3.5)
+            budget_chars = int(context_tokens * CONTEXT_SHARE * CHARS_PER_TOKEN)
             text = with_file_context(
                 ls, message, context.get("uri"), context.get("range"), budget_chars
             )

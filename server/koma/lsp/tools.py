@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from koma.engine.chat import CHARS_PER_TOKEN
 from koma.engine.tools.loop import ToolLoop
 from koma.engine.tools.policy import Decision, PolicyGate
 from koma.engine.tools.workspace import WorkspaceConfig, WorkspaceTools
@@ -38,9 +39,8 @@ logger = logging.getLogger("koma.lsp.tools")
 ALLOW, ALLOW_CHAT, DENY = "Allow", "Allow for this chat", "Deny"
 _DECISIONS: dict[str, Decision] = {ALLOW: "allow", ALLOW_CHAT: "allow_chat", DENY: "deny"}
 MAX_REMEMBERED_CHATS = 100
-# Shares of the context window (in characters, ~3.5 a token) for one result / all of a turn's.
+# Shares of the context window (in characters) for one result / all of a turn's.
 RESULT_SHARE, RESULTS_SHARE = 0.25, 0.5
-CHARS_PER_TOKEN = 3.5
 
 
 class ToolState:
