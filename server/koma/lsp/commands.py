@@ -82,19 +82,25 @@ def _supports_progress(ls: KomaLanguageServer) -> bool:
     return bool(window is not None and window.work_done_progress)
 
 
+async def begin_progress(ls: KomaLanguageServer, begin: types.WorkDoneProgressBegin) -> str | None:
+    """Start a `$/progress` when the client shows progress; its token, or None without one."""
+    if not _supports_progress(ls):
+        return None
+    token = f"koma-{uuid.uuid4().hex[:8]}"
+    try:
+        await ls.work_done_progress.create_async(token)
+        ls.work_done_progress.begin(token, begin)
+    except Exception as err:
+        logger.info("progress not available: %s", err)
+        return None
+    return token
+
+
 async def _with_progress(
     ls: KomaLanguageServer, title: str, work: Callable[[], Awaitable[str]]
 ) -> str:
     """Run `work` inside a `$/progress` begin/end pair when the client shows progress."""
-    token: str | None = None
-    if _supports_progress(ls):
-        token = f"koma-{uuid.uuid4().hex[:8]}"
-        try:
-            await ls.work_done_progress.create_async(token)
-            ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title))
-        except Exception as err:
-            logger.info("progress not available: %s", err)
-            token = None
+    token = await begin_progress(ls, types.WorkDoneProgressBegin(title=title))
     try:
         return await work()
     finally:

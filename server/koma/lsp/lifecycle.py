@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from koma.engine.lifecycle.memory import MemoryManager, pair_warning
 from koma.engine.lifecycle.pull import PullSnapshot, format_eta, pull_model
 from koma.errors import KomaError
 from koma.lsp.chat import first_argument
+from koma.lsp.commands import begin_progress
 
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
@@ -138,7 +138,12 @@ class Lifecycle:
             provider = await self.server.provider()
         except KomaError as err:
             return {"ok": False, "message": str(err)}
-        token = await self._begin(f"Koma: pulling {model}")
+        token = await begin_progress(
+            self.server,
+            types.WorkDoneProgressBegin(
+                title=f"Koma: pulling {model}", cancellable=True, percentage=0
+            ),
+        )
         task = asyncio.ensure_future(pull_model(provider, model, self._reporter(token)))
         self.pulls[model] = task
         if token is not None:
@@ -184,24 +189,6 @@ class Lifecycle:
             )
 
         return report
-
-    def _supports_progress(self) -> bool:
-        window = self.server.client_capabilities.window
-        return bool(window is not None and window.work_done_progress)
-
-    async def _begin(self, title: str) -> str | None:
-        if not self._supports_progress():
-            return None
-        token = f"koma-{uuid.uuid4().hex[:8]}"
-        try:
-            await self.server.work_done_progress.create_async(token)
-            self.server.work_done_progress.begin(
-                token, types.WorkDoneProgressBegin(title=title, cancellable=True, percentage=0)
-            )
-        except Exception as err:
-            logger.info("progress not available: %s", err)
-            return None
-        return token
 
     def _on_progress_cancel(self, token: str, task: asyncio.Task[PullSnapshot]) -> None:
         future: Future[Any] | None = self.server.work_done_progress.tokens.get(token)
