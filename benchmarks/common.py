@@ -42,6 +42,8 @@ from pygls.lsp.client import LanguageClient
 from rich.console import Console
 from rich.table import Table
 
+from koma.simulator.env import isolated_env as koma_env
+
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "performance.md"
 REPORT_HEADER = """# Performance
@@ -282,21 +284,6 @@ def llama_server(
         for leftover in workdir.iterdir():
             leftover.unlink()
         workdir.rmdir()
-
-
-def koma_env(home: Path) -> dict[str, str]:
-    """A `koma` process environment with no user config and no KOMA_* overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KOMA_")}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "XDG_CACHE_HOME": str(home / "cache"),
-            "KOMA_CONFIG": str(home / "no-config.toml"),
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-    )
-    return env
 
 
 # ---------------------------------------------------------------- koma lsp as a real process

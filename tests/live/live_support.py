@@ -28,6 +28,8 @@ from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
+from koma.simulator.env import isolated_env as koma_env
+
 CHAT_FORMAT = "alpaca"
 START_SECONDS = 180.0
 LOG_WAIT_SECONDS = 30.0
@@ -127,21 +129,6 @@ def wait_until_serving(base_url: str, proc: subprocess.Popen[bytes], log: Path) 
 
 def tail(path: Path, chars: int = 4000) -> str:
     return path.read_text("utf-8", "replace")[-chars:] if path.exists() else "(no log)"
-
-
-def koma_env(home: Path) -> dict[str, str]:
-    """A `koma` process environment with no user config and no KOMA_* overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KOMA_")}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "XDG_CACHE_HOME": str(home / "cache"),
-            "KOMA_CONFIG": str(home / "no-config.toml"),
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-    )
-    return env
 
 
 # ---------------------------------------------------------------- koma lsp as a real process

@@ -28,7 +28,6 @@ Reuse them from any test module under `tests/lsp/`:
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sys
 import time
@@ -44,6 +43,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
 from koma.simulator import SimModel, Simulator, gpt_oss_20b, qwen_coder
+from koma.simulator.env import isolated_env
 
 PROFILES = ("neovim", "visual_studio_code")
 CHAT_MODEL = "gpt-oss:20b"
@@ -197,21 +197,6 @@ def dead_url() -> str:
 @pytest.fixture(params=PROFILES)
 def client_profile(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def isolated_env(home: Path) -> dict[str, str]:
-    """The server's environment: no user config, no KOMA_* overrides, caches under `home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KOMA_")}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "XDG_CACHE_HOME": str(home / "cache"),
-            "KOMA_CONFIG": str(home / "no-config.toml"),
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-    )
-    return env
 
 
 def capabilities_for(profile: str) -> types.ClientCapabilities:
