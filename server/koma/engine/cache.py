@@ -17,13 +17,10 @@ process holding the lock), which must not stall the editor's event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import sqlite3
-import threading
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -31,8 +28,9 @@ from typing import Any, ClassVar, Literal
 
 import platformdirs
 
+from koma.engine.cache_store import SqliteStore, chunk_from_json, chunk_to_json
 from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
-from koma.types import GenerationSettings, ModelDetails, ModelInfo, ToolCall, Usage
+from koma.types import GenerationSettings, ModelDetails, ModelInfo
 
 CacheMode = Literal["off", "deterministic", "always"]
 # Set in `WireChunk.raw` of replayed chunks, so timings are not read as the server's speed.
@@ -69,12 +67,12 @@ class ResponseCache:
         self.mode: CacheMode = mode
         self.max_entries = max_entries
         self._memory: OrderedDict[str, str] = OrderedDict()
-        self._store: _Store | None = None
+        self._store: SqliteStore | None = None
         self._hits = 0
         self._misses = 0
         self._path = Path(path) if path is not None else None
         if persistent:
-            self._store = _Store(self._store_dir() / STORE_FILE)
+            self._store = SqliteStore(self._store_dir() / STORE_FILE)
 
     @classmethod
     def local_model_cache(cls) -> ResponseCache:
@@ -97,7 +95,7 @@ class ResponseCache:
             self.max_entries = max_entries
             self._evict()
         if persistent is True and self._store is None:
-            self._store = _Store(self._store_dir() / STORE_FILE)
+            self._store = SqliteStore(self._store_dir() / STORE_FILE)
         elif persistent is False and self._store is not None:
             self._store.close()
             self._store = None
@@ -154,7 +152,7 @@ class ResponseCache:
             self._misses += 1
             return None
         try:
-            chunks = [_chunk_from_json(item) for item in json.loads(blob)]
+            chunks = [chunk_from_json(item) for item in json.loads(blob)]
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             # A store written by another Koma version (or damaged) is a miss, never a crash.
             log.warning("dropping an unreadable cache entry: %s", err)
@@ -167,7 +165,7 @@ class ResponseCache:
         return chunks
 
     async def store(self, key: str, chunks: list[WireChunk]) -> None:
-        blob = json.dumps([_chunk_to_json(c) for c in chunks], ensure_ascii=False, default=str)
+        blob = json.dumps([chunk_to_json(c) for c in chunks], ensure_ascii=False, default=str)
         self._remember(key, blob)
         store = self._store
         if store is not None:
@@ -292,121 +290,3 @@ def _digest(
     }
     blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _chunk_to_json(chunk: WireChunk) -> dict[str, Any]:
-    # Server timings are left out: a replay's speed is measured when it is replayed.
-    return {
-        "content": chunk.content,
-        "reasoning": chunk.reasoning,
-        "tool_calls": [dataclasses.asdict(c) for c in chunk.tool_calls],
-        "done": chunk.done,
-        "finish_reason": chunk.finish_reason,
-        "usage": dataclasses.asdict(chunk.usage) if chunk.usage is not None else None,
-        "raw": chunk.raw,
-    }
-
-
-def _chunk_from_json(item: dict[str, Any]) -> WireChunk:
-    usage = item.get("usage")
-    return WireChunk(
-        content=str(item.get("content") or ""),
-        reasoning=str(item.get("reasoning") or ""),
-        tool_calls=[ToolCall(**c) for c in item.get("tool_calls") or []],
-        done=bool(item.get("done")),
-        finish_reason=item.get("finish_reason"),
-        usage=Usage(**usage) if usage else None,
-        raw=item.get("raw"),
-    )
-
-
-class _Store:
-    """Entries in one sqlite file; any database trouble turns persistence off, never crashes.
-
-    Called from worker threads, so one lock keeps each statement and its commit together.
-    Once closed (or broken) it stays off: a lookup still in flight must not reopen the file.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._off = False
-        self._lock = threading.Lock()
-
-    def _conn(self) -> sqlite3.Connection | None:
-        if self._db is None and not self._off:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False)
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS responses "
-                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, used INTEGER NOT NULL)"
-                )
-                db.commit()
-                self._db = db
-            except (sqlite3.Error, OSError) as err:
-                self._fail(err)
-        return self._db
-
-    def _fail(self, err: Exception) -> None:
-        log.warning("response cache at %s disabled: %s", self.path, err)
-        self._close()
-
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            db = self._conn()
-            if db is None:
-                return []
-            try:
-                rows = db.execute(sql, args).fetchall()
-                db.commit()
-            except sqlite3.Error as err:
-                self._fail(err)
-                return []
-            return rows
-
-    def get(self, key: str) -> str | None:
-        rows = self._run("SELECT value FROM responses WHERE key = ?", (key,))
-        if not rows:
-            return None
-        self._run(
-            "UPDATE responses SET used = (SELECT COALESCE(MAX(used), 0) + 1 FROM responses) "
-            "WHERE key = ?",
-            (key,),
-        )
-        return str(rows[0][0])
-
-    def put(self, key: str, value: str, max_entries: int) -> None:
-        self._run(
-            "INSERT OR REPLACE INTO responses (key, value, used) "
-            "VALUES (?, ?, (SELECT COALESCE(MAX(used), 0) + 1 FROM responses))",
-            (key, value),
-        )
-        self._run(
-            "DELETE FROM responses WHERE key NOT IN "
-            "(SELECT key FROM responses ORDER BY used DESC LIMIT ?)",
-            (max(max_entries, 0),),
-        )
-
-    def delete(self, key: str) -> None:
-        self._run("DELETE FROM responses WHERE key = ?", (key,))
-
-    def count(self) -> int:
-        rows = self._run("SELECT COUNT(*) FROM responses")
-        return int(rows[0][0]) if rows else 0
-
-    def clear(self) -> set[str]:
-        keys = {str(row[0]) for row in self._run("SELECT key FROM responses")}
-        self._run("DELETE FROM responses")
-        return keys
-
-    def close(self) -> None:
-        with self._lock:
-            self._close()
-
-    def _close(self) -> None:
-        self._off = True
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
