@@ -10,9 +10,9 @@ text = await generate("Explain the theory of relativity", model="gpt-oss:120b")
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from koma._lazy import lazy_attributes
 from koma.errors import (
     CapabilityMissing,
     ConfigError,
@@ -59,14 +59,7 @@ _LAZY: dict[str, str] = {
     "stream_events": "koma.engine.stream",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __version__ = "0.1.0"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from koma._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
@@ -33,14 +34,7 @@ _LAZY: dict[str, str] = {
     "resolve_provider": "koma.providers.registry",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
