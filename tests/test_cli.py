@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from cli_support import isolated_project  # noqa: F401  (autouse fixture)
 from koma.cli import main
 from koma.simulator import Reply, Simulator
 from koma.simulator.script import gpt_oss_20b, gpt_oss_120b, qwen_coder
@@ -26,19 +27,6 @@ HARMONY = (
     "<|channel|>analysis<|message|>" + THINKING + "<|end|>"
     "<|start|>assistant<|channel|>final<|message|>" + ANSWER + "<|return|>"
 )
-KOMA_ENV = ("KOMA_PROVIDER", "KOMA_BASE_URL", "KOMA_MODEL", "KOMA_API_KEY", "KOMA_CONFIG")
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run every test in an empty repository with no user config and no KOMA_* variables."""
-    for var in KOMA_ENV:
-        monkeypatch.delenv(var, raising=False)
-    work = tmp_path / "work"
-    (work / ".git").mkdir(parents=True)
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("KOMA_CONFIG", str(tmp_path / "no-user-config.toml"))
-    return work
 
 
 @pytest.fixture

@@ -14,25 +14,13 @@ from pathlib import Path
 import pytest
 from lc_support import machine, oss_20b, oss_120b
 
+from cli_support import KOMA_ENV, isolated_project  # noqa: F401  (isolated_project: autouse fixture)
 from koma.cli import main
 from koma.engine.lifecycle import checks
 from koma.simulator import Simulator, qwen_coder
 from koma.simulator.script import gpt_oss_120b
 
-KOMA_ENV = ("KOMA_PROVIDER", "KOMA_BASE_URL", "KOMA_MODEL", "KOMA_API_KEY", "KOMA_CONFIG")
 CREATIVE = "FROM gpt-oss:20b\nPARAMETER temperature 1.2\nPARAMETER top_p 0.98\n"
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty project, no user config, no KOMA_* variables."""
-    for var in KOMA_ENV:
-        monkeypatch.delenv(var, raising=False)
-    work = tmp_path / "work"
-    (work / ".git").mkdir(parents=True)
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("KOMA_CONFIG", str(tmp_path / "no-user-config.toml"))
-    return work
 
 
 @pytest.fixture
