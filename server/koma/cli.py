@@ -323,9 +323,16 @@ async def run_doctor_command(args: argparse.Namespace) -> int:
 
 def _configure_lsp(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
-    parser.add_argument("--tcp", action="store_true", help="listen on a TCP port instead")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=2087, help="TCP port (default: 2087)")
+    parser.add_argument(
+        "--tcp",
+        action="store_true",
+        help="listen on a loopback TCP port instead; a client must first send the token "
+        "(printed on stderr, or taken from KOMA_LSP_TOKEN)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="TCP host, loopback only (default: 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default: 2087, 0: any)")
     parser.add_argument("--log-file", metavar="PATH", help="write the server log here")
     parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]

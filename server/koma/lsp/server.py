@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -308,9 +309,16 @@ def main(argv: list[str] | None = None) -> None:
     """Run the language server: stdio by default, `--tcp --port N` for a socket."""
     parser = argparse.ArgumentParser(prog="koma lsp", description="The Koma language server.")
     parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
-    parser.add_argument("--tcp", action="store_true", help="listen on a TCP socket instead")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    parser.add_argument(
+        "--tcp",
+        action="store_true",
+        help="listen on a loopback TCP port instead; a client must first send the token "
+        "(printed on stderr, or taken from KOMA_LSP_TOKEN): docs/protocol.md",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="TCP host, loopback only (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087, 0: any)")
     parser.add_argument("--log-file", help="write the server log here")
     parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -324,7 +332,10 @@ def main(argv: list[str] | None = None) -> None:
     server = build_server()
     try:
         if args.tcp:
-            server.start_tcp(args.host, args.port)
+            # Not pygls' start_tcp, which obeys anything that connects (a web page too).
+            from koma.lsp.tcp import start_tcp
+
+            start_tcp(server, args.host, args.port, os.environ)
         else:
             server.start_io()
     except KomaError as err:
