@@ -98,17 +98,18 @@ log "simulator at $SIM_URL"
 # 4. Workspace and settings ----------------------------------------------------------------------
 cp -r "$HERE/src/test/e2e/fixtures/workspace" "$RUN/workspace"
 mkdir -p "$RUN/workspace/.vscode" "$RUN/ud/User"
+# provider and baseUrl choose where code goes: VS Code takes them from user settings only.
 cat >"$RUN/workspace/.vscode/settings.json" <<EOF
 {
-  "koma.provider": "ollama",
-  "koma.baseUrl": "$SIM_URL",
   "koma.model": "gpt-oss:20b",
   "koma.completionModel": "qwen2.5-coder:1.5b",
   "koma.trace.server": "messages"
 }
 EOF
-cat >"$RUN/ud/User/settings.json" <<'EOF'
+cat >"$RUN/ud/User/settings.json" <<EOF
 {
+  "koma.provider": "ollama",
+  "koma.baseUrl": "$SIM_URL",
   "workbench.startupEditor": "none",
   "workbench.tips.enabled": false,
   "workbench.colorTheme": "Default Dark Modern",

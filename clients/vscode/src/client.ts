@@ -22,6 +22,7 @@ import type { ChatEvent, StatusPayload } from './protocol';
 import {
   configurationFor,
   resolveLaunch,
+  trustedInspection,
   userSettings,
   userValue,
   whichIn,
@@ -29,9 +30,7 @@ import {
   type ServerLaunch,
 } from './settings';
 import type { ServerPhase } from './statusBar';
-
-/** Settings a workspace may not set while it is untrusted (they choose programs or hosts). */
-const RESTRICTED = new Set(['server.command', 'server.args', 'tools.runTestsCommand', 'baseUrl']);
+import { TrustPrompt } from './trust';
 
 export interface ClientHooks {
   onChatEvent(event: ChatEvent): void;
@@ -40,6 +39,10 @@ export interface ClientHooks {
   /** A code action resolved to `koma.explain`: the chat panel runs it so the answer shows. */
   explain(args: unknown): Promise<unknown>;
   onReady(): void;
+}
+
+function isStringMap(value: unknown): value is Record<string, string> {
+  return !!value && typeof value === 'object' && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
 }
 
 function isExecutable(file: string): boolean {
@@ -51,19 +54,13 @@ function isExecutable(file: string): boolean {
   }
 }
 
-/** The user's values of `koma.*` for a resource, honouring workspace trust. */
-export function inspector(scope?: vscode.Uri): (key: string) => Inspection | undefined {
+/**
+ * The user's values of `koma.*` for a resource. Sensitive and launch keys come from the user's
+ * own settings only (`trustedInspection`); `ignored` hears of a workspace value dropped.
+ */
+export function inspector(scope?: vscode.Uri, ignored?: (key: string) => void): (key: string) => Inspection | undefined {
   const config = vscode.workspace.getConfiguration('koma', scope);
-  return (key) => {
-    const inspection = config.inspect(key);
-    if (!inspection) {
-      return undefined;
-    }
-    if (!vscode.workspace.isTrusted && RESTRICTED.has(key)) {
-      return { globalValue: inspection.globalValue };
-    }
-    return inspection;
-  };
+  return (key) => trustedInspection(key, config.inspect(key), ignored);
 }
 
 /** The interpreter the Python extension has selected, else `python.defaultInterpreterPath`. */
@@ -104,12 +101,26 @@ export class KomaClient implements vscode.Disposable {
   private readonly reviewer: EditReviewer;
   private lastLaunch: ServerLaunch | undefined;
   private phase: ServerPhase = 'starting';
+  private readonly warnedKeys = new Set<string>();
+  private readonly trustPrompt: TrustPrompt;
 
   constructor(
     private readonly output: vscode.LogOutputChannel,
     private readonly hooks: ClientHooks,
     private readonly onMissing: (launch: ServerLaunch, detail: string, python: string | undefined) => void,
+    workspaceState: vscode.Memento,
   ) {
+    this.trustPrompt = new TrustPrompt(
+      {
+        warn: (message, ...buttons) => vscode.window.showWarningMessage(message, ...buttons),
+        info: (message) => void vscode.window.showInformationMessage(message),
+        openFile: async (uri) => vscode.window.showTextDocument(vscode.Uri.parse(uri, true), { preview: false }),
+        log: (message) => this.output.info(message),
+      },
+      workspaceState,
+      (command, args) => this.execute(command, args),
+      () => vscode.workspace.isTrusted,
+    );
     this.reviewer = new EditReviewer(async (edit) => {
       if (!this.client) {
         throw new Error('The Koma server is not running.');
@@ -170,9 +181,33 @@ export class KomaClient implements vscode.Disposable {
       return;
     }
     await this.client.sendNotification(DidChangeConfigurationNotification.type, {
-      settings: { koma: userSettings(inspector()) },
+      settings: { koma: userSettings(inspector(undefined, this.ignoredKey)) },
     });
   }
+
+  /** Workspace Trust was granted: the server leaves Restricted Mode (tools that run or write). */
+  async workspaceTrustGranted(): Promise<void> {
+    if (!this.client || !this.ready) {
+      return; // the next start sends workspaceTrusted in initializationOptions
+    }
+    try {
+      await this.execute('koma.setWorkspaceTrust', [{ trusted: true }]);
+    } catch (error) {
+      this.output.warn(`koma.setWorkspaceTrust: ${String(error)}`);
+    }
+  }
+
+  /** A workspace value of a sensitive setting was dropped: say so once per key. */
+  private readonly ignoredKey = (key: string): void => {
+    if (this.warnedKeys.has(key)) {
+      return;
+    }
+    this.warnedKeys.add(key);
+    this.output.warn(
+      `koma.${key} in the workspace settings is ignored: it chooses where code goes or what runs, ` +
+        'so Koma reads it from your user settings only (a project can set it in .koma.toml, once you trust that file).',
+    );
+  };
 
   async setTrace(value: string): Promise<void> {
     if (this.client) {
@@ -196,11 +231,11 @@ export class KomaClient implements vscode.Disposable {
     }
     this.setPhase('starting');
     const config = vscode.workspace.getConfiguration('koma');
-    const inspect = inspector();
+    const inspect = inspector(undefined, this.ignoredKey);
     const configured = userValue(inspect('server.command'));
     const extraArgs = userValue(inspect('server.args'));
-    const extraEnv = config.get<Record<string, string>>('server.env') ?? {};
-    const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv };
+    const extraEnv = userValue(inspect('server.env'));
+    const env: NodeJS.ProcessEnv = { ...process.env, ...(isStringMap(extraEnv) ? extraEnv : {}) };
     const python = await selectedPython();
     const launch = resolveLaunch({
       configured: typeof configured === 'string' ? configured : '',
@@ -224,7 +259,12 @@ export class KomaClient implements vscode.Disposable {
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
       outputChannel: this.output,
-      initializationOptions: { koma: userSettings(inspect) },
+      initializationOptions: {
+        koma: userSettings(inspect),
+        // The server asks about an untrusted .koma.toml with koma/untrustedConfig (answered
+        // below) and, in Restricted Mode, applies no project setting and runs or writes nothing.
+        client: { trustPrompt: true, workspaceTrusted: vscode.workspace.isTrusted },
+      },
       initializationFailedHandler: (error) => {
         this.output.error(`initialize failed: ${String(error)}`);
         return false;
@@ -233,7 +273,10 @@ export class KomaClient implements vscode.Disposable {
         workspace: {
           configuration: (params) =>
             params.items.map((item) =>
-              configurationFor(item.section, userSettings(inspector(item.scopeUri ? vscode.Uri.parse(item.scopeUri) : undefined))),
+              configurationFor(
+                item.section,
+                userSettings(inspector(item.scopeUri ? vscode.Uri.parse(item.scopeUri) : undefined, this.ignoredKey)),
+              ),
             ),
           handleApplyEdit: (params) => this.reviewer.review(params),
         },
@@ -243,6 +286,7 @@ export class KomaClient implements vscode.Disposable {
     const client = new LanguageClient('koma', 'Koma', serverOptions, clientOptions);
     client.onNotification('koma/chat/event', (event: ChatEvent) => this.hooks.onChatEvent(event));
     client.onNotification('koma/status', (status: StatusPayload) => this.hooks.onStatus(status));
+    client.onNotification('koma/untrustedConfig', (params: unknown) => void this.trustPrompt.handle(params));
     client.onDidChangeState((change) => {
       if (this.client !== client) {
         return;

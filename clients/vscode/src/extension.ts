@@ -122,6 +122,7 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
       },
     },
     (launch, detail, python) => void reportMissingServer(launch, detail, python, output),
+    context.workspaceState,
   );
   context.subscriptions.push(client);
   running = client;
@@ -165,7 +166,7 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
       }
       void client.settingsChanged();
     }),
-    vscode.workspace.onDidGrantWorkspaceTrust(() => restartSoon()),
+    vscode.workspace.onDidGrantWorkspaceTrust(() => void client.workspaceTrustGranted()),
   );
 
   void client.start();

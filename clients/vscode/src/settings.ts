@@ -50,6 +50,28 @@ export const SERVER_SETTING_KEYS: readonly string[] = [
   'preloadOnOpen',
 ];
 
+/**
+ * Server keys that choose where code and prompts go or what runs (the server's
+ * `koma.settings.sensitive_keys()`; tests/test_vscode_manifest.py keeps the two equal). VS Code
+ * takes them from the user's own settings only: `package.json` gives them `machine` scope and
+ * lists them as restricted, and `trustedInspection` drops workspace and folder values, because a
+ * repository's `.vscode/settings.json` is as untrusted as its `.koma.toml` and Workspace Trust,
+ * once granted, is never asked again when a `git pull` changes that file. A project that needs
+ * one of them sets it in `.koma.toml`, which applies only once the user trusts that exact file.
+ */
+export const SENSITIVE_SETTING_KEYS: readonly string[] = [
+  'provider',
+  'baseUrl',
+  'chat.systemPrompt',
+  'tools.policies',
+  'tools.runTestsCommand',
+  'tools.runTestsTimeoutSeconds',
+  'tools.maxSteps',
+  'tools.maxReadBytes',
+  'tools.secretPatterns',
+  'cache.persistent',
+];
+
 /** Settings only the extension reads; a change to them restarts the server process. */
 export const CLIENT_SETTING_KEYS: readonly string[] = [
   'server.command',
@@ -66,6 +88,28 @@ export interface Inspection {
 }
 
 export type Inspect = (key: string) => Inspection | undefined;
+
+/** Extension settings that choose the program run as the server and its environment. */
+export const LAUNCH_SETTING_KEYS: readonly string[] = ['server.command', 'server.args', 'server.env'];
+
+/**
+ * The part of an inspection that may be used: for a sensitive or launch key only the user's own
+ * (global) value, whatever the workspace trust; for any other key everything. A workspace value
+ * of such a key is reported through `ignored` so the user learns why it has no effect.
+ */
+export function trustedInspection(
+  key: string,
+  inspection: Inspection | undefined,
+  ignored?: (key: string) => void,
+): Inspection | undefined {
+  if (!inspection || !(SENSITIVE_SETTING_KEYS.includes(key) || LAUNCH_SETTING_KEYS.includes(key))) {
+    return inspection;
+  }
+  if (inspection.workspaceValue !== undefined || inspection.workspaceFolderValue !== undefined) {
+    ignored?.(key);
+  }
+  return { globalValue: inspection.globalValue };
+}
 
 /** The most specific value the user set, or undefined when they set none (or an empty string). */
 export function userValue(inspection: Inspection | undefined): unknown {

@@ -5,6 +5,8 @@ import { describe, it, mock } from 'node:test';
 
 import {
   CLIENT_SETTING_KEYS,
+  LAUNCH_SETTING_KEYS,
+  SENSITIVE_SETTING_KEYS,
   SERVER_SETTING_KEYS,
   configurationFor,
   debounce,
@@ -12,6 +14,7 @@ import {
   needsRestart,
   resolveLaunch,
   splitCommandLine,
+  trustedInspection,
   userSettings,
   userValue,
   whichIn,
@@ -21,6 +24,7 @@ import {
 const root = path.resolve(__dirname, '../../..');
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
   contributes: { configuration: { properties: Record<string, Record<string, unknown>> } };
+  capabilities: { untrustedWorkspaces: { supported: unknown; description: unknown; restrictedConfigurations: string[] } };
 };
 const properties = manifest.contributes.configuration.properties;
 
@@ -116,6 +120,43 @@ describe('package.json settings', () => {
     for (const key of SERVER_SETTING_KEYS) {
       assert.ok(documented.has(key), `setting koma.${key} is not in docs/protocol.md`);
     }
+  });
+});
+
+describe('sensitive settings', () => {
+  it('are declared restricted in untrusted workspaces, with the launch settings', () => {
+    const untrusted = manifest.capabilities.untrustedWorkspaces;
+    assert.equal(untrusted.supported, 'limited');
+    assert.ok(typeof untrusted.description === 'string' && untrusted.description.includes('Restricted Mode'));
+    assert.deepEqual(
+      [...untrusted.restrictedConfigurations].sort(),
+      [...LAUNCH_SETTING_KEYS, ...SENSITIVE_SETTING_KEYS].map((k) => `koma.${k}`).sort(),
+    );
+  });
+
+  it('can be set in user settings only (machine scope), never by a repository', () => {
+    for (const key of [...SENSITIVE_SETTING_KEYS, ...LAUNCH_SETTING_KEYS]) {
+      assert.ok(properties[`koma.${key}`], `koma.${key} is not contributed`);
+      assert.equal(properties[`koma.${key}`].scope, 'machine', `koma.${key} scope`);
+    }
+    for (const key of SERVER_SETTING_KEYS.filter((k) => !SENSITIVE_SETTING_KEYS.includes(k))) {
+      assert.notEqual(properties[`koma.${key}`].scope, 'machine', `koma.${key} is safe: a workspace may set it`);
+    }
+  });
+
+  it('drop workspace and folder values, and say which key was dropped', () => {
+    const dropped: string[] = [];
+    const inspection = { globalValue: 'http://localhost:11434', workspaceValue: 'https://evil.example', workspaceFolderValue: 'https://evil2.example' };
+    assert.deepEqual(trustedInspection('baseUrl', inspection, (k) => dropped.push(k)), { globalValue: 'http://localhost:11434' });
+    assert.deepEqual(trustedInspection('tools.runTestsCommand', { workspaceValue: ['sh', '-c', 'x'] }, (k) => dropped.push(k)), { globalValue: undefined });
+    assert.deepEqual(trustedInspection('server.command', { globalValue: 'koma' }, (k) => dropped.push(k)), { globalValue: 'koma' });
+    assert.deepEqual(dropped, ['baseUrl', 'tools.runTestsCommand']);
+    // A safe key keeps the workspace value.
+    assert.deepEqual(trustedInspection('model', { globalValue: 'a', workspaceValue: 'b' }), { globalValue: 'a', workspaceValue: 'b' });
+    const repoValue = (key: string): Inspection | undefined =>
+      key === 'model' ? { workspaceValue: 'gpt-oss:20b' } : SENSITIVE_SETTING_KEYS.includes(key) ? { workspaceValue: 'https://evil.example' } : undefined;
+    const sent = userSettings((key) => trustedInspection(key, repoValue(key)));
+    assert.deepEqual(sent, { model: 'gpt-oss:20b' }, 'a repository\'s settings.json sends no sensitive value');
   });
 });
 
