@@ -86,6 +86,40 @@ def _default_policies() -> dict[str, Policy]:
     }
 
 
+# Files the tools never read, list, search or edit: keys, tokens and credential stores. A
+# pattern without `/` matches any name on the path; one with `/` matches the path's end.
+DEFAULT_SECRET_PATTERNS = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "id_*",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.kdbx",
+    ".netrc",
+    "_netrc",
+    ".git-credentials",
+    ".npmrc",
+    ".pypirc",
+    ".pgpass",
+    ".htpasswd",
+    ".ssh",
+    ".gnupg",
+    "credentials.json",
+    "*.tfstate",
+    ".aws/credentials",
+    ".aws/config",
+    ".docker/config.json",
+    ".kube/config",
+    "kubeconfig",
+    ".config/gcloud",
+    ".azure",
+)
+
+
 class ToolSettings(_Camel):
     # Every tools.* key is sensitive: together they decide what the model may read, run and
     # change, and how much of it; a project may not loosen any of them without the user's trust.
@@ -96,9 +130,10 @@ class ToolSettings(_Camel):
     run_tests_timeout_seconds: float = sensitive(120, gt=0)
     max_steps: int = sensitive(8, ge=1, le=64)
     max_read_bytes: int = sensitive(200_000, gt=0)
-    secret_patterns: list[str] = sensitive(
-        default_factory=lambda: [".env", ".env.*", "*.pem", "*.key", "id_*", "*.p12", ".netrc"]
-    )
+    secret_patterns: list[str] = sensitive(default_factory=lambda: list(DEFAULT_SECRET_PATTERNS))
+    # Environment variables the test process may keep although their names look like
+    # credentials (`*_TOKEN`, `*_API_KEY`, …): the user names each one.
+    pass_env: list[str] = sensitive(default_factory=list)
 
 
 class CacheSettings(_Camel):
