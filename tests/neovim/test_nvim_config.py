@@ -34,17 +34,18 @@ def test_only_user_settings_are_sent_in_camel_case(editor: Editor) -> None:
         "tools": {"policies": {"run_tests": "deny"}, "runTestsCommand": ["pytest"]},
         "keepAlive": "30m",
     }
-    assert sent["init"] == {"koma": expected}
+    # `client` tells the server this editor answers koma/untrustedConfig with a prompt.
+    assert sent["init"] == {"koma": expected, "client": {"trustPrompt": True}}
     assert sent["settings"] == {"koma": expected}
 
 
 def test_nothing_set_sends_an_empty_object(editor: Editor) -> None:
     encoded = editor.lua(
         "require('koma').setup({ auto_start = false }) "
-        "return vim.json.encode(vim.lsp.config.koma.init_options)"
+        "return vim.json.encode(vim.lsp.config.koma.init_options.koma)"
     )
     # An empty object, not `[]`: the server would reject an array.
-    assert encoded == '{"koma":{}}'
+    assert encoded == "{}"
 
 
 def test_bad_options_are_named_and_do_not_break_neovim(editor: Editor) -> None:

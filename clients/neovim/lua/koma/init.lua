@@ -36,6 +36,9 @@ local function handlers()
     ['koma/status'] = function(_, params, ctx)
       require('koma.status').on_status(params, ctx)
     end,
+    ['koma/untrustedConfig'] = function(_, params, ctx)
+      require('koma.trust').on_untrusted(params, ctx)
+    end,
     ['window/showMessageRequest'] = function(err, params, ctx)
       return require('koma.actions').confirm(err, params, ctx)
     end,
@@ -63,7 +66,9 @@ function M.lsp_config(cfg)
     cmd_env = p.cmd_env,
     filetypes = p.filetypes,
     root_dir = root_dir(p.root_markers),
-    init_options = { koma = cfg.server },
+    -- trustPrompt: the server asks about an untrusted .koma.toml with koma/untrustedConfig
+    -- (answered in koma.trust) instead of a plain warning.
+    init_options = { koma = cfg.server, client = { trustPrompt = true } },
     settings = { koma = cfg.server },
     capabilities = capabilities,
     handlers = handlers(),
