@@ -36,6 +36,7 @@ export const SERVER_SETTING_KEYS: readonly string[] = [
   'tools.maxSteps',
   'tools.maxReadBytes',
   'tools.secretPatterns',
+  'tools.passEnv',
   'cache.mode',
   'cache.persistent',
   'cache.maxEntries',
@@ -69,6 +70,7 @@ export const SENSITIVE_SETTING_KEYS: readonly string[] = [
   'tools.maxSteps',
   'tools.maxReadBytes',
   'tools.secretPatterns',
+  'tools.passEnv',
   'cache.persistent',
 ];
 

@@ -126,6 +126,7 @@ local server_schema = {
       max_steps = { 'maxSteps', 'number' },
       max_read_bytes = { 'maxReadBytes', 'number' },
       secret_patterns = { 'secretPatterns', list },
+      pass_env = { 'passEnv', list },
     },
   },
   cache = {
