@@ -10,16 +10,23 @@ channel, and no reasoning in the final answer.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from harmony_vectors import VECTOR_IDS, VECTORS, Vector
 from koma.engine.channels import (
     DEGRADED_SEPARATORS,
     HARMONY_TOKENS,
+    ROLE_HEADS,
     TAGS,
     ChannelParser,
+    clean_wire_tool_name,
+    is_builtin_tool,
+    writes_harmony,
 )
 
 FRAGMENTS = [
@@ -53,9 +60,12 @@ def merged(pieces: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def parse(
-    content_chunks: list[str], reasoning_chunks: tuple[str, ...] = ()
+    content_chunks: list[str],
+    reasoning_chunks: tuple[str, ...] = (),
+    *,
+    harmony_start: bool = False,
 ) -> tuple[list[tuple[str, str]], ChannelParser]:
-    parser = ChannelParser()
+    parser = ChannelParser(harmony_start=harmony_start)
     pieces: list[tuple[str, str]] = []
     for chunk in reasoning_chunks:
         pieces += parser.feed_reasoning(chunk)
@@ -90,7 +100,10 @@ def check(content: str, expected: list[tuple[str, str]], cuts: list[int], reason
 
 
 def looks_degraded(text: str) -> bool:
-    """Plain text the parser would (by design) read as a degraded Harmony header."""
+    """Plain text the parser would (by design) read as a degraded Harmony header, or as the
+    rest of a header the prompt began (` to=…`, `assistant<|channel|>…`)."""
+    if text.startswith(ROLE_HEADS):
+        return True
     for channel in ("analysis", "commentary", "final"):
         if text.startswith("assistant" + channel):
             return True
@@ -324,3 +337,163 @@ def test_any_input_parses_the_same_however_it_is_chunked(text, cuts, reasoning_f
         pieces, parser = parse(chunks, reasoning)
         assert merged(pieces) == merged(whole), chunks
         assert [c.to_dict() for c in parser.leaked_tool_calls] == whole_calls
+
+
+# -- the reference corpus: every vector, cut at every position --------------------------------
+
+
+def calls_of(parser: ChannelParser) -> list[tuple[str, object]]:
+    return [(c.name, c.arguments) for c in parser.leaked_tool_calls]
+
+
+def every_split(text: str) -> list[list[str]]:
+    """Whole, one character per chunk, and every single cut point."""
+    return [[text], list(text), *([text[:i], text[i:]] for i in range(1, len(text)))]
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=VECTOR_IDS)
+def test_corpus_vector_parses_as_the_reference_parsers_do(vector: Vector) -> None:
+    want_calls = [(name, args) for name, args in vector.tool_calls]
+    modes = [True] if vector.harmony_start else [False, True]
+    for harmony_start in modes:  # a server known to send raw Harmony changes nothing else
+        for chunks in every_split(vector.text):
+            pieces, parser = parse(chunks, harmony_start=harmony_start)
+            assert merged(pieces) == [tuple(p) for p in vector.pieces], (harmony_start, chunks)
+            assert calls_of(parser) == want_calls, (harmony_start, chunks)
+            shown = "".join(text for channel, text in pieces if channel == "final")
+            assert "<|" not in shown and " to=" not in shown
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=VECTOR_IDS)
+def test_corpus_reasoning_never_streams_as_final_before_it_is_known(vector: Vector) -> None:
+    """Streamed token by token, no final piece ever holds what the vector's final lacks."""
+    pieces, _ = parse(list(vector.text), harmony_start=vector.harmony_start)
+    shown = ""
+    for channel, text in pieces:
+        if channel == "final":
+            shown += text
+            assert vector.final.startswith(shown), (vector.id, shown)
+
+
+def test_continuation_start_is_held_until_its_channel_is_known() -> None:
+    parser = ChannelParser(harmony_start=True)
+    assert parser.feed(" thinking about it") == []  # not final yet: maybe reasoning
+    assert parser.feed("<|end|><|start|>assistant<|channel|>final<|message|>Hi") == [
+        ("analysis", " thinking about it"),
+        ("final", "Hi"),
+    ]
+    parser = ChannelParser(harmony_start=True)
+    assert parser.feed("Just an answer") == []
+    assert parser.finish() == [("final", "Just an answer")]
+
+
+def test_reasoning_field_means_the_held_start_was_final() -> None:
+    """A server that splits reasoning itself never leaves a prompt-opened channel in content."""
+    parser = ChannelParser(harmony_start=True)
+    assert parser.feed("Hel") == []
+    assert parser.feed_reasoning("why") == [("final", "Hel"), ("thinking", "why")]
+    assert parser.feed("lo") == [("final", "lo")]
+    parser = ChannelParser(harmony_start=True)
+    parser.feed_reasoning("why first")
+    assert parser.feed("Hello") == [("final", "Hello")]  # streams at once
+
+
+def test_role_header_start_is_held_only_while_it_could_be_a_recipient() -> None:
+    parser = ChannelParser()
+    assert parser.feed(" t") == []
+    assert parser.feed("hat is all") == [("final", " that is all")]
+    parser = ChannelParser()
+    assert parser.feed("assistant") == []
+    assert parser.feed(" said hi") == [("final", "assistant said hi")]
+
+
+def test_prose_starting_like_a_recipient_or_header_stays_final() -> None:
+    for text in (" to=do list", "to=x and more\nlines", "<|channel|>final word\n"):
+        pieces, _ = parse(list(text))
+        assert "".join(t for _, t in pieces) in (text, text.replace("<|channel|>final ", ""))
+        assert all(channel == "final" for channel, _ in pieces)
+
+
+def test_builtin_tools_and_harmony_models_are_recognised() -> None:
+    assert all(map(is_builtin_tool, ["python", "browser.search", "container.exec"]))
+    assert not any(map(is_builtin_tool, ["read_file", "search", "python_run"]))
+    assert all(map(writes_harmony, ["gpt-oss:20b", "openai/gpt-oss-120b", "GPT_OSS"]))
+    assert not writes_harmony("qwen2.5-coder:1.5b")
+
+
+def test_wire_tool_names_lose_leaked_header_text() -> None:
+    assert clean_wire_tool_name("create_event<|channel|>analysis") == "create_event"
+    assert clean_wire_tool_name("read_file") == "read_file"
+    # Nothing but header words: kept, so the loop names exactly what the server sent.
+    assert clean_wire_tool_name("assistant<|channel|>analysis") == "assistant<|channel|>analysis"
+
+
+HARMONY_HEADERS = [
+    "<|start|>assistant<|channel|>{ch}<|message|>",
+    "<|channel|>{ch}<|message|>",
+    "<|start|>assistant<|channel|>commentary to=assistant<|channel|>{ch}<|message|>",
+    "<|start|>assistant<|channel|>{ch} <|constrain|>json<|message|>",
+]
+RECIPIENT_HEADERS = [
+    "<|start|>assistant to=functions.{fn}<|channel|>{ch}<|message|>",
+    "<|start|>assistant to=functions.{fn}<|channel|>{ch} <|constrain|>json<|message|>",
+    "<|start|>assistant<|channel|>{ch} to=functions.{fn}<|constrain|>json<|message|>",
+    "<|start|>assistant<|channel|>{ch} to={fn} code<|message|>",
+]
+call_st = st.tuples(
+    st.sampled_from(["get_weather", "read_file", "browser.search", "container.exec", "python"]),
+    st.dictionaries(st.sampled_from(["a", "path", "q"]), st.integers(0, 9), max_size=2),
+    st.sampled_from(RECIPIENT_HEADERS),
+    st.sampled_from(["analysis", "commentary"]),
+    st.sampled_from(["<|call|>", "<|end|>"]),
+)
+message_st = st.tuples(
+    st.sampled_from(["analysis", "commentary", "final"]), text_st, st.sampled_from(HARMONY_HEADERS)
+)
+
+
+@settings_profile
+@given(
+    st.lists(st.one_of(message_st, call_st), min_size=1, max_size=4),
+    st.sampled_from(["", " to=functions.first<|channel|>analysis<|message|>{}<|call|>"]),
+    st.booleans(),
+    st.lists(st.integers(0, 600), max_size=8),
+)
+def test_raw_harmony_with_recipients_and_header_variants(parts, opening, held, cuts):
+    """Messages and calls in every header form the references use, any cut, either mode."""
+    rendered, expected, calls = opening, [], [("first", {})] if opening else []
+    for part in parts:
+        if len(part) == 3:  # a message
+            channel, raw, header = part
+            text = mark(channel, raw)
+            assume(not any(tok in text for tok in HARMONY_TOKENS))
+            if channel == "final":  # the final channel is read like plain content
+                assume(not any(tag in text for tag in TAGS))
+            end = "<|return|>" if channel == "final" else "<|end|>"
+            rendered += header.format(ch=channel) + text + end
+            expected.append((channel, text))
+        else:
+            fn, args, header, channel, end = part
+            rendered += header.format(ch=channel, fn=fn) + json.dumps(args) + end
+            calls.append((fn, args))
+    for chunks in splits(rendered, cuts):
+        pieces, parser = parse(chunks, harmony_start=held)
+        assert merged(pieces) == merged(expected), chunks
+        assert calls_of(parser) == calls, chunks
+        for channel, text in pieces:
+            if channel == "final":
+                assert REASONING_MARK not in text
+
+
+@settings_profile
+@given(text_st, text_st, st.lists(st.integers(0, 400), max_size=8))
+def test_prompt_opened_channel_then_final(reasoning, answer, cuts):
+    """`reasoning<|end|><|start|>assistant<|channel|>final<|message|>answer`, held start."""
+    reasoning = mark("analysis", reasoning)
+    assume(not any(m in reasoning for m in (*HARMONY_TOKENS, *DEGRADED_SEPARATORS)))
+    assume(not any(m in answer for m in (*HARMONY_TOKENS, *TAGS)))
+    assume(not looks_degraded(reasoning) and not reasoning.startswith(("<", "a")))
+    text = reasoning + "<|end|><|start|>assistant<|channel|>final<|message|>" + answer
+    for chunks in splits(text, cuts):
+        pieces, _ = parse(chunks, harmony_start=True)
+        assert merged(pieces) == merged([("analysis", reasoning), ("final", answer)]), chunks

@@ -15,11 +15,12 @@ loop's next turn; use `aclosing` when it must happen before the next statement.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from koma.engine.cache import CACHE_HIT
-from koma.engine.channels import ChannelParser, Piece
+from koma.engine.channels import ChannelParser, Piece, clean_wire_tool_name, writes_harmony
 from koma.engine.lifecycle.truncation import request_tokens, result_truncation_warning
 from koma.engine.metrics import StreamClock, merge_metrics
 from koma.errors import StreamError
@@ -40,15 +41,32 @@ from koma.types import (
     Usage,
 )
 
+# Models a server was seen handing raw Harmony over in `content`, per provider instance (the
+# language server keeps one per settings). Their later answers are read with `harmony_start`:
+# text at the start is held until a marker says which channel it is in, because such a server
+# may also start an answer inside a channel its prompt opened.
+_RAW_HARMONY: weakref.WeakKeyDictionary[Provider, set[str]] = weakref.WeakKeyDictionary()
+
+
+def raw_harmony_seen(provider: Provider, model: str) -> bool:
+    """Whether this server has handed this model's raw Harmony over in `content` before."""
+    return model in _RAW_HARMONY.get(provider, ())
+
+
+def note_raw_harmony(provider: Provider, model: str) -> None:
+    """Remember a server that sends raw Harmony for `model` (its later answers are held)."""
+    _RAW_HARMONY.setdefault(provider, set()).add(model)
+
 
 def stream_events(provider: Provider, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
     """Stream a chat answer as events; see the module docstring for order and cancellation."""
+    held = writes_harmony(request.model) and raw_harmony_seen(provider, request.model)
     return _stream(
         provider,
         request.model,
         request.settings,
         lambda: provider.chat(request),
-        ChannelParser(),
+        ChannelParser(harmony_start=held),
         sent_tokens=request_tokens(request),
     )
 
@@ -157,6 +175,8 @@ async def _stream(
                     for event in deltas.add(pieces):
                         yield event
             calls = chunk.tool_calls
+            for call in calls:  # Ollama's gpt-oss parser leaks header text into names
+                call.name = clean_wire_tool_name(call.name)
             if len(parser.leaked_tool_calls) > leaked:
                 calls = [*calls, *parser.leaked_tool_calls[leaked:]]
                 leaked = len(parser.leaked_tool_calls)
@@ -175,7 +195,10 @@ async def _stream(
             if chunk.done and chunk.raw:
                 final_raw = chunk.raw
     clock.stop()
-    for event in deltas.add(parser.finish()):
+    tail = parser.finish()
+    if parser.saw_harmony and writes_harmony(model):
+        note_raw_harmony(provider, model)
+    for event in deltas.add(tail):
         yield event
     if len(parser.leaked_tool_calls) > leaked:
         calls = parser.leaked_tool_calls[leaked:]
