@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from koma.config import (
     format_validation_error,
     load_settings,
     normalize_keys,
+    trust_store,
     user_config_path,
 )
 from koma.errors import ConfigError
@@ -35,6 +37,12 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def trust(path: Path, env: dict[str, str]) -> None:
+    """Record trust in `path` as it is now, as `koma trust --yes` would."""
+    real = path.resolve()
+    trust_store(env).trust(real, hashlib.sha256(real.read_bytes()).hexdigest())
+
+
 def test_defaults_when_nothing_is_configured(layout: dict[str, Path]) -> None:
     settings = load_settings(cwd=layout["work"], env={"KOMA_CONFIG": str(layout["user"])})
     assert settings == KomaSettings()
@@ -48,10 +56,11 @@ def test_each_layer_wins_over_the_ones_below(layout: dict[str, Path]) -> None:
         'provider = "lmstudio"\nmodel = "user-model"\nbase_url = "http://127.0.0.1:1"\n'
         'keep_alive = "1h"\nnum_ctx = 1000\n',
     )
-    write(
+    project = write(
         layout["repo"] / ".koma.toml",
         'model = "project-model"\nbaseUrl = "http://127.0.0.1:2"\nnumCtx = 2000\n',
     )
+    trust(project, {"KOMA_CONFIG": str(layout["user"])})  # baseUrl is a sensitive key
     env = {
         "KOMA_CONFIG": str(layout["user"]),
         "KOMA_BASE_URL": "http://127.0.0.1:3",
@@ -73,10 +82,11 @@ def test_each_layer_wins_over_the_ones_below(layout: dict[str, Path]) -> None:
 
 def test_nested_tables_merge_instead_of_replacing(layout: dict[str, Path]) -> None:
     write(layout["user"], '[reasoning_effort]\nchat = "medium"\n[completion]\nmax_tokens = 64\n')
-    write(
+    project = write(
         layout["repo"] / ".koma.toml",
         '[reasoningEffort]\ncompletion = "medium"\n[tools.policies]\nrun_tests = "deny"\n',
     )
+    trust(project, {"KOMA_CONFIG": str(layout["user"])})
     settings = load_settings(
         {"reasoningEffort": {"actions": "high"}},
         cwd=layout["work"],
@@ -133,11 +143,14 @@ def test_project_file_search_stops_at_the_repository_root(tmp_path: Path) -> Non
     assert find_project_config(repo / "a" / "b") is None
     inner = write(repo / "a" / ".koma.toml", 'model = "inside"\n')
     assert find_project_config(repo / "a" / "b") == inner
-    # Without a repository the search goes up to the filesystem root.
+    # Without a repository only the folder itself counts: a .koma.toml in /tmp or
+    # ~/Downloads must not configure every project below it.
     plain = tmp_path / "plain" / "deep"
     plain.mkdir(parents=True)
-    found = write(tmp_path / ".koma.toml", 'model = "top"\n')
-    assert find_project_config(plain) == found
+    write(tmp_path / ".koma.toml", 'model = "top"\n')
+    assert find_project_config(plain) is None
+    here = write(plain / ".koma.toml", 'model = "here"\n')
+    assert find_project_config(plain) == here
 
 
 def test_koma_table_in_a_file_is_accepted(layout: dict[str, Path]) -> None:
@@ -162,7 +175,6 @@ def test_user_config_path_defaults_to_the_platform_dir() -> None:
     [
         ('[reasoningEffort]\nchat = "extreme"\n', ["reasoningEffort.chat", "'extreme'", "'low'"]),
         ("[completion]\nmax_tokens = 0\n", ["completion.maxTokens", "greater than 0"]),
-        ('base_url = "localhost:11434"\n', ["baseUrl", "http://"]),
         ('modle = "x"\n', ["unknown key 'modle'", "did you mean 'model'"]),
         ("[completion]\nmaxTokns = 3\n", ["completion.maxTokns", "'completion.maxTokens'"]),
         ('completion = "fast"\n', ["completion must be a table"]),
@@ -180,6 +192,14 @@ def test_invalid_file_values_name_file_key_and_allowed_values(
     for fragment in expected:
         assert fragment in message
     assert caught.value.exit_code == 2
+
+
+def test_invalid_base_url_in_the_user_config_names_file_and_rule(layout: dict[str, Path]) -> None:
+    write(layout["user"], 'base_url = "localhost:11434"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cwd=layout["work"], env={"KOMA_CONFIG": str(layout["user"])})
+    assert str(layout["user"]) in str(caught.value)
+    assert "baseUrl" in str(caught.value) and "http://" in str(caught.value)
 
 
 def test_invalid_values_from_env_and_flags_name_their_source(layout: dict[str, Path]) -> None:

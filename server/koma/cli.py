@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,7 +30,18 @@ from koma.cli_render import (
     print_error,
     print_json,
 )
-from koma.config import collect_layers, load_layers
+from koma.config import (
+    PROJECT_FILE,
+    Layer,
+    Resolved,
+    Sources,
+    find_project_config,
+    gather_sources,
+    read_project,
+    resolve,
+    sensitive_keys_in,
+    trust_store,
+)
 from koma.errors import ConfigError, KomaError, ModelNotFound
 from koma.providers.base import Provider
 from koma.settings import KomaSettings
@@ -103,12 +115,41 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in overrides.items() if value is not None}
 
 
-def settings_from_args(
+def config_from_args(
     args: argparse.Namespace, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[Resolved, list[str]]:
+    """Resolved settings (with their warnings) plus the sources they came from."""
+    sources = gather_sources(flag_overrides(args), cwd, env)
+    return resolve(sources), [layer.source for layer in sources.layers]
+
+
+def settings_from_args(
+    args: argparse.Namespace,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    warn: bool = True,
 ) -> tuple[KomaSettings, list[str]]:
-    """Resolved settings plus the sources they came from (for `koma doctor`)."""
-    layers = collect_layers(flag_overrides(args), cwd, env)
-    return load_layers(layers), [layer.source for layer in layers]
+    """Resolved settings plus the sources they came from (for `koma doctor`).
+
+    Each warning (project keys ignored, an API key withheld) is one line on stderr: the user
+    must see that the project file did not get its way, and how to change that.
+    """
+    resolved, sources = config_from_args(args, cwd, env)
+    if warn:
+        print_warnings(resolved.warnings)
+    return resolved.settings, sources
+
+
+def print_warnings(warnings: Sequence[str]) -> None:
+    """One plain line per warning on stderr (no wrapping, no markup from file contents)."""
+    for warning in warnings:
+        print(printable(warning), file=sys.stderr)
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so a file cannot rewrite the terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 async def open_provider(settings: KomaSettings) -> Provider:
@@ -156,7 +197,9 @@ def _configure_chat(parser: argparse.ArgumentParser) -> None:
 
 @command("chat", "ask the model; streams its reasoning (dimmed) and its answer", _configure_chat)
 async def run_chat(args: argparse.Namespace) -> int:
-    settings, _ = settings_from_args(args)
+    resolved, _ = config_from_args(args)
+    print_warnings(resolved.warnings)
+    settings = resolved.settings
     prompt = read_prompt(args.prompt)
     from koma.engine.generate import stream_text
 
@@ -184,7 +227,7 @@ async def run_chat(args: argparse.Namespace) -> int:
     if result is None:
         raise KomaError("the stream ended without a result", "run `koma doctor`")
     if args.json:
-        print_json(out, result.to_dict())
+        print_json(out, {**result.to_dict(), "warnings": resolved.warnings})
     else:
         printer.finish()
     return EXIT_OK
@@ -298,7 +341,8 @@ async def with_capabilities(provider: Provider, models: list[ModelInfo]) -> list
 async def run_doctor_command(args: argparse.Namespace) -> int:
     from koma.engine.doctor import run_doctor
 
-    settings, sources = settings_from_args(args)
+    resolved, sources = config_from_args(args)
+    settings = resolved.settings
     provider: Provider | None = None
     error: KomaError | None = None
     try:
@@ -306,7 +350,14 @@ async def run_doctor_command(args: argparse.Namespace) -> int:
     except KomaError as exc:
         error = exc
     try:
-        report = await run_doctor(settings, provider, provider_error=error, sources=sources)
+        report = await run_doctor(
+            settings,
+            provider,
+            provider_error=error,
+            sources=sources,
+            project=resolved.project,
+            warnings=resolved.warnings,
+        )
     finally:
         if provider is not None:
             await provider.aclose()
@@ -316,6 +367,108 @@ async def run_doctor_command(args: argparse.Namespace) -> int:
     else:
         out.print(doctor_table(report.to_dict()))
     return report.exit_code
+
+
+# ---------------------------------------------------------------- trust
+
+
+def _configure_trust(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        help="the .koma.toml (or its folder); default: the project file `koma chat` would use",
+    )
+    parser.add_argument("--yes", action="store_true", help="do not ask; trust it")
+    parser.add_argument(
+        "--forget", action="store_true", help="withdraw the trust in this file instead"
+    )
+
+
+@command(
+    "trust",
+    "let a project's .koma.toml set sensitive keys (baseUrl, tools.*, …); shows them first",
+    _configure_trust,
+)
+def run_trust(args: argparse.Namespace) -> int:
+    """Show exactly what the file would enable, ask, and record its real path and sha256."""
+    path = _trust_target(args.path)
+    store = trust_store()
+    if args.forget:
+        real = Path(os.path.realpath(path))
+        done = store.forget(real)
+        print(f"{printable(str(real))}: " + ("trust withdrawn" if done else "was not trusted"))
+        return EXIT_OK
+    read, values = read_project(path)
+    _validate_project(read.path, values)
+    keys = sensitive_keys_in(values)
+    shown = printable(str(read.path))
+    if not keys:
+        print(f"{shown} sets no sensitive keys; there is nothing to trust.")
+        return EXIT_OK
+    print(f"{shown} (sha256 {read.sha256})")
+    print("Trusting it lets this file set:")
+    for key in keys:
+        print(f"  {key} = {_shown_value(key, values)}")
+    print("These choose where your code and keys go, or what runs on your machine.")
+    if store.is_trusted(read.path, read.sha256):
+        print("It is already trusted with exactly this content.")
+        return EXIT_OK
+    if not args.yes and not _confirm("Trust this file? [y/N] "):
+        print("Not trusted; its sensitive keys stay ignored.")
+        return EXIT_ERROR
+    try:
+        store.trust(read.path, read.sha256)
+    except OSError as exc:
+        raise KomaError(
+            f"cannot record the trust in {store.path}: {exc.strerror or exc}",
+            "check that folder's permissions",
+        ) from exc
+    print(f"Trusted. Any change to {shown} drops the trust until you run `koma trust` again.")
+    return EXIT_OK
+
+
+def _trust_target(given: Path | None) -> Path:
+    """The file to trust: the argument (a folder means its .koma.toml), else the project's."""
+    if given is None:
+        found = find_project_config()
+        if found is None:
+            raise ConfigError(
+                f"no {PROJECT_FILE} in this folder or up to its repository root",
+                "pass its path: koma trust PATH",
+            )
+        return found
+    path = given.expanduser()
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    if not os.path.lexists(path):
+        raise ConfigError(f"{path} does not exist", "pass the path of a .koma.toml")
+    return path
+
+
+def _validate_project(path: Path, values: dict[str, Any]) -> None:
+    """A file with invalid settings is not trusted: the error names the key, as elsewhere."""
+    resolve(Sources([Layer(str(path), values, path, trust="project")]))
+
+
+def _shown_value(key: str, values: dict[str, Any]) -> str:
+    """The value as JSON (escaped: no control characters reach the terminal); keys masked."""
+    node: Any = values
+    for part in key.split("."):
+        node = node[part]
+    if key.endswith("apiKey"):
+        return '"********"'
+    return json.dumps(node, ensure_ascii=True)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stdin; anything but y/yes, and end of input, is no."""
+    print(question, end="", flush=True)
+    try:
+        answer = sys.stdin.readline() if sys.stdin is not None else ""
+    except (OSError, ValueError):
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 # ---------------------------------------------------------------- lsp

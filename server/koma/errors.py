@@ -6,6 +6,8 @@ language server turns them into `window/showMessage` and chat `error` events.
 
 from __future__ import annotations
 
+from koma.redaction import redact
+
 
 class KomaError(Exception):
     """Base class; `hint` is the next thing the user should try."""
@@ -13,6 +15,9 @@ class KomaError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        # A server may echo the API key back; it must not reach the user's screen or a log.
+        message = redact(message)
+        hint = redact(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -159,6 +159,9 @@ class GpuSettings(_Camel):
 class KomaSettings(_Camel):
     provider: ProviderName = sensitive("auto")
     base_url: str | None = sensitive(None)
+    # Bearer key for OpenAI-compatible servers (also KOMA_API_KEY). A SecretStr prints and
+    # dumps as asterisks; it is sent only to a base URL at least as trusted (config.py).
+    api_key: SecretStr | None = sensitive(None)
     model: str | None = safe(None)
     completion_model: str | None = safe(None)
     reasoning_effort: ReasoningEffort = Field(default_factory=ReasoningEffort)
@@ -182,7 +185,8 @@ class KomaSettings(_Camel):
         return value.rstrip("/")
 
     def to_camel_dict(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True)
+        """The settings as an editor writes them; an API key shows as asterisks."""
+        return self.model_dump(by_alias=True, mode="json")
 
 
 def _nested_model(info: FieldInfo) -> type[BaseModel] | None:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from koma.errors import KomaError, ModelNotFound, ProviderUnreachable
 from koma.providers.base import Provider
 from koma.settings import KomaSettings
+from koma.trust import ProjectConfig
 from koma.types import ModelDetails, ModelInfo
 
 Status = Literal["ok", "warn", "error"]
@@ -58,6 +59,10 @@ class DoctorContext:
     provider_error: KomaError | None = None
     sources: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    # The project file and what trust made of it (None: there is none).
+    project: ProjectConfig | None = None
+    # Warnings from resolving the settings (ignored keys, a withheld API key).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def provider_name(self) -> str:
@@ -119,9 +124,13 @@ async def run_doctor(
     provider_error: KomaError | None = None,
     sources: Iterable[str] = (),
     check_timeout: float = CHECK_TIMEOUT_SECONDS,
+    project: ProjectConfig | None = None,
+    warnings: Iterable[str] = (),
 ) -> DoctorReport:
     """Run every registered check in order; a check that fails or hangs becomes an error row."""
-    ctx = DoctorContext(settings, provider, provider_error, list(sources))
+    ctx = DoctorContext(
+        settings, provider, provider_error, list(sources), project=project, warnings=list(warnings)
+    )
     checks: list[Check] = []
     for name, fn in list(_CHECKS):
         try:
@@ -145,7 +154,30 @@ async def run_doctor(
 
 async def check_config(ctx: DoctorContext) -> Check:
     detail = "settings from " + ", ".join(ctx.sources) if ctx.sources else "built-in defaults"
+    project_message = ctx.project.message() if ctx.project is not None else None
+    others = [w for w in ctx.warnings if w != project_message]
+    if others:
+        return Check(
+            "config", "warn", detail + "; " + "; ".join(others), data={"sources": ctx.sources}
+        )
     return Check("config", "ok", detail, data={"sources": ctx.sources})
+
+
+async def check_project_config(ctx: DoctorContext) -> Check:
+    """The project's `.koma.toml`: trusted, untrusted with keys ignored, not read, or none."""
+    project = ctx.project
+    if project is None:
+        return Check("project config", "ok", "none (no .koma.toml in this project)")
+    data = project.to_dict()
+    if project.state == "refused":
+        return Check("project config", "warn", project.summary(), project.fix, data=data)
+    if not project.ignored:
+        return Check("project config", "ok", project.summary(), data=data)
+    if project.state == "restricted":
+        fix = "trust the workspace in the editor"
+    else:
+        fix = f"review it, then: koma trust {project.path}"
+    return Check("project config", "warn", project.summary(), fix, data=data)
 
 
 async def check_provider(ctx: DoctorContext) -> Check:
@@ -257,6 +289,7 @@ async def _quiet(awaitable: Awaitable[str | None]) -> str | None:
 
 for _name, _fn in (
     ("config", check_config),
+    ("project config", check_project_config),
     ("provider", check_provider),
     ("models", check_models),
     ("model", check_model),

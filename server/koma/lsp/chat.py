@@ -45,6 +45,8 @@ EVENT_METHOD = "koma/chat/event"
 EFFORTS = ("low", "medium", "high")
 # The share of the context window a file or selection may take in a chat message.
 CONTEXT_SHARE = 0.5
+# The most of a file Explain reads from disk (its selection is then cut from it).
+EXPLAIN_MAX_BYTES = 2_000_000
 
 
 def metrics_payload(metrics: Metrics | None) -> dict[str, Any]:
@@ -112,16 +114,23 @@ def selection_lines(
     return first, last, "\n".join(lines[first : last + 1])
 
 
-def with_file_context(
-    ls: KomaLanguageServer, message: str, uri: str | None, raw_range: Any, max_chars: int
+async def with_file_context(
+    ls: KomaLanguageServer, message: str, uri: Any, raw_range: Any, max_chars: int
 ) -> str:
-    """Prefix the user's message with the file or selection they are looking at."""
+    """Prefix the user's message with the file or selection they are looking at.
+
+    The URI is the client's word, so it passes the tools' jail and secret patterns first
+    (`read_document`); a refused file is named with the reason, never shared.
+    """
     if not uri:
         return message
-    path = display_path(ls, uri)
-    text = ls.document_text(uri)
-    if text is None:
-        return f"(The file {path} could not be read as text.)\n\n{message}"
+    from koma.lsp.tools import DocumentRefused, read_document  # lazy: keeps the start fast
+
+    path = display_path(ls, uri) if isinstance(uri, str) else repr(uri)
+    try:
+        text = await read_document(ls, uri, max_chars * 4 + 4)
+    except DocumentRefused as err:
+        return f"(The file {path} could not be read: {err}.)\n\n{message}"
     span = parse_range(raw_range)
     if span is not None and span[0] == span[1]:
         span = None  # a bare cursor shares the file, not an empty selection
@@ -228,7 +237,7 @@ async def run_chat(
             model = await ls.resolve_model("chat")
             context_tokens = await ls.context_length(model)
             budget_chars = int(context_tokens * CONTEXT_SHARE * CHARS_PER_TOKEN)
-            text = with_file_context(
+            text = await with_file_context(
                 ls, message, context.get("uri"), context.get("range"), budget_chars
             )
             settings = ls.settings
@@ -330,11 +339,15 @@ def register(server: KomaLanguageServer) -> None:
     async def explain(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
         params = first_argument(args)
         uri = params.get("uri")
-        text = ls.document_text(uri) if isinstance(uri, str) else None
-        if not isinstance(uri, str) or text is None:
+        from koma.lsp.tools import DocumentRefused, read_document
+
+        try:
+            text = await read_document(ls, uri, EXPLAIN_MAX_BYTES)
+        except DocumentRefused as err:
             chat_id = params.get("chatId")
             chat_id = chat_id if isinstance(chat_id, str) and chat_id else ls.chats.new_id()
-            return error_reply(ls, chat_id, f"koma.explain cannot read the document {uri!r}")
+            return error_reply(ls, chat_id, f"koma.explain cannot read the document: {err}")
+        assert isinstance(uri, str)
         first, last, code = selection_lines(text, parse_range(params.get("range")))
         where = f"{display_path(ls, uri)} lines {first + 1}-{last + 1}"
         prompt = explain_prompt(code, language_of(ls, uri), where)

@@ -42,6 +42,7 @@ KINDS: dict[ActionKind, str] = {
 }
 SELECTION_ACTIONS: tuple[ActionKind, ...] = ("explain", "refactor", "docstring", "tests")
 MAX_TITLE_MESSAGE = 60
+ACTION_MAX_BYTES = 2_000_000
 
 
 def _wanted(kind: str, only: list[str] | None) -> bool:
@@ -68,8 +69,10 @@ def fix_title(message: str) -> str:
 def list_actions(ls: KomaLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
     """The Koma actions for a range — pure bookkeeping, no model call."""
     uri = params.text_document.uri
-    text = ls.document_text(uri)
-    if text is None or not text.strip():
+    # Listing runs on every cursor move: only an open buffer is looked at, never the disk.
+    document = ls.workspace.text_documents.get(uri)
+    text = document.source if document is not None else None
+    if text is None or "\x00" in text or not text.strip():
         return []
     lines = text.split("\n")
     only = [str(k) for k in params.context.only] if params.context.only else None
@@ -124,9 +127,14 @@ async def resolve_action(ls: KomaLanguageServer, action: types.CodeAction) -> ty
             arguments=[{"uri": uri, "range": data["range"]}],
         )
         return action
-    text = ls.document_text(uri)
-    if text is None:
-        _report(ls, f"Koma: cannot read {display_path(ls, uri)}")
+    from koma.lsp.tools import DocumentRefused, read_document  # lazy: keeps the start fast
+
+    try:
+        # The action's data came back from the client: the URI is checked again (jail, secret
+        # patterns, regular file) before anything is read and sent to the model.
+        text = await read_document(ls, uri, ACTION_MAX_BYTES)
+    except DocumentRefused as err:
+        _report(ls, f"Koma: {action.title} cannot read {display_path(ls, uri)}: {err}")
         return action
     lines = [line.rstrip("\r") for line in text.split("\n")]
     if kind == "fix":

@@ -18,7 +18,12 @@ from lsprotocol import types
 
 from koma.errors import KomaError
 from koma.lsp.chat import first_argument
-from koma.lsp.settings import EDITOR_SOURCE, SESSION_SOURCE, apply_editor_settings
+from koma.lsp.settings import (
+    EDITOR_SOURCE,
+    SESSION_SOURCE,
+    apply_editor_settings,
+    trust_state,
+)
 from koma.types import ModelInfo
 
 if TYPE_CHECKING:
@@ -70,7 +75,13 @@ async def status(ls: KomaLanguageServer) -> dict[str, Any]:
     provider = ls.current_provider
     name = provider.name if provider is not None else ls.settings.provider
     base_url = provider.base_url if provider is not None else ls.settings.base_url
-    return {**ls.status.last, "provider": name, "baseUrl": base_url}
+    project = trust_state(ls).project
+    return {
+        **ls.status.last,
+        "provider": name,
+        "baseUrl": base_url,
+        "projectConfig": project.to_dict() if project is not None else None,
+    }
 
 
 async def clear_cache(ls: KomaLanguageServer) -> dict[str, Any]:
@@ -136,7 +147,7 @@ async def lifecycle(ls: KomaLanguageServer, params: dict[str, Any], load: bool) 
 
 async def doctor(ls: KomaLanguageServer) -> dict[str, Any]:
     """The `koma doctor --json` report for the server's current settings."""
-    from koma.config import collect_layers
+    from koma.config import gather_sources
     from koma.engine.doctor import run_doctor
 
     # The lifecycle module registers the local-model rows (memory, quantization, …) on import,
@@ -148,15 +159,29 @@ async def doctor(ls: KomaLanguageServer) -> dict[str, Any]:
         provider = await ls.provider()
     except KomaError as err:
         problem = err
+    state = trust_state(ls)
     try:
-        sources = [layer.source for layer in collect_layers(None, ls.workspace_root)]
+        found = gather_sources(
+            None,
+            workspace=ls.workspace_root,
+            search_cwd=False,
+            workspace_trusted=state.workspace_trusted,
+        )
+        sources = [layer.source for layer in found.layers]
     except KomaError:
         sources = []
     if ls.editor_section:
         sources.append(EDITOR_SOURCE)
     if ls.session_section:
         sources.append(SESSION_SOURCE)
-    report = await run_doctor(ls.settings, provider, provider_error=problem, sources=sources)
+    report = await run_doctor(
+        ls.settings,
+        provider,
+        provider_error=problem,
+        sources=sources,
+        project=state.project,
+        warnings=state.warnings,
+    )
     return report.to_dict()
 
 

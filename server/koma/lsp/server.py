@@ -44,7 +44,7 @@ logger = logging.getLogger("koma.lsp")
 Feature = Literal["completion", "actions", "chat"]
 
 # Settings whose change means a different provider object (URL, backend, placement).
-_PROVIDER_KEYS = ("provider", "base_url", "keep_alive", "num_ctx", "gpu")
+_PROVIDER_KEYS = ("provider", "base_url", "api_key", "keep_alive", "num_ctx", "gpu")
 
 
 def _version() -> str:

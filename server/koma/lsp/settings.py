@@ -5,19 +5,39 @@ project's `.koma.toml` and the user's config file, which still fill in every key
 leaves out (DESIGN.md). A bad value is reported with `window/showMessage` naming the key and
 where it came from, and the previous valid settings stay in force — a typo in the editor never
 takes the server down or silently resets the model.
+
+Trust (docs/protocol.md#trust): the project's `.koma.toml` is read from the workspace folder
+only, and its sensitive keys apply only once the user trusted that exact file. When some were
+ignored the server tells the user once per file version — `koma/untrustedConfig` to a client
+that offered a trust prompt (`initializationOptions.client.trustPrompt`), `window/showMessage`
+to any other. `client.workspaceTrusted = false` (VS Code's Restricted Mode) ignores the file's
+sensitive keys whatever the trust store says, and refuses the tools that run or write.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from koma.config import Layer, collect_layers, load_layers, normalize_keys
+from koma.config import (
+    Layer,
+    Sources,
+    gather_sources,
+    normalize_keys,
+    read_project,
+    resolve,
+    sensitive_keys_in,
+    trust_store,
+)
 from koma.errors import KomaError
 from koma.settings import deep_merge
+from koma.trust import ProjectConfig
 
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
@@ -27,6 +47,61 @@ logger = logging.getLogger("koma.lsp.settings")
 SECTION = "koma"
 EDITOR_SOURCE = "editor settings (koma)"
 SESSION_SOURCE = "koma.selectModel"
+CLIENT_SECTION = "client"
+UNTRUSTED_CONFIG = "koma/untrustedConfig"
+RESTRICTED_REASON = (
+    "the workspace is in Restricted Mode, so Koma does not run or change anything in it; "
+    "the user can trust the workspace (Workspaces: Manage Workspace Trust) to allow it"
+)
+
+
+@dataclass
+class TrustState:
+    """What the client said about trust, and what became of the project file."""
+
+    # The client shows `koma/untrustedConfig` as a prompt (else: window/showMessage).
+    trust_prompt: bool = False
+    # False: VS Code's Restricted Mode.
+    workspace_trusted: bool = True
+    project: ProjectConfig | None = None
+    warnings: list[str] = field(default_factory=list)
+    # Warnings already shown this run: (path, sha256) for a project file, the text otherwise.
+    shown: set[tuple[str, str]] = field(default_factory=set)
+    # Until `initialized`, notifications wait (a client may not listen before it).
+    ready: bool = False
+
+
+_STATES: weakref.WeakKeyDictionary[KomaLanguageServer, TrustState] = weakref.WeakKeyDictionary()
+
+
+def trust_state(server: KomaLanguageServer) -> TrustState:
+    """The server's trust state (created on first use)."""
+    state = _STATES.get(server)
+    if state is None:
+        state = _STATES[server] = TrustState()
+    return state
+
+
+def restricted_reason(server: KomaLanguageServer) -> str | None:
+    """Why tools that run or write are refused, or None when they are not."""
+    return None if trust_state(server).workspace_trusted else RESTRICTED_REASON
+
+
+def client_options(raw: Any) -> tuple[bool, bool]:
+    """(trustPrompt, workspaceTrusted) from `initializationOptions.client`.
+
+    Absent means a generic client: no prompt, a trusted workspace. A value of the wrong type
+    for `workspaceTrusted` counts as untrusted: a confused client gets the safe side.
+    """
+    section = raw.get(CLIENT_SECTION) if isinstance(raw, Mapping) else None
+    if not isinstance(section, Mapping):
+        return False, True
+    prompt = section.get("trustPrompt") is True
+    trusted = section.get("workspaceTrusted", True)
+    if not isinstance(trusted, bool):
+        logger.warning("initializationOptions.client.workspaceTrusted is not a boolean")
+        trusted = False
+    return prompt, trusted
 
 
 def editor_section(raw: Any) -> dict[str, Any] | None:
@@ -66,13 +141,20 @@ def apply_editor_settings(
     for key in list(session):
         if section is not None and editor.get(key) != server.editor_section.get(key):
             del session[key]  # the user changed this in the editor since picking a model
+    state = trust_state(server)
     try:
-        layers = collect_layers(None, server.workspace_root)
+        sources = gather_sources(
+            None,
+            workspace=server.workspace_root,
+            search_cwd=False,
+            workspace_trusted=state.workspace_trusted,
+        )
+        layers = list(sources.layers)
         if editor:
             layers.append(Layer(EDITOR_SOURCE, normalize_keys(_drop_none(editor))))
         if session:
             layers.append(Layer(SESSION_SOURCE, normalize_keys(session)))
-        new = load_layers(layers)
+        resolved = resolve(Sources(layers, sources.project))
     except KomaError as err:
         report_invalid(server, str(err))
         return False
@@ -80,8 +162,107 @@ def apply_editor_settings(
         server.initial_section = dict(editor)
     server.editor_section = editor
     server.session_section = session
-    server.apply_settings(new)
+    state.project = resolved.project
+    state.warnings = resolved.warnings
+    server.apply_settings(resolved.settings)
+    report_trust(server)
     return True
+
+
+def report_trust(server: KomaLanguageServer) -> None:
+    """Tell the user, once per file version (or message), what was ignored and the fix."""
+    state = trust_state(server)
+    if not state.ready:
+        return
+    project = state.project
+    project_message = project.message() if project is not None else None
+    for message in state.warnings:
+        if project is not None and message == project_message:
+            key = (str(project.path), project.sha256 or project.reason or "")
+        else:
+            key = ("", message)
+        if key in state.shown:
+            continue
+        state.shown.add(key)
+        logger.warning(message)
+        if project is not None and message == project_message and project.state == "restricted":
+            continue  # VS Code shows Restricted Mode itself; trusting the file would not help
+        if (
+            project is not None
+            and message == project_message
+            and project.state == "untrusted"
+            and state.trust_prompt
+        ):
+            server.protocol.notify(
+                UNTRUSTED_CONFIG,
+                {
+                    "path": str(project.path),
+                    "uri": project.path.as_uri(),
+                    "sha256": project.sha256,
+                    "keys": list(project.ignored),
+                    "message": message,
+                },
+            )
+            continue
+        server.window_show_message(
+            types.ShowMessageParams(type=types.MessageType.Warning, message=message)
+        )
+
+
+def trust_config(server: KomaLanguageServer, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`koma.trustConfig`: trust the workspace's project file, if it still has the shown hash.
+
+    Only the file this server found for its workspace can be trusted this way, and only when
+    its bytes still hash to what the user was shown: a file changed after the prompt is not
+    trusted, so a click can never approve contents the user did not see.
+    """
+    path, sha = params.get("path"), params.get("sha256")
+    if not isinstance(path, str) or not isinstance(sha, str) or not path or not sha:
+        return {"trusted": False, "message": "koma.trustConfig needs `path` and `sha256`"}
+    project = trust_state(server).project
+    if project is None or os.path.realpath(path) != str(project.path):
+        return {
+            "trusted": False,
+            "message": f"{path} is not this workspace's project config; nothing was trusted",
+        }
+    try:
+        read, values = read_project(project.path)
+    except KomaError as err:
+        return {"trusted": False, "message": f"{err}; nothing was trusted"}
+    if read.sha256 != sha.lower():
+        return {
+            "trusted": False,
+            "message": f"{read.path} changed since it was shown (sha256 {read.sha256[:12]}, "
+            f"shown {sha[:12]}); nothing was trusted — review it again",
+        }
+    try:
+        trust_store().trust(read.path, read.sha256)
+    except OSError as err:
+        return {"trusted": False, "message": f"could not store the trust: {err}"}
+    logger.info("trusted %s (sha256 %s)", read.path, read.sha256)
+    apply_editor_settings(server, None)
+    answer: dict[str, Any] = {
+        "trusted": True,
+        "path": str(read.path),
+        "sha256": read.sha256,
+        "keys": sensitive_keys_in(values),
+    }
+    if not trust_state(server).workspace_trusted:
+        answer["message"] = "stored; the keys apply once the workspace is trusted"
+    return answer
+
+
+def set_workspace_trust(server: KomaLanguageServer, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`koma.setWorkspaceTrust`: the editor's workspace trust changed at run time."""
+    trusted = params.get("trusted")
+    if not isinstance(trusted, bool):
+        return {"error": "koma.setWorkspaceTrust needs `trusted`: true or false"}
+    state = trust_state(server)
+    if state.workspace_trusted != trusted:
+        state.workspace_trusted = trusted
+        logger.info("workspace trust: %s", trusted)
+        apply_editor_settings(server, None)
+    return {"workspaceTrusted": state.workspace_trusted}
 
 
 def report_invalid(server: KomaLanguageServer, problem: str) -> None:
@@ -125,6 +306,8 @@ def register(server: KomaLanguageServer) -> None:
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: KomaLanguageServer, params: types.InitializeParams) -> None:
         options = params.initialization_options
+        state = trust_state(ls)
+        state.trust_prompt, state.workspace_trusted = client_options(options)
         section = editor_section(options)
         if options is not None and section is None and isinstance(options, Mapping):
             # Accept the bare settings object too; some clients do not nest it under "koma".
@@ -135,6 +318,8 @@ def register(server: KomaLanguageServer) -> None:
 
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: KomaLanguageServer, params: types.InitializedParams) -> None:
+        trust_state(ls).ready = True
+        report_trust(ls)
         await refresh_from_client(ls)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -144,6 +329,19 @@ def register(server: KomaLanguageServer) -> None:
             await refresh_from_client(ls)
         elif pushed is not None:
             apply_editor_settings(ls, pushed)
+
+    @server.command("koma.trustConfig")
+    def trust_config_command(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
+        return trust_config(ls, _first_argument(args))
+
+    @server.command("koma.setWorkspaceTrust")
+    def set_workspace_trust_command(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
+        return set_workspace_trust(ls, _first_argument(args))
+
+
+def _first_argument(args: tuple[Any, ...]) -> dict[str, Any]:
+    """Commands take one object argument; anything else counts as an empty one."""
+    return dict(args[0]) if args and isinstance(args[0], Mapping) else {}
 
 
 def _known_keys() -> list[str]:

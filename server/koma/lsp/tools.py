@@ -9,13 +9,18 @@ The tool loop runs in the server (engine.tools); consent and edits belong to the
   rejects it, and that answer goes back to the model. Clients without `workspace.applyEdit` do
   not get the tool at all;
 - the jail's folders are the workspace folders; files open in the editor are read as the editor
-  has them (unsaved changes included); edit ranges use the negotiated position encoding;
+  has them (unsaved changes included), matched by the resolved path; edit ranges use the
+  negotiated position encoding; an edit the tool marks sensitive is asked with Allow / Deny only;
+- `read_document` is how chat, Explain and code actions read a URI a client sent: the same jail
+  and secret patterns, off the event loop;
+- known secret values (credential variables, the API key) are cut from every tool result;
 - a model without native tool calling switches to the text protocol once per model and session,
   and the user is told with `window/showMessage`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import weakref
@@ -27,6 +32,8 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from koma.engine.chat import CHARS_PER_TOKEN
+from koma.engine.tools.childenv import Redactor
+from koma.engine.tools.jail import Jail, PathRefused, is_binary
 from koma.engine.tools.loop import ToolLoop
 from koma.engine.tools.policy import Decision, PolicyGate
 from koma.engine.tools.workspace import WorkspaceConfig, WorkspaceTools
@@ -118,6 +125,7 @@ def tool_loop(ls: KomaLanguageServer, chat_id: str, context_tokens: int) -> Tool
         settings.policies,
         confirm=lambda tool, message: _confirm(ls, message),
         remembered=state.allowed_for(chat_id),
+        confirm_sensitive=lambda tool, message: _confirm(ls, message, (ALLOW, DENY)),
     )
     chars = context_tokens * CHARS_PER_TOKEN
     return ToolLoop(
@@ -128,28 +136,115 @@ def tool_loop(ls: KomaLanguageServer, chat_id: str, context_tokens: int) -> Tool
         on_notice=lambda text: _notice(ls, text),
         max_result_chars=max(2000, int(chars * RESULT_SHARE)),
         results_budget_chars=max(4000, int(chars * RESULTS_SHARE)),
+        redact=Redactor.from_environ(extra=_api_keys(ls)),
     )
 
 
+def _api_keys(ls: KomaLanguageServer) -> dict[str, str | None]:
+    """The provider's key, wherever it came from, so no tool result can show it."""
+    keys: dict[str, str | None] = {}
+    configured = getattr(ls.settings, "api_key", None)
+    if configured is not None:
+        reveal = getattr(configured, "get_secret_value", None)
+        keys["apiKey"] = reveal() if callable(reveal) else str(configured)
+    provider = ls.current_provider
+    key = getattr(provider, "api_key", None)
+    if isinstance(key, str):
+        keys["the provider's API key"] = key
+    return keys
+
+
 def _open_text(ls: KomaLanguageServer, uri: str) -> str | None:
-    """The editor's text of an open document (unsaved edits included); None when not open."""
+    """The editor's text of an open document (unsaved edits included); None when not open.
+
+    `uri` names a path the jail resolved; an open document matches when *its* path resolves to
+    the same file, so `S/../../x` through a symlink `S` can never pick the buffer of a file
+    outside the workspace. Called from worker threads (it resolves paths).
+    """
     wanted = to_fs_path(uri)
     if not wanted:
         return None
-    wanted = os.path.normpath(wanted)
-    for doc_uri, document in list(ls.workspace.text_documents.items()):
+    wanted = os.path.realpath(wanted)
+    for doc_uri, document in _open_documents(ls):
         path = to_fs_path(doc_uri)
-        if path and os.path.normpath(path) == wanted:
+        if path and os.path.realpath(path) == wanted:
             text = document.source
             return None if "\x00" in text else text
     return None
 
 
-async def _confirm(ls: KomaLanguageServer, message: str) -> Decision | None:
+def _open_documents(ls: KomaLanguageServer) -> list[tuple[str, Any]]:
+    try:
+        # One C-level copy: safe against the event loop opening a document meanwhile.
+        return list(ls.workspace.text_documents.items())
+    except RuntimeError:  # no workspace yet
+        return []
+
+
+class DocumentRefused(Exception):
+    """A document a client or model named that Koma will not read; the message says why."""
+
+
+async def read_document(ls: KomaLanguageServer, uri: object, limit: int) -> str:
+    """The text of the document at `uri` for chat, Explain and code actions.
+
+    Every URI a client sends is checked like a model's path: it must be inside a workspace
+    folder and clear of `.git/` and `tools.secretPatterns`, and only a regular file is read.
+    The editor's buffer is used when that resolved file is open (unsaved edits included), else
+    at most `limit` bytes of the file. The checks and the read run in a worker thread, so a
+    slow disk or a hostile path never holds the event loop. `DocumentRefused` says why not.
+    """
+    if not isinstance(uri, str) or not uri:
+        raise DocumentRefused("no document was named")
+    if not uri.startswith("file:"):
+        # An editor buffer with no file behind it (VS Code's `untitled:`): its text is what
+        # the editor sent; nothing on disk is read.
+        document = ls.workspace.text_documents.get(uri)
+        if document is None:
+            raise DocumentRefused(f"{uri} is not an open document or a file")
+        return _text_or_refuse(document.source, uri)
+    folders = workspace_folders(ls)
+    patterns = list(ls.settings.tools.secret_patterns)
+    return await asyncio.to_thread(_read_file_document, ls, uri, folders, patterns, limit)
+
+
+def _read_file_document(
+    ls: KomaLanguageServer, uri: str, folders: list[Path], patterns: list[str], limit: int
+) -> str:
+    path = to_fs_path(uri)
+    if not path:
+        raise DocumentRefused(f"{uri} is not a file path")
+    if not folders:
+        raise DocumentRefused(f"{path} cannot be read: there is no workspace folder")
+    jail = Jail(folders, patterns)
+    try:
+        target = jail.resolve(path, "new")
+        text = _open_text(ls, target.uri)
+        if text is not None:
+            return _text_or_refuse(text, target.shown)
+        target = jail.require(target, "file")
+        data, _ = jail.read_head(target, limit)
+    except PathRefused as err:
+        raise DocumentRefused(str(err)) from None
+    if is_binary(data):
+        raise DocumentRefused(f"{target.shown} is a binary file")
+    return data.decode("utf-8", "replace")
+
+
+def _text_or_refuse(text: str, name: str) -> str:
+    if "\x00" in text:
+        raise DocumentRefused(f"{name} is binary")
+    return text
+
+
+async def _confirm(
+    ls: KomaLanguageServer, message: str, choices: tuple[str, ...] = (ALLOW, ALLOW_CHAT, DENY)
+) -> Decision | None:
+    """Ask the editor; a sensitive call is offered only Allow / Deny (nothing is remembered)."""
     params = types.ShowMessageRequestParams(
         type=types.MessageType.Warning,
         message=message,
-        actions=[types.MessageActionItem(title=title) for title in (ALLOW, ALLOW_CHAT, DENY)],
+        actions=[types.MessageActionItem(title=title) for title in choices],
     )
     answer = await ls.window_show_message_request_async(params)
     title = getattr(answer, "title", None)

@@ -8,7 +8,6 @@ samplers such as `top_k` that the OpenAI cloud rejects).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from koma.providers.http import (
     iter_sse,
 )
 from koma.providers.http_provider import HttpProvider
+from koma.redaction import remember_secret
 from koma.types import GenerationSettings, Message, Metrics, ModelInfo, ToolCall, Usage
 
 PRESETS: dict[str, str] = {
@@ -89,7 +89,10 @@ class OpenAICompatProvider(HttpProvider):
         self.preset = preset or _guess_preset(self.base_url)
         if self.preset and self.preset != "openai":
             self.name = self.preset
-        self.api_key = api_key if api_key is not None else os.environ.get("KOMA_API_KEY") or None
+        # Only the key the caller passes: settings decide which URL may get which key
+        # (`koma.config.withhold_key`); reading KOMA_API_KEY here would send it anywhere.
+        self.api_key = api_key or None
+        remember_secret(self.api_key)
         self.fim = fim
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
         super().__init__(

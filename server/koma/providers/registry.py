@@ -54,6 +54,9 @@ def create_provider(
     largest-safe-context computation); without it the provider's fixed fallback applies.
     """
     settings = settings or KomaSettings()
+    if api_key is None and settings.api_key is not None:
+        # Already cleared by the config when its base URL is less trusted than the key.
+        api_key = settings.api_key.get_secret_value()
     if name == "ollama":
         gpu = settings.gpu
         return OllamaProvider(

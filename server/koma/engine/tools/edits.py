@@ -114,3 +114,75 @@ def plan_create(uri: str, new_text: str) -> PlannedEdit:
     return PlannedEdit(
         edit, 1, max(1, new_text.count("\n") + (0 if new_text.endswith("\n") else 1))
     )
+
+
+# Files whose change runs something or changes who decides: an edit to one of them is
+# "sensitive" and always needs the user's explicit confirmation (docs/tools.md).
+_KOMA = "Koma's own configuration (it decides what Koma runs and where your code is sent)"
+_EDITOR = "editor configuration (tasks, launch configurations and settings can run commands)"
+_GIT = "git's configuration or hooks (they run commands on git operations)"
+_CI = "CI configuration (it runs commands, often with the repository's secrets)"
+_SHELL = "a shell startup file (it runs in every shell you open)"
+_SENSITIVE_NAMES = {
+    ".koma.toml": _KOMA,
+    ".gitlab-ci.yml": _CI,
+    ".travis.yml": _CI,
+    "azure-pipelines.yml": _CI,
+    "bitbucket-pipelines.yml": _CI,
+    "jenkinsfile": _CI,
+    ".drone.yml": _CI,
+    "appveyor.yml": _CI,
+    ".gitmodules": _GIT,
+    ".pre-commit-config.yaml": _GIT,
+    ".bashrc": _SHELL,
+    ".bash_profile": _SHELL,
+    ".bash_login": _SHELL,
+    ".bash_logout": _SHELL,
+    ".profile": _SHELL,
+    ".zshrc": _SHELL,
+    ".zprofile": _SHELL,
+    ".zshenv": _SHELL,
+    ".zlogin": _SHELL,
+    ".kshrc": _SHELL,
+    ".cshrc": _SHELL,
+    ".tcshrc": _SHELL,
+    ".envrc": _SHELL,
+    ".exrc": _EDITOR,
+    ".nvim.lua": _EDITOR,
+    ".nvimrc": _EDITOR,
+}
+_SENSITIVE_FOLDERS = {
+    ".vscode": _EDITOR,
+    ".idea": _EDITOR,
+    ".devcontainer": _EDITOR,
+    ".git": _GIT,
+    ".githooks": _GIT,
+    ".husky": _GIT,
+    ".circleci": _CI,
+    ".buildkite": _CI,
+    ".gitlab": _CI,
+    ".woodpecker": _CI,
+}
+_SENSITIVE_PAIRS = {
+    (".github", "workflows"): _CI,
+    (".github", "actions"): _CI,
+    (".config", "fish"): _SHELL,
+}
+
+
+def sensitive_reason(parts: tuple[str, ...]) -> str | None:
+    """Why changing the file at these workspace-relative path parts needs an explicit yes."""
+    lowered = [part.lower() for part in parts]
+    if not lowered:
+        return None
+    name = lowered[-1]
+    if name in _SENSITIVE_NAMES:
+        return _SENSITIVE_NAMES[name]
+    if name.endswith(".code-workspace"):
+        return _EDITOR
+    for index, part in enumerate(lowered[:-1]):
+        if part in _SENSITIVE_FOLDERS:
+            return _SENSITIVE_FOLDERS[part]
+        if (part, lowered[index + 1]) in _SENSITIVE_PAIRS and index + 1 < len(lowered) - 1:
+            return _SENSITIVE_PAIRS[(part, lowered[index + 1])]
+    return None

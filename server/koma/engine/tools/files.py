@@ -13,64 +13,155 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
-import pathspec
-
 from koma.engine.tools.jail import Jail, JailedPath
+from koma.engine.tools.toolkit import ToolError
 
 MAX_VISITED = 50_000
 GIT_TIMEOUT_SECONDS = 15.0
+WALK_TIMEOUT_SECONDS = 10.0
+_WALKER = Path(__file__).with_name("walkworker.py")
 _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
 
+MAX_GLOB_CHARS = 300
+# How long matching one glob against a listing may take before the rest is left out.
+MATCH_SECONDS = 5.0
+
+# One step of a compiled glob: a literal character, `?`, a `[...]` class, `*` (inside one name),
+# `**` (anything) or `**/` (any number of whole folders).
+# (kind, literal character or "!" for a negated class, class ranges)
+_Token = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
 @lru_cache(maxsize=256)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A gitignore-style glob as a regex over `/`-separated paths.
+def compile_glob(pattern: str) -> tuple[_Token, ...]:
+    """A gitignore-style glob as steps for `glob_match`.
 
     `**` spans folders, `*` and `?` stay inside one name, `[…]` is a class; a pattern without
-    `/` matches the file name at any depth (`*.py`), like git and most editors.
+    `/` matches the file name at any depth (`*.py`), like git and most editors. Runs of `*` are
+    one `*`. A pattern longer than `MAX_GLOB_CHARS` is a `ToolError`.
     """
+    if len(pattern) > MAX_GLOB_CHARS:
+        raise ToolError(f"the glob is longer than {MAX_GLOB_CHARS} characters")
     pattern = pattern.strip().lstrip("./") if pattern.strip() not in (".", "") else "**"
     if "/" not in pattern:
         pattern = "**/" + pattern
-    out, i = [], 0
+    out: list[_Token] = []
+    i = 0
     while i < len(pattern):
         c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
         if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(c))
+            j = i
+            while j < len(pattern) and pattern[j] == "*":
+                j += 1
+            if j - i >= 2 and j < len(pattern) and pattern[j] == "/":
+                token: _Token = ("dirs", "", ())
+                j += 1
             else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\")
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end
+                token = ("any", "", ()) if j - i >= 2 else ("star", "", ())
+            if not out or out[-1] != token:  # `*/**/` twice in a row changes nothing
+                out.append(token)
+            i = j
+            continue
+        if c == "?":
+            out.append(("one", "", ()))
+        elif c == "[" and (end := pattern.find("]", i + 2)) > 0:
+            body = pattern[i + 1 : end]
+            negated = body.startswith("!") or body.startswith("^")
+            members = _class_members(body[1:] if negated else body)
+            out.append(("class", "!" if negated else "", members))
+            i = end
         else:
-            out.append(re.escape(c))
+            out.append(("char", c, ()))
         i += 1
-    return re.compile("".join(out) + r"\Z")
+    return tuple(out)
+
+
+def _class_members(body: str) -> tuple[tuple[str, str], ...]:
+    ranges, k = [], 0
+    while k < len(body):
+        if k + 2 < len(body) and body[k + 1] == "-":
+            ranges.append((body[k], body[k + 2]))
+            k += 3
+        else:
+            ranges.append((body[k], body[k]))
+            k += 1
+    return tuple(ranges)
+
+
+def glob_match(tokens: tuple[_Token, ...], text: str) -> bool:
+    """Whether `text` matches: a set of positions moves along the text once (no backtracking),
+    so the time is at most the text's length times the glob's — never exponential."""
+    done = len(tokens)
+
+    def close(states: set[int]) -> set[int]:
+        todo = list(states)
+        while todo:
+            s = todo.pop()
+            if s < done and tokens[s][0] in ("star", "any", "dirs") and s + 1 not in states:
+                states.add(s + 1)
+                todo.append(s + 1)
+        return states
+
+    # A state is a token index; -(index + 1) is "inside a folder name of `**/` at index".
+    states = close({0})
+    for ch in text:
+        nxt: set[int] = set()
+        for s in states:
+            if s < 0:
+                nxt.add(-s - 1 if ch == "/" else s)
+                continue
+            if s == done:
+                continue
+            kind, arg, ranges = tokens[s]
+            if kind == "star":
+                if ch != "/":
+                    nxt.add(s)
+            elif kind == "any":
+                nxt.add(s)
+            elif kind == "dirs":
+                nxt.add(s if ch == "/" else -s - 1)
+            elif kind == "char":
+                if ch == arg:
+                    nxt.add(s + 1)
+            elif kind == "one":
+                if ch != "/":
+                    nxt.add(s + 1)
+            elif ch != "/":
+                if any(low <= ch <= high for low, high in ranges) != (arg == "!"):
+                    nxt.add(s + 1)
+        if not nxt:
+            return False
+        states = close(nxt)
+    return done in states
 
 
 def matches(glob: str | None, relative: str) -> bool:
-    return not glob or glob_regex(glob).match(relative) is not None
+    return not glob or glob_match(compile_glob(glob), relative)
+
+
+def select(
+    names: list[tuple[str, Path]], glob: str | None, seconds: float = MATCH_SECONDS
+) -> tuple[list[tuple[str, Path]], bool]:
+    """The entries whose name (`/`-separated, relative) matches `glob`; True when the time ran
+    out and the rest was left out. Meant for a worker thread: it never holds the loop."""
+    if not glob:
+        return names, False
+    tokens = compile_glob(glob)
+    deadline = time.monotonic() + seconds
+    out: list[tuple[str, Path]] = []
+    for index, (name, real) in enumerate(names):
+        if index % 64 == 0 and time.monotonic() > deadline:
+            return out, True
+        if glob_match(tokens, name):
+            out.append((name, real))
+    return out, False
 
 
 async def workspace_files(jail: Jail, folder: JailedPath) -> tuple[list[tuple[Path, Path]], bool]:
@@ -79,7 +170,7 @@ async def workspace_files(jail: Jail, folder: JailedPath) -> tuple[list[tuple[Pa
     cut = False
     from_git = await _git_files(folder.real)
     if from_git is None:
-        listed, cut = await asyncio.to_thread(_walk, folder.real)
+        listed, cut = await _walk(folder.real)
     else:
         listed = from_git
     return await asyncio.to_thread(_allowed, jail, listed), cut
@@ -143,56 +234,44 @@ async def _git_files(folder: Path) -> list[Path] | None:
     return files
 
 
-def _walk(folder: Path) -> tuple[list[Path], bool]:
-    """Files under `folder` not ignored by any `.gitignore` on the way; True when cut short."""
+async def _walk(folder: Path) -> tuple[list[Path], bool]:
+    """Files under `folder` not ignored by any `.gitignore` on the way; True when cut short.
+
+    The repository writes the `.gitignore` files, and a pattern such as `*a*a*a*a*a*b` makes
+    a regex engine backtrack for minutes on a long name (holding the GIL, so a thread would not
+    help): the walk runs in a child process that is killed at `WALK_TIMEOUT_SECONDS`.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-I",
+        str(_WALKER),
+        str(folder),
+        str(MAX_VISITED),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     files: list[Path] = []
-    visited = 0
-    for path in _walk_entries(folder, []):
-        visited += 1
-        if visited > MAX_VISITED:
-            return files, True
-        files.append(path)
-    return files, False
+    done = False
 
+    async def read() -> None:
+        nonlocal done
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            name = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+            if name == "\0":
+                done = True
+            elif name:
+                files.append(folder / name)
+        await proc.wait()
 
-def _walk_entries(folder: Path, specs: list[tuple[Path, pathspec.GitIgnoreSpec]]) -> Iterator[Path]:
-    specs = specs + _spec_of(folder)
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name == ".git":
-            continue
-        path = Path(entry.path)
-        try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            continue
-        if _ignored(specs, path, is_dir):
-            continue
-        if is_dir:
-            yield from _walk_entries(path, specs)
-        else:
-            yield path
-
-
-def _spec_of(folder: Path) -> list[tuple[Path, pathspec.GitIgnoreSpec]]:
-    ignore = folder / ".gitignore"
-    try:
-        if not ignore.is_file() or ignore.is_symlink():
-            return []
-        lines = ignore.read_text("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-    return [(folder, pathspec.GitIgnoreSpec.from_lines(lines))]
-
-
-def _ignored(specs: list[tuple[Path, pathspec.GitIgnoreSpec]], path: Path, is_dir: bool) -> bool:
-    ignored = False
-    for base, spec in specs:
-        relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
-        result = spec.check_file(relative)
-        if result.include is not None:
-            ignored = bool(result.include)
-    return ignored
+        await asyncio.wait_for(read(), WALK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        pass
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return files, not done or len(files) >= MAX_VISITED

@@ -17,7 +17,7 @@ import fnmatch
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import unquote, urlparse
@@ -36,7 +36,8 @@ class PathRefused(ToolError):
 
 @dataclass(frozen=True)
 class JailedPath:
-    """A checked path: `real` for I/O, `lexical` (as the editor names it) for URIs."""
+    """A checked path: `real` for I/O; `lexical` is the same resolved file named under the
+    workspace folder as the editor gave it (for URIs)."""
 
     real: Path
     lexical: Path
@@ -46,6 +47,7 @@ class JailedPath:
 
     @property
     def uri(self) -> str:
+        """The URI of the resolved file (what edits and open-buffer lookups use)."""
         return self.lexical.as_uri()
 
 
@@ -73,10 +75,14 @@ class Jail:
         for part in parts:
             if part.lower() == ".git":
                 return "is inside .git/ (repository internals are never read)"
-        posix = "/".join(parts).lower()
+        lowered = [part.lower() for part in parts]
         for pattern in self.secret_patterns:
             if "/" in pattern:
-                if fnmatch.fnmatchcase(posix, pattern):
+                # `.aws/credentials` hides that file in any folder; `/x/y` only at the top.
+                anchored = pattern.startswith("/")
+                body = pattern.lstrip("/")
+                starts = [0] if anchored else range(len(lowered))
+                if any(fnmatch.fnmatchcase("/".join(lowered[i:]), body) for i in starts):
                     return f"matches the secret pattern {pattern!r} (tools.secretPatterns)"
                 continue
             for part in parts:
@@ -114,20 +120,32 @@ class Jail:
         """Check one path argument; `PathRefused` says why it is not allowed.
 
         `kind` is what the caller needs: an existing regular `file`, a `dir`, `any` existing
-        entry, or a `new` path (a file that may not exist yet, for proposed edits).
+        entry, or a `new` path (a file that may not exist yet, for proposed edits). The path is
+        resolved once (`realpath`, no lexical `..` first) and everything afterwards — the
+        checks, the read, the edit's URI, the open-buffer lookup, a test selector — uses that
+        one resolved path. A check that fails with `OSError` (a name too long, a race) is a
+        refusal, never an exception that ends the turn.
         """
         text = _clean(raw, kind)
+        try:
+            chosen = self._resolve(text)
+            self._check_names(text, chosen)
+            self._check_kind(text, chosen, kind)
+        except OSError as err:
+            raise PathRefused(f"{text!r} cannot be checked: {err.strerror or err}") from None
+        return chosen
+
+    def _resolve(self, text: str) -> JailedPath:
         candidate = Path(text)
         bases = [candidate] if candidate.is_absolute() else [g / candidate for g in self.given]
         chosen: JailedPath | None = None
-        for lexical_raw in bases:
-            lexical = Path(os.path.normpath(lexical_raw))
-            real = Path(os.path.realpath(lexical_raw))
+        for raw_path in bases:
+            real = Path(os.path.realpath(raw_path))
             index = self._root_of(real)
             if index is None:
                 continue
             found = JailedPath(
-                real, lexical, self.roots[index], self.shown(real), os.path.lexists(real)
+                real, self._named(real, index), self.roots[index], self.shown(real), _exists(real)
             )
             if found.exists or chosen is None:
                 chosen = found
@@ -140,19 +158,34 @@ class Jail:
                 f"{text!r} {why} outside the workspace; only files under "
                 f"{', '.join(str(g) for g in self.given)} can be used"
             )
-        self._check_names(text, chosen)
-        self._check_kind(text, chosen, kind)
         return chosen
+
+    def _named(self, real: Path, index: int) -> Path:
+        """The resolved path under the workspace folder as the editor named it.
+
+        Only the folder's own prefix is swapped (`/tmp/ws` for `/private/tmp/ws`); the part
+        below it is the resolved one, so it names the very file that was checked.
+        """
+        return self.given[index] / real.relative_to(self.roots[index])
 
     def _check_names(self, text: str, path: JailedPath) -> None:
         reason = self.refusal(path.real.relative_to(path.root))
         if reason is None:
-            for given in self.given:
-                if path.lexical == given or given in path.lexical.parents:
-                    reason = self.refusal(path.lexical.relative_to(given))
-                    break
+            # The names as written count too (a symlink called `.env`), taken as they are:
+            # `..` is never collapsed lexically, so every name on the way is looked at.
+            written = [p for p in _written_parts(text, self.given + self.roots) if p != ".."]
+            reason = self.refusal(PurePosixPath(*written)) if written else None
         if reason is not None:
             raise PathRefused(f"{text!r} {reason}")
+
+    def require(self, path: JailedPath, kind: Kind) -> JailedPath:
+        """Check an already resolved path again for another `kind` (no second resolution)."""
+        try:
+            found = replace(path, exists=_exists(path.real))
+            self._check_kind(path.shown, found, kind)
+        except OSError as err:
+            raise PathRefused(f"{path.shown!r} cannot be checked: {err.strerror or err}") from None
+        return found
 
     def _check_kind(self, text: str, path: JailedPath, kind: Kind) -> None:
         if not path.exists:
@@ -231,6 +264,26 @@ def _clean(raw: object, kind: Kind) -> str:
     if len(text) > MAX_PATH_CHARS:
         raise PathRefused(f"the path is longer than {MAX_PATH_CHARS} characters")
     return text
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _written_parts(text: str, roots: Sequence[Path]) -> list[str]:
+    """The names of a path argument below the workspace folder it starts with, unnormalised."""
+    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
+    if not PurePosixPath(text).is_absolute():
+        return parts
+    for root in roots:
+        prefix = list(PurePosixPath(root).parts)
+        if parts[: len(prefix)] == prefix:
+            return parts[len(prefix) :]
+    return parts[-1:]
 
 
 def _special_kind(mode: int) -> str | None:

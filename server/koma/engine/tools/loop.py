@@ -26,7 +26,9 @@ import logging
 from collections.abc import AsyncGenerator, Callable, MutableSet, Sequence
 from typing import Any
 
+from koma.engine.channels import is_builtin_tool
 from koma.engine.chat import ToolOutcome
+from koma.engine.tools.childenv import Redactor
 from koma.engine.tools.policy import PolicyGate
 from koma.engine.tools.recover import (
     could_be_call,
@@ -59,6 +61,9 @@ logger = logging.getLogger("koma.tools")
 
 StreamFn = Callable[[Provider, ChatRequest], AsyncGenerator[StreamEvent, None]]
 MAX_RESULT_CHARS = 60_000
+# Tool calls one model answer may make; the rest get an error result without running or
+# asking, so one answer cannot raise hundreds of confirmations.
+MAX_CALLS_PER_ANSWER = 16
 # A final answer that opens like a JSON call is held back at most this long while streaming.
 HOLD_CHARS = 100_000
 
@@ -85,6 +90,8 @@ class ToolLoop:
         max_result_chars: int = MAX_RESULT_CHARS,
         results_budget_chars: int | None = None,
         stream: StreamFn | None = None,
+        redact: Callable[[str], str] | None = None,
+        max_calls_per_answer: int = MAX_CALLS_PER_ANSWER,
     ) -> None:
         self.toolkit = as_toolkit(tools)
         self.gate = gate or PolicyGate()
@@ -107,6 +114,10 @@ class ToolLoop:
         self._closed: str | None = None
         self._warnings: list[str] = []
         self.calls: list[tuple[ToolCall, ToolOutcome]] = []
+        # Known secret values (API keys, credential variables) are cut from every result.
+        self.redact = redact if redact is not None else Redactor.from_environ()
+        self.max_calls_per_answer = max_calls_per_answer
+        self._answer_calls: tuple[int, int] = (-1, 0)  # (step, calls seen in its answer)
 
     # -- ToolHook ---------------------------------------------------------------------------
 
@@ -118,7 +129,22 @@ class ToolLoop:
 
     async def run(self, call: ToolCall) -> ToolOutcome:
         """Carry out one call; every failure is a not-ok outcome the model can react to."""
-        outcome = await self._run(call)
+        step, seen = self._answer_calls
+        seen = seen + 1 if step == self._step else 1
+        self._answer_calls = (self._step, seen)
+        if seen > self.max_calls_per_answer:
+            outcome = _failed(
+                f"this answer made more than {self.max_calls_per_answer} tool calls; this one "
+                f"was not run. Make at most {self.max_calls_per_answer} calls at a time"
+            )
+        else:
+            try:
+                outcome = await self._run(call)
+            except (KomaError, OSError, ValueError) as err:  # never a failed turn
+                logger.warning("tool call %s failed: %s", call.name, err)
+                outcome = _failed(f"{call.name} failed: {err}")
+        if self.redact is not None:
+            outcome = ToolOutcome(self.redact(outcome.content), ok=outcome.ok)
         self.calls.append((call, outcome))
         return outcome
 
@@ -128,6 +154,12 @@ class ToolLoop:
         )
         if tool is None:
             names = ", ".join(t.name for t in self.offered()) or "none"
+            if is_builtin_tool(call.name.strip()):  # a Harmony recipient such as browser.search
+                return self._invalid_call(
+                    f"{call.name} is not available: it is one of gpt-oss's built-in tools "
+                    f"(browser, python, container), which this editor does not provide; nothing "
+                    f"was run. Use one of these tools instead, or answer without it: {names}"
+                )
             return self._invalid_call(
                 f"there is no tool named {call.name!r}; the tools are: {names}"
             )
@@ -139,11 +171,15 @@ class ToolLoop:
             )
         try:
             checked = await tool.check(call.arguments)
+            sensitive = await tool.sensitivity(checked)
         except ToolArgumentError as err:
             return self._invalid_call(f"{err}. The schema: {_schema(tool)}")
         except ToolError as err:
             return _failed(str(err))
-        refusal = await self.gate.check(tool, checked)
+        except Exception as err:  # a check's bug or an OS error: a result, not a crash
+            logger.exception("checking a call of %s failed", tool.name)
+            return _failed(f"{tool.name} could not be checked: {type(err).__name__}: {err}")
+        refusal = await self.gate.check(tool, checked, sensitive=sensitive)
         if refusal is not None:
             return _failed(refusal)
         try:

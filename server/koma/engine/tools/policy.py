@@ -5,6 +5,13 @@ default (reading tools allow, running and editing tools ask). `ask` goes through
 async `confirm(tool, message)` callback — the language server turns it into
 `window/showMessageRequest` — so the engine never depends on an editor. No answer, an error
 while asking, or a timeout all count as Deny: silence is never consent.
+
+A *sensitive* call (an edit to Koma's config, `.vscode/`, CI configuration, a shell startup
+file…; the tool names why) is always asked, whatever the policy or an earlier "Allow for this
+chat" says, with the reason in the question; its yes covers that one call only. It goes through
+`confirm_sensitive` when given (a client can then offer only Allow / Deny), else `confirm`.
+`refuse(tool)` lets the caller block tools outright (e.g. a restricted workspace): a reason
+there wins over every policy.
 """
 
 from __future__ import annotations
@@ -33,9 +40,13 @@ class PolicyGate:
         confirm: ConfirmFn | None = None,
         remembered: MutableSet[str] | None = None,
         timeout: float = CONFIRM_TIMEOUT_SECONDS,
+        confirm_sensitive: ConfirmFn | None = None,
+        refuse: Callable[[Tool], str | None] | None = None,
     ) -> None:
         self.policies = dict(policies or {})
         self.confirm = confirm
+        self.confirm_sensitive = confirm_sensitive or confirm
+        self.refuse = refuse
         # Tools the user allowed "for this chat"; the caller keeps one set per chat.
         self.remembered: MutableSet[str] = remembered if remembered is not None else set()
         self.timeout = timeout
@@ -47,16 +58,26 @@ class PolicyGate:
         """Denied tools are not even offered to the model."""
         return self.policy(tool) != "deny"
 
-    async def check(self, tool: Tool, arguments: Mapping[str, Any]) -> str | None:
-        """None when the call may run, else the refusal to report to the model."""
+    async def check(
+        self, tool: Tool, arguments: Mapping[str, Any], sensitive: str | None = None
+    ) -> str | None:
+        """None when the call may run, else the refusal to report to the model.
+
+        `sensitive` is why this call must be confirmed whatever the policy says (or None).
+        """
+        blocked = self.refuse(tool) if self.refuse is not None else None
+        if blocked:
+            return blocked
         policy = self.policy(tool)
-        if policy == "allow" or tool.name in self.remembered:
-            return None
         if policy == "deny":
             return (
                 f"{tool.name} is disabled by the user's settings (tools.policies.{tool.name} = "
                 "deny); do not call it again"
             )
+        if sensitive:
+            return await self._ask_sensitive(tool, arguments, sensitive)
+        if policy == "allow" or tool.name in self.remembered:
+            return None
         if self.confirm is None:
             return (
                 f"{tool.name} needs the user's confirmation, but this client cannot ask; "
@@ -78,3 +99,31 @@ class PolicyGate:
         if decision == "allow":
             return None
         return f"the user denied {tool.name}; it was not run. Do not retry it in this turn"
+
+    async def _ask_sensitive(
+        self, tool: Tool, arguments: Mapping[str, Any], why: str
+    ) -> str | None:
+        """Always asked, never remembered: one explicit Allow for this one call."""
+        if self.confirm_sensitive is None:
+            return (
+                f"{tool.name} was not run: it is sensitive ({why}) and needs the user's explicit "
+                "confirmation, which this client cannot give"
+            )
+        message = f"Koma wants to {tool.describe(arguments)}. Sensitive: this is {why}."
+        try:
+            decision = await asyncio.wait_for(
+                self.confirm_sensitive(tool.name, message), self.timeout
+            )
+        except TimeoutError:
+            return f"the user did not answer the request to run {tool.name}; it was not run"
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            logger.warning("asking for confirmation failed: %s", err)
+            return f"the editor could not ask the user about {tool.name} ({err}); it was not run"
+        if decision in ("allow", "allow_chat"):
+            return None
+        return (
+            f"the user denied {tool.name} (sensitive: {why}); it was not run. Do not retry it "
+            "in this turn"
+        )

@@ -5,9 +5,11 @@ name a program or pass options. It may add one *selector* (a test file, folder o
 id such as `tests/test_a.py::test_b[1]`), which is appended as a single argv element (there is
 no shell anywhere) after these checks: no leading `-`, `+` or `@` (options, pytest's
 `@argsfile`), none of the shell's metacharacters, and its path part must resolve inside the
-workspace through the jail. The process runs in its own session in the first workspace folder
-with stdin closed; at the deadline, or when the chat is cancelled, the whole process group is
-killed. Only the tail of the output goes back to the model, with the exit code.
+workspace through the jail — the command then gets that resolved path, never the text as
+written. The process runs in its own session in the first workspace folder with stdin closed
+and an environment without credentials (`childenv`); at the deadline, or when the chat is
+cancelled, the whole process group is killed and the pipe closed, so a flood of output cannot
+keep the run alive. Only the tail of the output goes back to the model, with the exit code.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from koma.engine.tools.toolkit import ToolError
 
 MAX_SELECTOR_CHARS = 300
 TAIL_BYTES = 12_000
+# How long a killed test process may take to be reaped.
+KILL_WAIT_SECONDS = 2.0
 _FORBIDDEN = set(";&|$`<>(){}!*?~'\"\\#\n\r\t\x00")
 _SELECTOR_RE = re.compile(r"^[\w./:\[\]\-=,+@%^ ]+$")
 PYTEST_EXIT = {
@@ -87,16 +91,28 @@ def check_selector(selector: object, jail: Jail) -> str:
             f"the test selector {text!r} contains {shown}; it must be a test file, folder or "
             "pytest node id such as tests/test_app.py::test_name"
         )
-    path_part = text.split("::", 1)[0]
+    path_part, separator, test = text.partition("::")
     try:
-        jail.resolve(path_part, kind="any")
+        target = jail.resolve(path_part, kind="any")
     except PathRefused as err:
         raise ToolError(f"the test selector's path is not usable: {err}") from None
-    return text
+    # The test command gets the checked, resolved path — never the text as written, which
+    # the kernel could resolve differently (`S/../..` through a symlink `S`).
+    cwd = jail.roots[0]
+    if target.real == cwd or cwd in target.real.parents:
+        resolved = target.real.relative_to(cwd).as_posix()
+        if resolved[0] in "-+@":
+            resolved = "./" + resolved
+    else:
+        resolved = str(target.real)
+    return resolved + separator + test
 
 
-async def run_command(argv: Sequence[str], cwd: Path, seconds: float) -> TestRun:
-    """Run argv (never a shell), keep the output's tail, kill the group on timeout/cancel."""
+async def run_command(
+    argv: Sequence[str], cwd: Path, seconds: float, env: Mapping[str, str] | None = None
+) -> TestRun:
+    """Run argv (never a shell) with `env`, keep the output's tail, kill the group on timeout
+    or cancel. The run ends at its deadline even when the output floods the pipe."""
     if not argv:
         raise ToolError("tools.runTestsCommand is empty; the user has to set a test command")
     started = time.monotonic()
@@ -108,6 +124,7 @@ async def run_command(argv: Sequence[str], cwd: Path, seconds: float) -> TestRun
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=dict(env) if env is not None else None,
         )
     except FileNotFoundError:
         raise ToolError(
@@ -159,5 +176,12 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
+    # `wait()` also waits for the output pipe to close; a flood left unread (the reader is
+    # paused once its buffer is full) or a child that left the group and still holds the pipe
+    # would keep it open. Our end of the pipe is closed instead: nothing more is read.
+    transport = getattr(proc, "_transport", None)
+    pipe = transport.get_pipe_transport(1) if transport is not None else None
+    if pipe is not None:
+        pipe.close()
     with contextlib.suppress(Exception):
-        await asyncio.shield(asyncio.wait_for(proc.wait(), 10))
+        await asyncio.shield(asyncio.wait_for(proc.wait(), KILL_WAIT_SECONDS))

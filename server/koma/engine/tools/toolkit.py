@@ -49,6 +49,8 @@ from koma.engine.tools.schema import arguments_model, drop_titles, parse_docstri
 Policy = Literal["allow", "ask", "deny"]
 # Runs on validated arguments before consent is asked; raises ToolError to refuse early.
 Precheck = Callable[[dict[str, Any]], Any]
+# Why a call is sensitive (always asked, named in the question), or None.
+Sensitivity = Callable[[dict[str, Any]], str | None]
 TOOL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _SPEC_ATTR = "__koma_tool__"
 _KIT_ATTR = "__koma_toolkit__"
@@ -94,6 +96,7 @@ class _Spec:
     policy: Policy
     summary: Callable[..., str] | None
     precheck: Callable[..., Any] | None = None
+    sensitive: Callable[..., str | None] | None = None
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Tool:
     summary: Callable[[dict[str, Any]], str] | None = None
     positional: tuple[str, ...] = field(default=())
     precheck: Precheck | None = None
+    sensitive: Sensitivity | None = None
 
     @classmethod
     def from_function(
@@ -119,6 +123,7 @@ class Tool:
         policy: Policy = "allow",
         summary: Callable[[dict[str, Any]], str] | None = None,
         precheck: Precheck | None = None,
+        sensitive: Sensitivity | None = None,
     ) -> Tool:
         """Build a tool from a typed function (or bound method) and its docstring."""
         name = name or str(getattr(fn, "__name__", ""))
@@ -126,7 +131,7 @@ class Tool:
             raise ValueError(f"{name!r} is not a usable tool name (letters, digits, _ and -)")
         summary_text, model, positional = _shape(fn, name)
         text = str(description or summary_text or name)
-        return cls(name, text, fn, model, policy, summary, positional, precheck)
+        return cls(name, text, fn, model, policy, summary, positional, precheck, sensitive)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -172,13 +177,26 @@ class Tool:
         return f"invalid arguments for {self.name}: " + "; ".join(lines)
 
     async def check(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """Validated arguments, after the tool's own early refusals (before consent)."""
+        """Validated arguments, after the tool's own early refusals (before consent).
+
+        A synchronous precheck runs in a worker thread: it may touch the disk (resolve a path,
+        read the file an edit is planned on), which must never hold the event loop.
+        """
         kwargs = self.validate(arguments)
         if self.precheck is not None:
-            outcome = self.precheck(dict(kwargs))
-            if inspect.isawaitable(outcome):
-                await outcome
+            if inspect.iscoroutinefunction(self.precheck):
+                await self.precheck(dict(kwargs))
+            else:
+                outcome = await asyncio.to_thread(self.precheck, dict(kwargs))
+                if inspect.isawaitable(outcome):
+                    await outcome
         return kwargs
+
+    async def sensitivity(self, arguments: Mapping[str, Any]) -> str | None:
+        """Why this call must be confirmed whatever the policy says, or None (in a thread)."""
+        if self.sensitive is None:
+            return None
+        return await asyncio.to_thread(self.sensitive, dict(arguments))
 
     async def invoke(self, arguments: Mapping[str, Any]) -> Any:
         """Validate and call; sync functions run in a thread so the event loop stays free."""
@@ -210,15 +228,18 @@ def tool(
     policy: Policy = "allow",
     summary: Callable[..., str] | None = None,
     precheck: Callable[..., Any] | None = None,
+    sensitive: Callable[..., str | None] | None = None,
 ) -> Any:
     """Mark a function or method as a tool, optionally renaming it or setting its policy.
 
     `summary(arguments)` words a confirmation ("run the tests: …"); `precheck(arguments)` may
-    raise `ToolError` to refuse before the user is asked. On methods both get `self` first.
+    raise `ToolError` to refuse before the user is asked; `sensitive(arguments)` names why a
+    call must be confirmed whatever the policy says (None when it need not). On methods all
+    three get `self` first.
     """
 
     def mark(target: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(target, _SPEC_ATTR, _Spec(name, description, policy, summary, precheck))
+        setattr(target, _SPEC_ATTR, _Spec(name, description, policy, summary, precheck, sensitive))
         return target
 
     return mark(fn) if fn is not None else mark
@@ -248,6 +269,7 @@ class Toolkit:
                 policy=spec.policy,
                 summary=spec.summary,
                 precheck=spec.precheck,
+                sensitive=spec.sensitive,
             )
         if item.name in self._tools:
             raise ValueError(f"two tools are named {item.name!r}")
@@ -358,6 +380,7 @@ def _bound_with_spec(bound: Callable[..., Any], raw: Callable[..., Any]) -> Any:
         policy=spec.policy,
         summary=with_self(spec.summary),
         precheck=with_self(spec.precheck),
+        sensitive=with_self(spec.sensitive),
     )
 
 

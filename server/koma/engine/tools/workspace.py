@@ -8,7 +8,7 @@ unsaved text (`open_text`), the edit callback and the position encoding.
 
 from __future__ import annotations
 
-import os
+import asyncio
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +18,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from koma.engine.tools import edits, testrun
-from koma.engine.tools.files import matches, workspace_files
+from koma.engine.tools.childenv import child_env
+from koma.engine.tools.files import MATCH_SECONDS, compile_glob, select, workspace_files
 from koma.engine.tools.jail import Jail, JailedPath, PathRefused, is_binary
 from koma.engine.tools.reading import SCAN_LIMIT_BYTES, numbered, read_disk
 from koma.engine.tools.search import compile_pattern, grep
@@ -48,6 +49,8 @@ class WorkspaceConfig:
     apply_edit: ApplyEdit | None = None
     position_encoding: str = "utf-16"
     search_timeout: float = SEARCH_TIMEOUT_SECONDS
+    # Credential variables the test process may keep anyway (`tools.passEnv`).
+    pass_env: Sequence[str] = ()
 
     @classmethod
     def from_settings(cls, roots: Sequence[Path], tools: ToolSettings, **extra: Any) -> Any:
@@ -57,6 +60,7 @@ class WorkspaceConfig:
             max_read_bytes=tools.max_read_bytes,
             test_command=list(tools.run_tests_command),
             test_timeout=tools.run_tests_timeout_seconds,
+            pass_env=list(tools.pass_env),
             **extra,
         )
 
@@ -103,7 +107,10 @@ class WorkspaceTools:
         return read_disk(self.jail, target, start_line, end_line, self.config.max_read_bytes)
 
     def _file_source(self, path: str) -> tuple[JailedPath, str | None]:
-        """The checked path, and the editor's unsaved text when the file is open there."""
+        """The checked path, and the editor's unsaved text when the file is open there.
+
+        The path is resolved once; the buffer looked up, or the file read, is that path.
+        """
         target = self.jail.resolve(path, "new")
         if self.config.open_text is not None:
             text = self.config.open_text(target.uri)
@@ -111,7 +118,7 @@ class WorkspaceTools:
                 if len(text.encode("utf-8", "surrogatepass")) > SCAN_LIMIT_BYTES:
                     raise ToolError(f"{target.shown} is too large to read")
                 return target, text
-        return self.jail.resolve(path, "file"), None
+        return self.jail.require(target, "file"), None
 
     # -- list_files -------------------------------------------------------------------------
 
@@ -123,11 +130,16 @@ class WorkspaceTools:
             path: folder to list, relative to the workspace (default: the whole workspace)
             glob: e.g. "*.py", "tests/**/test_*.py"
         """
+        if glob is not None:
+            compile_glob(glob)
         folder = self.jail.resolve(path, "dir")
         found, cut = await workspace_files(self.jail, folder)
-        names = sorted(shown for shown, _ in self._select(found, folder, glob))
+        selected, slow = await self._select(found, folder, glob)
+        names = sorted(shown for shown, _ in selected)
         where = f"under {folder.shown}" if folder.shown != "." else "in the workspace"
         what = f" matching {glob!r}" if glob else ""
+        if slow:
+            what += f" (matching the glob was stopped after {MATCH_SECONDS:g} s; some are missing)"
         if not names:
             return f"No files {where}{what}."
         head = f"{len(names)} files {where}{what}"
@@ -137,15 +149,14 @@ class WorkspaceTools:
             head += " (the folder is very large; the listing stopped early)"
         return head + ":\n" + "\n".join(names[:MAX_LISTED])
 
-    def _select(
+    async def _select(
         self, found: list[tuple[Path, Path]], folder: JailedPath, glob: str | None
-    ) -> list[tuple[str, Path]]:
-        """`(shown name, resolved path)` of the listed files that match the glob."""
-        return [
-            (self.jail.shown(Path(os.path.normpath(listed))), real)
-            for listed, real in found
-            if matches(glob, listed.relative_to(folder.real).as_posix())
-        ]
+    ) -> tuple[list[tuple[str, Path]], bool]:
+        """`(shown name, resolved path)` of the listed files that match the glob, and True when
+        matching ran out of time. The matching runs in a worker thread with a deadline."""
+        relative = [(listed.relative_to(folder.real).as_posix(), real) for listed, real in found]
+        chosen, slow = await asyncio.to_thread(select, relative, glob)
+        return [(self.jail.shown(folder.real / name), real) for name, real in chosen], slow
 
     # -- search -----------------------------------------------------------------------------
 
@@ -169,9 +180,12 @@ class WorkspaceTools:
             ignore_case: match regardless of case
         """
         compile_pattern(pattern, ignore_case)
+        if glob is not None:
+            compile_glob(glob)
         folder = self.jail.resolve(path, "dir")
         found, _ = await workspace_files(self.jail, folder)
-        files = [[shown, str(real)] for shown, real in self._select(found, folder, glob)]
+        selected, _ = await self._select(found, folder, glob)
+        files = [[shown, str(real)] for shown, real in selected]
         files = files[:MAX_SEARCH_FILES]
         job = {
             "pattern": pattern,
@@ -223,7 +237,8 @@ class WorkspaceTools:
                 e.g. "tests/test_parse.py" or "tests/test_parse.py::test_empty"
         """
         argv = self._argv(selector)
-        run = await testrun.run_command(argv, self.jail.roots[0], self.config.test_timeout)
+        env = child_env(self.config.pass_env)
+        run = await testrun.run_command(argv, self.jail.roots[0], self.config.test_timeout, env)
         return run.report(self.config.test_timeout)
 
     # -- propose_edit -----------------------------------------------------------------------
@@ -235,7 +250,7 @@ class WorkspaceTools:
         target = self.jail.resolve(path, "new")
         text = self.config.open_text(target.uri) if self.config.open_text else None
         if text is None and target.exists:
-            target = self.jail.resolve(path, "file")
+            target = self.jail.require(target, "file")
             data, size = self.jail.read_head(target, self.config.max_read_bytes + 1)
             if size > self.config.max_read_bytes or is_binary(data):
                 raise ToolError(f"{target.shown} is too large or binary to edit here")
@@ -249,12 +264,18 @@ class WorkspaceTools:
             return target, edits.plan_create(target.uri, new), True
         return target, edits.plan_replace(target.uri, text, old, new, target.shown, encoding), False
 
+    def _edit_sensitivity(self, arguments: dict[str, Any]) -> str | None:
+        """Why an edit of this file always needs the user's explicit yes (or None)."""
+        target = self.jail.resolve(arguments["path"], "new")
+        return edits.sensitive_reason(target.real.relative_to(target.root).parts)
+
     @tool(
         policy="ask",
         summary=lambda self, a: (
             f"propose an edit to {a.get('path')}: " + (a.get("description") or "(no description)")
         ),
         precheck=lambda self, a: self._plan(a),
+        sensitive=lambda self, a: self._edit_sensitivity(a),
     )
     async def propose_edit(
         self, path: str, old_text: str, new_text: str, description: str = ""
