@@ -82,9 +82,11 @@ async def test_corpus_through_the_wire_and_the_engine(
             result, (final_deltas, calls) = await answer(provider, sim, chunks)
             assert result.channels == vector.channels(), chunks
             assert result.text == vector.final
-            assert calls == list(vector.tool_calls) == [
-                (c.name, c.arguments) for c in result.tool_calls
-            ]
+            assert (
+                calls
+                == list(vector.tool_calls)
+                == [(c.name, c.arguments) for c in result.tool_calls]
+            )
             shown = "".join(final_deltas)
             assert shown == vector.final  # streamed exactly, nothing shown then taken back
             assert "<|" not in shown and " to=" not in shown
