@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from koma.errors import ConfigError, StreamError
+from koma.errors import ConfigError, KomaError, StreamError
 from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.http import (
     DEFAULT_BACKOFF,
@@ -38,6 +38,14 @@ PRESETS: dict[str, str] = {
 }
 # Presets whose servers accept llama.cpp-style samplers next to the OpenAI ones.
 _LOCAL_SAMPLERS = {"lmstudio", "llamacpp", "ollama-openai"}
+# The field each server takes an earlier assistant message's reasoning back in (it renders it
+# through the model's template again; gpt-oss keeps it inside a tool-calling turn). LM Studio
+# and the OpenAI cloud document none, so nothing is sent there (docs/providers.md).
+REASONING_FIELDS: dict[str, str] = {
+    "llamacpp": "reasoning_content",
+    "vllm": "reasoning",
+    "ollama-openai": "reasoning",
+}
 
 
 def normalize_v1_url(url: str) -> str:
@@ -94,6 +102,9 @@ class OpenAICompatProvider(HttpProvider):
         self.api_key = api_key or None
         remember_secret(self.api_key)
         self.fim = fim
+        self.reasoning_field: str | None = REASONING_FIELDS.get(self.preset or "")
+        # A server without a preset may be llama.cpp: its `/props` says so (asked once).
+        self._props_checked = self.preset is not None
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
         super().__init__(
             self.base_url,
@@ -117,6 +128,8 @@ class OpenAICompatProvider(HttpProvider):
     async def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
         """Stream `/chat/completions`, assembling tool-call fragments by index."""
         settings = request.settings
+        if not self._props_checked and any(m.thinking for m in request.messages):
+            await self._learn_reasoning_field()
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [self.encode_message(m) for m in request.messages],
@@ -183,15 +196,26 @@ class OpenAICompatProvider(HttpProvider):
                 }
                 for i, c in enumerate(message.tool_calls)
             ]
-        if message.thinking and self.preset == "llamacpp":
-            # llama.cpp re-renders earlier reasoning through the model's template from here.
-            out["reasoning_content"] = message.thinking
+        if message.thinking and self.reasoning_field:
+            out[self.reasoning_field] = message.thinking
         if message.role == "tool":
             if message.tool_call_id:
                 out["tool_call_id"] = message.tool_call_id
             if message.tool_name and self.preset != "openai":
                 out["name"] = message.tool_name
         return out
+
+    async def _learn_reasoning_field(self) -> None:
+        """llama.cpp answers `GET /props` with its chat template (and the template's
+        capabilities) and takes reasoning back as `reasoning_content`; any other answer, or
+        none, leaves reasoning out of the request, as for a server that drops it."""
+        self._props_checked = True
+        try:
+            props = await self._json("GET", server_root(self.base_url) + "/props")
+        except KomaError:
+            return
+        if isinstance(props, dict) and ("chat_template" in props or "chat_template_caps" in props):
+            self.reasoning_field = "reasoning_content"
 
     async def _stream(
         self, path: str, body: dict[str, Any], model: str
