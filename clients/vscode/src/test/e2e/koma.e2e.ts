@@ -5,6 +5,8 @@
  * and what ends up in the document.
  */
 import * as assert from 'node:assert/strict';
+import { existsSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 
 import { Bridge, eventually } from './bridge';
@@ -255,5 +257,28 @@ suite('Koma in VS Code', () => {
       95_000,
       'the restart',
     );
+  });
+
+  test('an untrusted .koma.toml is asked about, and Trust makes the server trust that exact file', async () => {
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '';
+    const file = path.join(folder, '.koma.toml');
+    const store = path.join(process.env.XDG_CONFIG_HOME ?? '', 'koma', 'trusted.json');
+    // A sensitive key at its default value: trusting it changes nothing else in this run.
+    writeFileSync(file, '[tools]\nmaxSteps = 8\n');
+    try {
+      await vscode.commands.executeCommand('notifications.clearAll');
+      await vscode.commands.executeCommand('koma.restartServer');
+      const toast = await bridge.waitFor('.notification-toast', { hasText: 'sets tools.maxSteps', timeoutMs: 90_000 });
+      assert.match(toast.text, /\.koma\.toml sets tools\.maxSteps/);
+      assert.match(toast.text, /ignored until you trust this file/);
+      await bridge.screenshot('trust-prompt', '.notifications-toasts');
+      assert.ok(!existsSync(store) || !readFileSync(store, 'utf8').includes(realpathSync(file)), 'trusted before the user answered');
+      await bridge.click('.notification-toast .monaco-button', { hasText: 'Trust' });
+      await bridge.waitFor('.notification-toast', { hasText: 'now applying tools.maxSteps', timeoutMs: 30_000 });
+      await eventually('trusted.json to hold the file', () => existsSync(store) && readFileSync(store, 'utf8').includes(realpathSync(file)));
+    } finally {
+      rmSync(file, { force: true });
+      await vscode.commands.executeCommand('notifications.clearAll');
+    }
   });
 });
