@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -519,6 +520,9 @@ def run_lsp(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run, and turn every failure into one line on stderr plus an exit code."""
     err = make_console(stderr=True)
+    if os.environ.get("KOMA_DEBUG"):
+        # The full story behind a one-line error (a server's whole error body) on stderr.
+        logging.basicConfig(level=logging.DEBUG, format="koma: debug: %(name)s: %(message)s")
     try:
         parser = build_parser()
         try:

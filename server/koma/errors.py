@@ -51,7 +51,15 @@ class ContextOverflow(KomaError):
 
 
 class ProviderTimeout(KomaError):
-    pass
+    """The server kept Koma waiting longer than allowed."""
+
+
+class FirstByteTimeout(ProviderTimeout):
+    """No byte of the answer arrived within `firstByteTimeoutSeconds` (the model-loading wait)."""
+
+
+class IdleTimeout(ProviderTimeout):
+    """The answer had started, then the server went silent for `idleTimeoutSeconds`."""
 
 
 class ProviderError(KomaError):

@@ -174,6 +174,10 @@ class KomaSettings(_Camel):
     keep_alive: str | int | None = safe("10m")
     num_ctx: int | None = safe(None, gt=0)
     preload_on_open: bool = safe(False)
+    # How long an answer may keep the user waiting: the first byte may take minutes (a large
+    # model loading), but once the answer flows a silence this long means a stalled server.
+    first_byte_timeout_seconds: float = safe(600.0, gt=0, le=86400)
+    idle_timeout_seconds: float = safe(60.0, gt=0, le=3600)
 
     @field_validator("base_url")
     @classmethod

@@ -49,6 +49,8 @@ export const SERVER_SETTING_KEYS: readonly string[] = [
   'keepAlive',
   'numCtx',
   'preloadOnOpen',
+  'firstByteTimeoutSeconds',
+  'idleTimeoutSeconds',
 ];
 
 /**

@@ -44,7 +44,16 @@ logger = logging.getLogger("koma.lsp")
 Feature = Literal["completion", "actions", "chat"]
 
 # Settings whose change means a different provider object (URL, backend, placement).
-_PROVIDER_KEYS = ("provider", "base_url", "api_key", "keep_alive", "num_ctx", "gpu")
+_PROVIDER_KEYS = (
+    "provider",
+    "base_url",
+    "api_key",
+    "keep_alive",
+    "num_ctx",
+    "gpu",
+    "first_byte_timeout_seconds",
+    "idle_timeout_seconds",
+)
 
 
 def _version() -> str:

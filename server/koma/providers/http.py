@@ -8,13 +8,21 @@ Every provider talks to a server through the same few rules, kept here so they c
   (HTTP status, `{"error": "…"}`, `{"error": {"message": …}}`, or an HTTP-200 error body);
 - retries with backoff happen only *before* the first byte of an answer: a generation that has
   started is never repeated behind the caller's back;
-- the response is closed as soon as the consumer stops iterating, so the server stops generating.
+- the response is closed as soon as the consumer stops iterating, so the server stops generating;
+- two waits bound a streamed answer: a long one for its first byte (a model loading) and a short
+  one between chunks once it flows (a stalled server); each ends in its own typed error;
+- a server's error text reaches the user as one line (tags stripped, whitespace collapsed, cut
+  short, the status kept); the whole body goes to the debug log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
+import html
 import json
+import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +33,8 @@ import httpx
 from koma.errors import (
     CapabilityMissing,
     ContextOverflow,
+    FirstByteTimeout,
+    IdleTimeout,
     KomaError,
     ModelNotFound,
     ProviderError,
@@ -32,11 +42,20 @@ from koma.errors import (
     ProviderUnreachable,
     StreamError,
 )
+from koma.providers.wire import cut
+
+logger = logging.getLogger("koma.providers.http")
 
 # Connect fast, but wait long for the first token: loading a large model can take minutes.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=30.0)
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.2
+# The two waits of a streamed answer (settings `firstByteTimeoutSeconds`, `idleTimeoutSeconds`).
+# Idle: generous enough for Ollama, which holds back a gpt-oss tool call until it is complete.
+DEFAULT_FIRST_BYTE_SECONDS = 600.0
+DEFAULT_IDLE_SECONDS = 60.0
+# A server error as the user sees it: one line, at most this long.
+ERROR_CHARS = 300
 
 _CONTEXT_PATTERNS = (
     "exceeds the available context size",
@@ -50,6 +69,27 @@ _CONTEXT_PATTERNS = (
     "prompt is too long",
 )
 _CAPABILITY_PATTERNS = ("does not support", "not support tools", "not supported by this model")
+
+
+@dataclass(frozen=True)
+class StreamTimeouts:
+    """How long a streamed answer may keep the caller waiting, in seconds.
+
+    `first_byte` runs from sending the request to the first byte of the body (it covers loading
+    the model and reading the prompt); `idle` is the longest silence between two chunks after
+    that. Both hold wherever the stream is read: editor, CLI and Python API alike.
+    """
+
+    first_byte: float = DEFAULT_FIRST_BYTE_SECONDS
+    idle: float = DEFAULT_IDLE_SECONDS
+
+    @classmethod
+    def from_timeout(cls, timeout: httpx.Timeout | float | None) -> StreamTimeouts:
+        """The waits implied by a provider's `timeout=` argument (its read timeout)."""
+        read = timeout.read if isinstance(timeout, httpx.Timeout) else timeout
+        if read is None:
+            return cls()
+        return cls(first_byte=float(read), idle=min(DEFAULT_IDLE_SECONDS, float(read)))
 
 
 @dataclass(frozen=True)
@@ -85,34 +125,57 @@ def make_client(
 
 def error_message(body: Any) -> str | None:
     """The human text of an error body, whatever its shape; None when it is no error."""
-    if not isinstance(body, dict) or "error" not in body:
+    if not isinstance(body, dict) or body.get("error") is None:
         return None
     err = body["error"]
     if isinstance(err, dict):
-        return str(err.get("message") or err.get("msg") or json.dumps(err))
-    return str(err)
+        found = err.get("message") or err.get("msg")
+        text = found if isinstance(found, str) else json.dumps(err, ensure_ascii=False)
+    else:
+        text = err if isinstance(err, str) else json.dumps(err, ensure_ascii=False)
+    return one_line(text)
+
+
+_DROPPED_ELEMENTS = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def one_line(text: str, limit: int = ERROR_CHARS) -> str:
+    """A server's error text fit for one line: HTML tags stripped, whitespace collapsed, cut.
+
+    A proxy's 503 page or a multi-line traceback would otherwise fill the terminal or the
+    editor's message box; the full text goes to the debug log where it is produced.
+    """
+    if "<" in text and ">" in text:
+        text = _TAG.sub(" ", _DROPPED_ELEMENTS.sub(" ", text))
+        text = html.unescape(text)
+    return cut(_SPACE.sub(" ", text).strip(), limit)
 
 
 def _text_of(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace").strip()
+    text = raw.decode("utf-8", "replace").lstrip("\ufeff").strip()
+    if not text:
+        return "(no error text)"
     try:
         body = json.loads(text)
     except ValueError:
-        return text[:500]
+        return one_line(text)
     found = error_message(body)
     if found is not None:
         return found
     if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
+        return one_line(str(body["message"]))
     if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return str(body["detail"])
-    return text[:500]
+        return one_line(str(body["detail"]))
+    return one_line(text)
 
 
 def classify_error(
     message: str, status: int | None, label: ServerLabel, model: str | None = None
 ) -> KomaError:
     """Turn a server's error text and status into the most specific typed error."""
+    message = one_line(message)
     low = message.lower()
     where = f"{label.name} at {label.base_url}"
     if status in (401, 403) or "invalid api key" in low or "incorrect api key" in low:
@@ -158,10 +221,16 @@ def transport_error(exc: httpx.TransportError, label: ServerLabel, started: bool
             "the model may still be loading; try again or raise the timeout",
         )
     if started:
-        return StreamError(f"{label.name} broke the stream: {exc or type(exc).__name__}")
+        return StreamError(f"{label.name} broke the stream: {_transport_detail(exc)}")
     return ProviderError(
-        f"{label.name} closed the connection: {exc or type(exc).__name__}", None, None, True
+        f"{label.name} closed the connection: {_transport_detail(exc)}", None, None, True
     )
+
+
+def _transport_detail(exc: httpx.TransportError) -> str:
+    """httpx's own words on one line; a reset often comes without any."""
+    text = one_line(str(exc))
+    return text or f"the connection was reset or closed ({type(exc).__name__})"
 
 
 def _json_error(response: httpx.Response, raw: bytes) -> str | None:
@@ -172,6 +241,79 @@ def _json_error(response: httpx.Response, raw: bytes) -> str | None:
         return error_message(json.loads(raw))
     except ValueError:
         return None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def first_byte_timeout(label: ServerLabel, seconds: float) -> FirstByteTimeout:
+    """The server has not begun its answer within the model-loading allowance."""
+    return FirstByteTimeout(
+        f"{label.name} at {label.base_url} sent nothing for {_seconds(seconds)} s"
+        " (waiting for the first byte, firstByteTimeoutSeconds)",
+        "the model may still be loading: try again, or raise firstByteTimeoutSeconds",
+    )
+
+
+def idle_timeout(label: ServerLabel, seconds: float) -> IdleTimeout:
+    """The answer began and then stopped flowing."""
+    return IdleTimeout(
+        f"{label.name} at {label.base_url} stalled mid-answer: nothing for {_seconds(seconds)} s"
+        " (idleTimeoutSeconds)",
+        "the server may be stuck or overloaded: try again, or raise idleTimeoutSeconds",
+    )
+
+
+class _TimedStream(httpx.AsyncByteStream):
+    """A response body whose every read is bounded: by the first-byte deadline until the first
+    byte arrives, by the idle timeout after that. Transport failures become typed errors here,
+    where it is known whether the answer had started."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncByteStream,
+        label: ServerLabel,
+        timeouts: StreamTimeouts,
+        deadline: float,
+    ) -> None:
+        self._inner = inner
+        self._label = label
+        self._timeouts = timeouts
+        self._deadline = deadline
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        started = False
+        chunks = self._inner.__aiter__()
+        while True:
+            try:
+                if started:
+                    async with asyncio.timeout(self._timeouts.idle):
+                        chunk = await anext(chunks)
+                else:
+                    async with asyncio.timeout_at(self._deadline):
+                        chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                if started:
+                    raise idle_timeout(self._label, self._timeouts.idle) from exc
+                raise first_byte_timeout(self._label, self._timeouts.first_byte) from exc
+            except httpx.TransportError as exc:
+                raise transport_error(exc, self._label, started=True) from exc
+            if chunk:
+                started = True
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _request_timeout(client: httpx.AsyncClient, timeouts: StreamTimeouts) -> httpx.Timeout:
+    """httpx's own read timeout only as a backstop behind the two waits."""
+    base = client.timeout
+    read = max(timeouts.first_byte, timeouts.idle) + 1.0
+    return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
 
 
 @asynccontextmanager
@@ -185,19 +327,39 @@ async def open_stream(
     model: str | None = None,
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
+    timeouts: StreamTimeouts | None = None,
 ) -> AsyncIterator[httpx.Response]:
     """Open a streamed request, retrying only until the server starts a successful answer.
 
     The response is closed when the `async with` block ends for any reason (including the
     consumer's `aclose()` or task cancellation), which drops the connection mid-body and so
-    stops the server's generation.
+    stops the server's generation. With `timeouts`, the headers and the first body byte must
+    arrive within `first_byte` seconds of sending, and the body may then fall silent for at
+    most `idle` seconds at a time.
     """
     attempt = 0
     while True:
         attempt += 1
         try:
-            request = client.build_request(method, path, json=json_body)
-            response = await client.send(request, stream=True)
+            if timeouts is None:
+                request = client.build_request(method, path, json=json_body)
+                response = await client.send(request, stream=True)
+            else:
+                request = client.build_request(
+                    method, path, json=json_body, timeout=_request_timeout(client, timeouts)
+                )
+                deadline = asyncio.get_running_loop().time() + timeouts.first_byte
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        response = await client.send(request, stream=True)
+                except TimeoutError as exc:
+                    raise first_byte_timeout(label, timeouts.first_byte) from exc
+                if isinstance(response.stream, httpx.AsyncByteStream):
+                    response.stream = _TimedStream(response.stream, label, timeouts, deadline)
+        except httpx.TimeoutException as exc:
+            if timeouts is not None and not isinstance(exc, httpx.ConnectTimeout):
+                raise first_byte_timeout(label, timeouts.first_byte) from exc
+            raise transport_error(exc, label, started=False) from exc
         except httpx.TransportError as exc:
             err = transport_error(exc, label, started=False)
             # Refused connections are retried (a server starting up); a connect timeout is not,
@@ -209,10 +371,18 @@ async def open_stream(
         if response.status_code >= 400:
             try:
                 raw = await response.aread()
-            except httpx.TransportError:
+            except (httpx.HTTPError, KomaError):
                 raw = b""
             finally:
                 await response.aclose()
+            logger.debug(
+                "%s answered %s to %s %s: %s",
+                label.name,
+                response.status_code,
+                method,
+                path,
+                raw.decode("utf-8", "replace"),
+            )
             err = classify_error(_text_of(raw), response.status_code, label, model)
             # A 503 means "still loading": worth asking again; any other status is final.
             if attempt < retries and _is_loading(err):
@@ -224,6 +394,8 @@ async def open_stream(
         yield response
     except httpx.TransportError as exc:
         raise transport_error(exc, label, started=True) from exc
+    except httpx.DecodingError as exc:  # a body that does not match its Content-Encoding
+        raise StreamError(f"{label.name} sent a body that cannot be decoded: {exc}") from exc
     finally:
         await response.aclose()
 
@@ -257,34 +429,60 @@ async def request_json(
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw.removeprefix(codecs.BOM_UTF8))
     except ValueError as exc:
         raise ProviderError(
             f"{label.name} at {label.base_url} sent something that is not JSON for {path}: "
-            f"{raw[:200]!r}"
+            f"{_quote(raw.decode('utf-8', 'replace'))}"
         ) from exc
 
 
 def _stream_error(message: str, label: ServerLabel, model: str | None) -> StreamError:
     """An error inside an HTTP-200 stream; keeps the specific hint (context, capability…)."""
+    message = one_line(message)
     specific = classify_error(message, None, label, model)
     return StreamError(f"{label.name} reported an error mid-stream: {message}", specific.hint)
+
+
+async def _lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The body's lines, a UTF-8 byte-order mark before the first one dropped."""
+    first = True
+    async for line in response.aiter_lines():
+        if first:
+            line = line.lstrip("\ufeff")
+            first = False
+        yield line
+
+
+def _quote(text: str) -> str:
+    """A piece of a bad record for an error message: short, on one line, tags stripped."""
+    if text.lstrip().startswith("<"):
+        return repr(one_line(text, 120)) if one_line(text) else "an HTML page"
+    return repr(cut(text, 120))
+
+
+def _not_json(label: ServerLabel, response: httpx.Response, what: str, text: str) -> StreamError:
+    """A record that does not parse: name the content type, which usually tells why."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip() or "no type"
+    return StreamError(
+        f"{label.name} sent {what} that is not JSON ({content_type}): {_quote(text)}"
+    )
 
 
 async def iter_ndjson(
     response: httpx.Response, label: ServerLabel, model: str | None = None
 ) -> AsyncIterator[dict[str, Any]]:
     """One JSON object per line; an `{"error": …}` line is raised as `StreamError`."""
-    async for line in response.aiter_lines():
+    async for line in _lines(response):
         line = line.strip()
         if not line:
             continue
         try:
             obj = json.loads(line)
         except ValueError as exc:
-            raise StreamError(f"{label.name} sent a line that is not JSON: {line[:200]!r}") from exc
+            raise _not_json(label, response, "a line", line) from exc
         if not isinstance(obj, dict):
-            raise StreamError(f"{label.name} sent an unexpected line: {line[:200]!r}")
+            raise StreamError(f"{label.name} sent an unexpected line: {_quote(line)}")
         found = error_message(obj)
         if found is not None:
             raise _stream_error(found, label, model)
@@ -306,21 +504,22 @@ async def iter_sse(
     content_type = response.headers.get("content-type", "")
     if "json" in content_type and "event-stream" not in content_type:
         # Not a stream: an HTTP-200 error body, or a server that ignored `stream: true`.
-        raw = await response.aread()
+        raw = (await response.aread()).removeprefix(codecs.BOM_UTF8)
         found = _json_error(response, raw)
         if found is not None:
             raise classify_error(found, response.status_code, label, model)
         try:
             whole = json.loads(raw)
         except ValueError as exc:
-            raise StreamError(f"{label.name} sent a body that is not JSON: {raw[:200]!r}") from exc
+            text = raw.decode("utf-8", "replace")
+            raise _not_json(label, response, "a body", text) from exc
         if isinstance(whole, dict):
             yield whole
         yield SSE_DONE
         return
     event = ""
     data: list[str] = []
-    async for line in response.aiter_lines():
+    async for line in _lines(response):
         if line.startswith(":"):
             continue
         if line == "":
@@ -364,7 +563,7 @@ def _decode_event(
         if event == "error":
             raise _stream_error(payload, label, model) from exc
         raise StreamError(
-            f"{label.name} sent an event that is not JSON: {payload[:200]!r}"
+            f"{label.name} sent an event that is not JSON: {_quote(payload)}"
         ) from exc
     found = error_message(obj) if isinstance(obj, dict) else None
     if event == "error" and found is None:

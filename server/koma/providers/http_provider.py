@@ -17,6 +17,7 @@ from koma.providers.http import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     ServerLabel,
+    StreamTimeouts,
     make_client,
     open_stream,
     request_json,
@@ -43,6 +44,9 @@ class HttpProvider(Provider):
         self.retries = retries
         self.backoff = backoff
         self.label = label
+        # The two waits of every streamed answer; `create_provider` sets them from the
+        # settings (`firstByteTimeoutSeconds`, `idleTimeoutSeconds`), Python callers may too.
+        self.stream_timeouts = StreamTimeouts.from_timeout(timeout)
         self._client = make_client(base_url, headers=headers, timeout=timeout)
 
     async def ping(self) -> bool:
@@ -74,7 +78,7 @@ class HttpProvider(Provider):
     def _open_stream(
         self, path: str, body: dict[str, Any], model: str
     ) -> AbstractAsyncContextManager[httpx.Response]:
-        """A streamed POST, retried only until the server starts answering."""
+        """A streamed POST, retried only until the server starts answering, its waits bounded."""
         return open_stream(
             self._client,
             "POST",
@@ -84,4 +88,5 @@ class HttpProvider(Provider):
             model=model,
             retries=self.retries,
             backoff=self.backoff,
+            timeouts=self.stream_timeouts,
         )

@@ -31,6 +31,7 @@ from koma.providers.http import (
 )
 from koma.providers.http_provider import HttpProvider
 from koma.providers.ollama_admin import OllamaAdmin
+from koma.providers.wire import OllamaChunk, validate_record
 from koma.types import (
     GenerationSettings,
     Message,
@@ -140,10 +141,13 @@ class OllamaProvider(OllamaAdmin, HttpProvider):
         finished = False
         async with self._open_stream(path, body, model) as response:
             async for obj in iter_ndjson(response, self.label, model):
-                chunk = parse_chunk(obj, num_ctx)
+                record = validate_record(OllamaChunk, obj, f"Ollama at {self.base_url}")
+                chunk = parse_chunk(record, num_ctx)
                 finished = finished or chunk.done
                 if chunk.done or chunk.content or chunk.reasoning or chunk.tool_calls:
                     yield chunk
+                if finished:
+                    break  # nothing after `done` belongs to this answer
         if not finished:
             raise StreamError(f"Ollama at {self.base_url} ended the stream before it was done")
 
@@ -278,45 +282,53 @@ def _arguments_object(call: ToolCall) -> dict[str, Any]:
     return decoded if isinstance(decoded, dict) else {"value": decoded}
 
 
-def parse_chunk(obj: dict[str, Any], num_ctx: int | None) -> WireChunk:
-    """One NDJSON line of `/api/chat` or `/api/generate` as a `WireChunk`."""
-    message = _dict(obj.get("message"))
-    content = message.get("content") if message else obj.get("response")
-    reasoning = message.get("thinking") if message else obj.get("thinking")
+def parse_chunk(record: OllamaChunk | dict[str, Any], num_ctx: int | None) -> WireChunk:
+    """One NDJSON line of `/api/chat` or `/api/generate` as a `WireChunk`.
+
+    A raw dict is validated first (raising `StreamError` on a wrong type); the stream hands
+    over records it has already validated.
+    """
+    obj = (
+        record
+        if isinstance(record, OllamaChunk)
+        else validate_record(OllamaChunk, record, "Ollama")
+    )
+    message = obj.message
+    content = message.content if message else obj.response
+    reasoning = message.thinking if message else obj.thinking
     calls = [
         ToolCall(
-            name=str(fn.get("name", "")),
-            arguments=decode_arguments(fn.get("arguments")),
-            id=tc.get("id"),
+            name=tc.function.name or "",
+            arguments=decode_arguments(tc.function.arguments),
+            id=tc.id,
         )
-        for tc in message.get("tool_calls") or []
-        if isinstance(tc, dict) and isinstance(fn := tc.get("function"), dict)
+        for tc in (message.tool_calls if message else None) or []
     ]
     chunk = WireChunk(content=content or "", reasoning=reasoning or "", tool_calls=calls)
-    if obj.get("done"):
+    if obj.done:
         chunk.done = True
-        chunk.finish_reason = obj.get("done_reason")
-        chunk.usage = Usage(obj.get("prompt_eval_count"), obj.get("eval_count"))
+        chunk.finish_reason = obj.done_reason
+        chunk.usage = Usage(obj.prompt_eval_count, obj.eval_count)
         chunk.metrics = parse_metrics(obj)
         # The engine compares these to spot a prompt Ollama truncated to fit num_ctx.
         chunk.raw = {
-            "prompt_eval_count": obj.get("prompt_eval_count"),
-            "eval_count": obj.get("eval_count"),
+            "prompt_eval_count": obj.prompt_eval_count,
+            "eval_count": obj.eval_count,
             "num_ctx": num_ctx,
-            "done_reason": obj.get("done_reason"),
+            "done_reason": obj.done_reason,
         }
     return chunk
 
 
-def parse_metrics(obj: dict[str, Any]) -> Metrics | None:
+def parse_metrics(obj: OllamaChunk) -> Metrics | None:
     """Ollama's nanosecond durations as milliseconds; None when the server sent none."""
 
-    def ms(key: str) -> float | None:
-        value = obj.get(key)
-        return value / 1e6 if isinstance(value, int | float) else None
+    def ms(value: float | None) -> float | None:
+        return value / 1e6 if value is not None else None
 
-    load, prompt, total = ms("load_duration"), ms("prompt_eval_duration"), ms("total_duration")
-    eval_count, eval_ns = obj.get("eval_count"), obj.get("eval_duration")
+    load, prompt = ms(obj.load_duration), ms(obj.prompt_eval_duration)
+    total = ms(obj.total_duration)
+    eval_count, eval_ns = obj.eval_count, obj.eval_duration
     tps = eval_count / eval_ns * 1e9 if eval_count and eval_ns else None
     if load is None and prompt is None and total is None and tps is None:
         return None

@@ -26,6 +26,12 @@ from koma.providers.http import (
     iter_sse,
 )
 from koma.providers.http_provider import HttpProvider
+from koma.providers.wire import (
+    OpenAIChunk,
+    OpenAIDelta,
+    OpenAIToolCall,
+    validate_record,
+)
 from koma.redaction import remember_secret
 from koma.types import GenerationSettings, Message, Metrics, ModelInfo, ToolCall, Usage
 
@@ -226,7 +232,8 @@ class OpenAICompatProvider(HttpProvider):
                 if obj is SSE_DONE:
                     state.finished = True
                     continue
-                chunk = state.feed(obj)
+                record = validate_record(OpenAIChunk, obj, f"{self.label.name} at {self.base_url}")
+                chunk = state.feed(record)
                 if chunk is not None:
                     yield chunk
         if not state.finished:
@@ -284,61 +291,65 @@ class _StreamState:
     metrics: Metrics | None = None
     cached_tokens: int | None = None
 
-    def feed(self, obj: dict[str, Any]) -> WireChunk | None:
-        """Absorb one event; return the text it carries, if any."""
+    def feed(self, record: OpenAIChunk | dict[str, Any]) -> WireChunk | None:
+        """Absorb one event; return the text it carries, if any.
+
+        A raw dict is validated first (a wrong type raises `StreamError`).
+        """
+        obj = (
+            record
+            if isinstance(record, OpenAIChunk)
+            else validate_record(OpenAIChunk, record, "the server")
+        )
         self._stats(obj)
-        choices = obj.get("choices") or []
-        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-        if choice.get("finish_reason"):
-            self.finish_reason = str(choice["finish_reason"])
+        choice = obj.choices[0] if obj.choices else None
+        if choice is None:
+            return None
+        if choice.finish_reason:
+            self.finish_reason = choice.finish_reason
             self.finished = True
         # `message` instead of `delta`: servers that ignore `stream` send one whole answer.
-        delta = _dict(choice.get("delta")) or _dict(choice.get("message"))
-        content = delta.get("content") or choice.get("text") or ""
-        reasoning = delta.get("reasoning") or delta.get("reasoning_content") or ""
-        for i, piece in enumerate(delta.get("tool_calls") or []):
-            if isinstance(piece, dict):
-                self._add_call_piece(i, piece)
+        delta = choice.delta or choice.message or OpenAIDelta()
+        content = delta.content or choice.text or ""
+        reasoning = delta.reasoning or delta.reasoning_content or ""
+        for i, piece in enumerate(delta.tool_calls or []):
+            self._add_call_piece(i, piece)
         if content or reasoning:
-            return WireChunk(content=str(content), reasoning=str(reasoning))
+            return WireChunk(content=content, reasoning=reasoning)
         return None
 
-    def _add_call_piece(self, position: int, piece: dict[str, Any]) -> None:
-        fn = _dict(piece.get("function"))
-        index = piece.get("index")
-        if not isinstance(index, int):
+    def _add_call_piece(self, position: int, piece: OpenAIToolCall) -> None:
+        index = piece.index
+        if index is None:
             # Servers that send whole calls without an index: match by id, else by position.
             by_id = {c.id: i for i, c in self.calls.items() if c.id}
-            call_id = piece.get("id")
-            if call_id is None:
-                index = position
-            else:
-                index = by_id.get(str(call_id), len(self.calls))
+            index = position if piece.id is None else by_id.get(piece.id, len(self.calls))
         call = self.calls.setdefault(index, _PendingCall())
-        if piece.get("id"):
-            call.id = str(piece["id"])
-        if fn.get("name"):
-            call.name = str(fn["name"])
-        args = fn.get("arguments")
-        if isinstance(args, str):
-            call.arguments += args
-        elif isinstance(args, dict):
-            call.arguments = json.dumps(args, ensure_ascii=False)
+        if piece.id:
+            call.id = piece.id
+        fn = piece.function
+        if fn is None:
+            return
+        if fn.name:
+            call.name = fn.name
+        if isinstance(fn.arguments, str):
+            call.arguments += fn.arguments
+        elif isinstance(fn.arguments, dict):
+            call.arguments = json.dumps(fn.arguments, ensure_ascii=False)
 
-    def _stats(self, obj: dict[str, Any]) -> None:
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            details = usage.get("prompt_tokens_details")
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            self.usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), cached)
-        timings = obj.get("timings")
-        if isinstance(timings, dict):
+    def _stats(self, obj: OpenAIChunk) -> None:
+        if obj.usage is not None:
+            details = obj.usage.prompt_tokens_details
+            cached = details.cached_tokens if details else None
+            self.usage = Usage(obj.usage.prompt_tokens, obj.usage.completion_tokens, cached)
+        timings = obj.timings
+        if timings is not None:
             self.metrics = metrics_from_timings(timings)
-            if isinstance(timings.get("cache_n"), int):
-                self.cached_tokens = timings["cache_n"]
-        stats = obj.get("stats")
-        if isinstance(stats, dict):
-            self.metrics = metrics_from_stats(stats) or self.metrics
+            cache_n = timings.get("cache_n")
+            if isinstance(cache_n, int) and not isinstance(cache_n, bool):
+                self.cached_tokens = cache_n
+        if obj.stats is not None:
+            self.metrics = metrics_from_stats(obj.stats) or self.metrics
 
     def final(self) -> WireChunk:
         calls = [

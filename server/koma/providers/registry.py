@@ -17,6 +17,8 @@ import httpx
 
 from koma.errors import ConfigError, ProviderUnreachable
 from koma.providers.base import Provider
+from koma.providers.http import StreamTimeouts
+from koma.providers.http_provider import HttpProvider
 from koma.providers.lmstudio import LMStudioProvider
 from koma.providers.ollama import ContextPolicy, OllamaProvider
 from koma.providers.openai_compat import PRESETS, OpenAICompatProvider, server_root
@@ -41,6 +43,31 @@ PROBE_TIMEOUT = httpx.Timeout(1.0, connect=0.25)
 
 
 def create_provider(
+    name: str,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    settings: KomaSettings | None = None,
+    context_policy: ContextPolicy | None = None,
+) -> Provider:
+    """Build the named provider (see `_create_provider`) with the settings' two stream waits.
+
+    Every caller — CLI, language server, Python API — builds its provider here, so the
+    first-byte and idle timeouts hold wherever an answer is read.
+    """
+    provider = _create_provider(
+        name, base_url, api_key, settings=settings, context_policy=context_policy
+    )
+    if isinstance(provider, HttpProvider):
+        settings = settings or KomaSettings()
+        provider.stream_timeouts = StreamTimeouts(
+            first_byte=settings.first_byte_timeout_seconds,
+            idle=settings.idle_timeout_seconds,
+        )
+    return provider
+
+
+def _create_provider(
     name: str,
     base_url: str | None = None,
     api_key: str | None = None,
