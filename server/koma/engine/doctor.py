@@ -275,6 +275,89 @@ async def check_capabilities(ctx: DoctorContext) -> Check | None:
     )
 
 
+# How long the raw-Harmony probe may take; a slower server simply gets no row.
+HARMONY_PROBE_SECONDS = 10.0
+# What makes each server split gpt-oss's Harmony itself instead of handing it over raw.
+RAW_HARMONY_FIXES = {
+    "ollama": "the model's template is not Ollama's gpt-oss one (a Modelfile TEMPLATE?): "
+    "recreate it FROM the gpt-oss model without a TEMPLATE line",
+    "lmstudio": "LM Studio → Developer → Settings: turn on separating reasoning_content from "
+    "content in API responses (or update LM Studio)",
+    "llamacpp": "start llama-server with --jinja --reasoning-format auto (not none)",
+    "vllm": "start vLLM with --reasoning-parser openai_gptoss "
+    "(and --tool-call-parser openai --enable-auto-tool-choice for tools)",
+}
+RAW_HARMONY_FIX = (
+    "llama-server: --jinja --reasoning-format auto; vLLM: --reasoning-parser openai_gptoss; "
+    "LM Studio: separate reasoning_content in the Developer settings"
+)
+
+
+async def check_harmony(ctx: DoctorContext) -> Check | None:
+    """Whether the server splits gpt-oss's Harmony itself or hands it over raw in `content`.
+
+    Koma parses raw Harmony too, but the server's own parser is the reliable one (it knows
+    the prompt it rendered), so a raw server gets one warning row naming the flag that fixes
+    it. A short probe answers it; a model that is not loaded is left alone (the probe would
+    load it), and a probe that fails or is slow gives no row.
+    """
+    from koma.engine.channels import writes_harmony
+
+    model = ctx.facts.get("model")
+    provider = ctx.provider
+    if provider is None or not model or not writes_harmony(model):
+        return None
+    models: list[ModelInfo] = ctx.facts.get("models") or []
+    if any(m.name == model and m.loaded is False for m in models):
+        return None
+    try:
+        raw = await asyncio.wait_for(_probe_raw_harmony(provider, model), HARMONY_PROBE_SECONDS)
+    except (TimeoutError, KomaError):
+        return None
+    if not raw:
+        return Check(
+            "harmony", "ok", "the server splits gpt-oss's reasoning from the answer itself"
+        )
+    from koma.engine.stream import note_raw_harmony
+
+    note_raw_harmony(provider, model)  # this process's later answers are read accordingly
+    kind = getattr(provider, "preset", None) or provider.name
+    return Check(
+        "harmony",
+        "warn",
+        f"the server hands {model}'s raw Harmony over in the answer text (`<|channel|>…`); "
+        "Koma splits it itself, but the server's own parser knows the prompt it rendered",
+        RAW_HARMONY_FIXES.get(kind, RAW_HARMONY_FIX),
+        data={"raw_harmony": True},
+    )
+
+
+async def _probe_raw_harmony(provider: Provider, model: str) -> bool:
+    """A few tokens of a tiny chat: True when Harmony markup arrives in `content`."""
+    from koma.engine.channels import ChannelParser
+    from koma.providers.base import ChatRequest
+    from koma.types import GenerationSettings, Message
+
+    settings = GenerationSettings(max_tokens=48, reasoning_effort="low", temperature=0)
+    request = ChatRequest(model, [Message.user("Reply with the word OK.")], settings)
+    parser = ChannelParser()
+    stream = provider.chat(request)
+    try:
+        async for chunk in stream:
+            if chunk.reasoning:  # split by the server
+                return False
+            if chunk.content:
+                parser.feed(chunk.content)
+                if parser.saw_harmony:
+                    return True
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    parser.finish()
+    return parser.saw_harmony
+
+
 def _present(wanted: str, names: list[str]) -> bool:
     """Ollama lists `name:latest` for a bare `name`."""
     return wanted in names or (":" not in wanted and f"{wanted}:latest" in names)
@@ -294,5 +377,6 @@ for _name, _fn in (
     ("models", check_models),
     ("model", check_model),
     ("capabilities", check_capabilities),
+    ("harmony", check_harmony),
 ):
     register_check(_name, _fn)
