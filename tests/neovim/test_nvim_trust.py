@@ -122,6 +122,12 @@ def test_keep_ignoring_sends_nothing_and_is_not_asked_again(editor: Editor) -> N
     assert params["path"] in shown
     assert "keeping baseUrl, tools.runTestsCommand of .koma.toml ignored" in editor.messages()
 
+    # Remembered across sessions: a fresh plugin state still does not ask about that content.
+    editor.lua("package.loaded['koma.trust'] = nil")
+    notify_untrusted(editor, params)
+    editor.lua("vim.wait(200)")
+    assert editor.lua("return #_G.prompts") == 3
+
 
 def test_malformed_notifications_ask_nothing(editor: Editor) -> None:
     start_stub(editor, [])

@@ -2,7 +2,8 @@
 --- `.koma.toml` sets keys that choose where code goes or what runs, and the server ignores them
 --- until the user trusts that exact file. Asked with `vim.ui.select`: Trust (the server re-hashes
 --- the file and trusts it only if it still has the content shown), Keep ignoring (not asked
---- again in this Neovim session for this content), Show file (opens it read-only, then asks again).
+--- again about this content: remembered in Neovim's state directory), Show file (opens it
+--- read-only, then asks again).
 
 local M = {}
 
@@ -10,9 +11,10 @@ M.TRUST = 'Trust'
 M.KEEP_IGNORING = 'Keep ignoring'
 M.SHOW_FILE = 'Show file'
 
---- "path\nsha256" of the files the user chose to keep ignoring in this session.
----@type table<string, true>
-M.ignored = {}
+--- "path\nsha256" of the files the user chose to keep ignoring (loaded from `M.store_path()`).
+---@type table<string, true>?
+M.ignored = nil
+local MAX_REMEMBERED = 64
 --- Questions on screen, so a repeated notification does not stack a second picker.
 ---@type table<string, true>
 local asking = {}
@@ -54,6 +56,48 @@ function M.parse(params)
   }
 end
 
+--- Where Keep ignoring answers are kept across sessions.
+function M.store_path()
+  return vim.fs.joinpath(vim.fn.stdpath('state'), 'koma', 'ignored-configs.json')
+end
+
+local function load_ignored()
+  if M.ignored then
+    return M.ignored
+  end
+  M.ignored = {}
+  local file = io.open(M.store_path(), 'r')
+  if file then
+    local ok, list = pcall(vim.json.decode, file:read('*a') or '')
+    file:close()
+    if ok and type(list) == 'table' then
+      for _, id in ipairs(list) do
+        if type(id) == 'string' then
+          M.ignored[id] = true
+        end
+      end
+    end
+  end
+  return M.ignored
+end
+
+local function remember(id)
+  local ignored = load_ignored()
+  ignored[id] = true
+  local list = vim.tbl_keys(ignored)
+  table.sort(list)
+  while #list > MAX_REMEMBERED do
+    table.remove(list, 1)
+  end
+  local path = M.store_path()
+  vim.fn.mkdir(vim.fs.dirname(path), 'p')
+  local file = io.open(path, 'w')
+  if file then
+    file:write(vim.json.encode(list))
+    file:close()
+  end
+end
+
 local function short(path)
   return vim.fn.fnamemodify(path, ':~:.')
 end
@@ -91,7 +135,7 @@ local function ask(client, config, id)
     end
     asking[id] = nil
     if choice == M.KEEP_IGNORING then
-      M.ignored[id] = true
+      remember(id)
       notify(('keeping %s of %s ignored'):format(table.concat(config.keys, ', '), short(config.path)))
     elseif choice == M.TRUST then
       trust(client, config)
@@ -109,7 +153,7 @@ function M.on_untrusted(params, ctx)
     return
   end
   local id = config.path .. '\n' .. config.sha256
-  if M.ignored[id] or asking[id] then
+  if load_ignored()[id] or asking[id] then
     return
   end
   asking[id] = true
