@@ -672,3 +672,27 @@ def test_doctor_has_a_project_config_row(
     _code, out, _err = run(capsys, *argv)
     row = {c["name"]: c for c in json.loads(out)["checks"]}["project config"]
     assert row["status"] == "ok" and "trusted" in row["detail"]
+
+
+def test_the_users_api_key_goes_only_to_the_users_base_url(
+    vllm: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    isolated: Path,
+) -> None:
+    key = "sk-user-key-0123456789abcdef"
+    monkeypatch.setenv("KOMA_API_KEY", key)
+    (isolated / ".koma.toml").write_text(f'provider = "openai"\nbaseUrl = "{vllm.openai_url}"\n')
+    assert run(capsys, "trust", "--yes")[0] == 0  # even a trusted project file ranks below
+    code, out, err = run(capsys, "chat", "--json", "--model", "gpt-oss:120b", "hi")
+    assert code == 0, err
+    headers = {k.lower(): v for k, v in chat_requests(vllm)[-1].headers.items()}
+    assert "authorization" not in headers
+    assert "not sending the API key" in err and key not in err + out
+    # The same server named by the user (a flag) gets the key.
+    code, out, err = run(capsys, "chat", "--base-url", vllm.openai_url, "--model", "gpt-oss:120b",
+                         "--json", "hi")  # fmt: skip
+    assert code == 0, err
+    headers = {k.lower(): v for k, v in chat_requests(vllm)[-1].headers.items()}
+    assert headers["authorization"] == f"Bearer {key}"
+    assert key not in err + out

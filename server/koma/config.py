@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
 from koma.errors import ConfigError
+from koma.redaction import remember_secret
 from koma.settings import KomaSettings, deep_merge, field_trust, leaf_fields
 from koma.trust import (
     ProjectConfig,
@@ -418,6 +419,9 @@ def resolve(sources: Sources) -> Resolved:
         message = sources.project.message()
         if message:
             warnings.append(message)
+    if settings.api_key is not None:
+        # Withheld or not, the key is a secret: no error or log line may show it.
+        remember_secret(settings.api_key.get_secret_value())
     withheld = withhold_key(settings, sources.layers)
     if withheld:
         settings = settings.model_copy(update={"api_key": None})

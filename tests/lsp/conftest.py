@@ -58,6 +58,7 @@ class KomaClient(LanguageClient):
         super().__init__(*args, **kwargs)
         self.chat_events: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
+        self.untrusted_configs: list[dict[str, Any]] = []
         self.root: Path = Path.cwd()
         self._changed = asyncio.Event()
         self._versions: dict[str, int] = {}
@@ -168,6 +169,10 @@ def make_client() -> KomaClient:
     @client.feature("koma/status")
     def on_status(ls: KomaClient, params: Any) -> None:
         ls.record(ls.statuses, params)
+
+    @client.feature("koma/untrustedConfig")
+    def on_untrusted_config(ls: KomaClient, params: Any) -> None:
+        ls.record(ls.untrusted_configs, params)
 
     @client.feature(types.WINDOW_SHOW_MESSAGE)
     def on_message(ls: KomaClient, params: types.ShowMessageParams) -> None:

@@ -278,26 +278,30 @@ def _supports_configuration(server: KomaLanguageServer) -> bool:
     return bool(workspace is not None and workspace.configuration)
 
 
-async def refresh_from_client(server: KomaLanguageServer) -> None:
-    """Ask the client for section `koma` and apply it (when the client can answer)."""
+async def refresh_from_client(server: KomaLanguageServer) -> bool:
+    """Ask the client for section `koma` and apply it (when the client can answer).
+
+    True when the client answered with a section (applied, or reported as invalid).
+    """
     if not _supports_configuration(server):
-        return
+        return False
     try:
         answer = await server.workspace_configuration_async(
             types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
         )
     except Exception as err:
         logger.warning("workspace/configuration failed: %s", err)
-        return
+        return False
     if not answer:
-        return
+        return False
     section = answer[0]
     if section is None:
-        return
+        return False
     if not isinstance(section, Mapping):
         report_invalid(server, f"the {SECTION!r} settings section must be an object")
-        return
+        return True
     apply_editor_settings(server, section)
+    return True
 
 
 def register(server: KomaLanguageServer) -> None:
@@ -326,9 +330,13 @@ def register(server: KomaLanguageServer) -> None:
     async def on_change(ls: KomaLanguageServer, params: types.DidChangeConfigurationParams) -> None:
         pushed = editor_section(params.settings)
         if _supports_configuration(ls):
-            await refresh_from_client(ls)
+            if await refresh_from_client(ls):
+                return
         elif pushed is not None:
             apply_editor_settings(ls, pushed)
+            return
+        # Nothing new from the editor: read the files again (a changed .koma.toml loses trust).
+        apply_editor_settings(ls, None)
 
     @server.command("koma.trustConfig")
     def trust_config_command(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:

@@ -36,7 +36,9 @@ from koma.engine.tools.childenv import Redactor
 from koma.engine.tools.jail import Jail, PathRefused, is_binary
 from koma.engine.tools.loop import ToolLoop
 from koma.engine.tools.policy import Decision, PolicyGate
+from koma.engine.tools.toolkit import Tool
 from koma.engine.tools.workspace import WorkspaceConfig, WorkspaceTools
+from koma.lsp.settings import restricted_reason
 
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
@@ -126,6 +128,7 @@ def tool_loop(ls: KomaLanguageServer, chat_id: str, context_tokens: int) -> Tool
         confirm=lambda tool, message: _confirm(ls, message),
         remembered=state.allowed_for(chat_id),
         confirm_sensitive=lambda tool, message: _confirm(ls, message, (ALLOW, DENY)),
+        refuse=lambda tool: _restricted(ls, tool),
     )
     chars = context_tokens * CHARS_PER_TOKEN
     return ToolLoop(
@@ -152,6 +155,14 @@ def _api_keys(ls: KomaLanguageServer) -> dict[str, str | None]:
     if isinstance(key, str):
         keys["the provider's API key"] = key
     return keys
+
+
+def _restricted(ls: KomaLanguageServer, tool: Tool) -> str | None:
+    """In Restricted Mode, every tool that runs or writes (not `allow` by default) is refused."""
+    reason = restricted_reason(ls)
+    if reason is None or tool.policy == "allow":
+        return None
+    return f"{tool.name} was not run: {reason}"
 
 
 def _open_text(ls: KomaLanguageServer, uri: str) -> str | None:
