@@ -12,7 +12,13 @@ Imported as `tools_trap`; conftest.py turns `trap` and `audit` into fixtures.
       link_out -> ../outside     escape.txt -> ../outside/canary.txt
       notes.txt -> .env          git_link -> .git/config        fifo (a named pipe)
       big.log (1 GB, sparse)     image.png (binary)      loop_a <-> loop_b (a symlink loop)
+      deep/er/  S -> deep/er     so `S/../../x` resolves to ws/x, while a lexical `..` says ../x
+      fifo_link -> fifo          the common credential files (.git-credentials, .npmrc, …)
+      .vscode/ .github/workflows/ .devcontainer/     folders whose files are sensitive to edit
     recorder.py                 the test command: it appends its argv to `ran.log`
+
+`Trap.buffers` are the editor's open documents (uri -> text) the tools see through
+`open_text`; it starts with an *outside* file open, as an editor may have it.
 
 `audit` records every file open / directory listing / process start the *test process* makes
 while a block runs (Python audit hooks), so a test can prove nothing outside was read or run.
@@ -37,6 +43,23 @@ from koma.engine.tools.policy import PolicyGate
 from koma.engine.tools.workspace import WorkspaceConfig, WorkspaceTools
 
 CANARY_TEXT = "CANARY-5f3a9c-DO-NOT-LEAK"
+CREDENTIAL_FILES = (
+    ".git-credentials",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".pgpass",
+    "credentials.json",
+    ".aws/credentials",
+    "sub/.aws/credentials",
+    ".docker/config.json",
+    ".kube/config",
+    "id_ed25519",
+    "certs/client.key",
+    "certs/client.p12",
+    "certs/client.pfx",
+    "infra/terraform.tfstate",
+)
 ALL_ALLOWED = {
     "read_file": "allow",
     "list_files": "allow",
@@ -56,6 +79,7 @@ class Trap:
     recorder: Path
     edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     apply_answer: tuple[bool, str | None] = (True, None)
+    buffers: dict[str, str] = field(default_factory=dict)
 
     def config(self, **extra: Any) -> WorkspaceConfig:
         async def apply_edit(label: str, edit: dict[str, Any]) -> tuple[bool, str | None]:
@@ -67,6 +91,7 @@ class Trap:
             "test_command": [sys.executable, str(self.recorder)],
             "test_timeout": 60.0,
             "apply_edit": apply_edit,
+            "open_text": self.buffers.get,
         }
         options.update(extra)
         return WorkspaceConfig(**options)
@@ -110,6 +135,14 @@ def build_trap(root: Path, git: bool) -> Trap:
     with open(ws / "big.log", "wb") as big:
         big.truncate(1 << 30)  # 1 GB of zeros that take no disk space
     os.mkfifo(ws / "fifo")
+    (ws / "fifo_link").symlink_to(ws / "fifo")
+    (ws / "deep" / "er").mkdir(parents=True)
+    (ws / "S").symlink_to(ws / "deep" / "er", target_is_directory=True)
+    for credential in CREDENTIAL_FILES:
+        (ws / credential).parent.mkdir(parents=True, exist_ok=True)
+        (ws / credential).write_text(f"password={CANARY_TEXT}\n")
+    for folder in (".vscode", ".github/workflows", ".devcontainer"):
+        (ws / folder).mkdir(parents=True)
     (ws / "loop_a").symlink_to(ws / "loop_b")
     (ws / "loop_b").symlink_to(ws / "loop_a")
     if git:
@@ -126,7 +159,10 @@ def build_trap(root: Path, git: bool) -> Trap:
         "    log.write(repr(sys.argv[1:]) + '\\n')\n"
         "print('recorded', sys.argv[1:])\n"
     )
-    return Trap(root, ws, outside, marker, ran_log, recorder)
+    trap = Trap(root, ws, outside, marker, ran_log, recorder)
+    trap.buffers[(outside / "canary.txt").as_uri()] = CANARY_TEXT + " (unsaved)\n"
+    trap.buffers[(root / ".bashrc").as_uri()] = CANARY_TEXT + " (unsaved)\n"
+    return trap
 
 
 HAS_GIT = shutil.which("git") is not None
