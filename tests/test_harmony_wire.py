@@ -110,3 +110,20 @@ async def test_a_raw_answer_teaches_the_engine_to_hold_the_next_start(
         await provider.aclose()
     assert held.channels == {"analysis": " thinking", "final": "Hi"}
     assert "".join(final_deltas) == "Hi"
+
+
+async def test_a_wire_tool_name_with_leaked_header_text_is_repaired() -> None:
+    """Ollama's gpt-oss parser sometimes names a call `read_file<|channel|>analysis`."""
+    with Simulator(flavor="ollama") as sim:
+        call = {"name": "read_file<|channel|>analysis", "arguments": {"path": "a.py"}}
+        sim.add_reply(Reply(thinking="Need the file.", tool_calls=[call]))
+        provider = OllamaProvider(sim.url)
+        request = ChatRequest(MODEL, [Message.user("hi")], GenerationSettings())
+        try:
+            async with aclosing(stream_events(provider, request)) as events:
+                results = [e.result async for e in events if isinstance(e, Done)]
+        finally:
+            await provider.aclose()
+    assert [(c.name, c.arguments) for c in results[0].tool_calls] == [
+        ("read_file", {"path": "a.py"})
+    ]
