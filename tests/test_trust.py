@@ -275,3 +275,22 @@ def test_a_server_echoing_the_key_does_not_put_it_in_errors_or_logs(
     finally:
         root.removeHandler(caplog.handler)
     assert "server said [redacted]" in caplog.text
+
+
+def test_a_link_to_a_config_trusted_elsewhere_does_not_inherit_its_trust(
+    tmp_path: Path, repo: Path, env: dict[str, str]
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    trusted = write(mine / ".koma.toml", '[tools.policies]\nrun_tests = "allow"\n')
+    trust(trusted, env)
+    (repo / ".koma.toml").symlink_to(trusted)
+    resolved = resolve(gather_sources(cwd=repo, env=env))
+    assert resolved.settings.tools.policies["run_tests"] == "ask"
+    assert resolved.project is not None and resolved.project.state == "refused"
+    assert "outside its folder" in resolved.warnings[0]
+    # A link inside the project is an ordinary way to keep the file elsewhere in the repo.
+    (repo / ".koma.toml").unlink()
+    write(repo / "src" / "koma.toml", 'model = "linked"\n')
+    (repo / ".koma.toml").symlink_to(repo / "src" / "koma.toml")
+    assert resolve(gather_sources(cwd=repo, env=env)).settings.model == "linked"

@@ -15,6 +15,7 @@ is sent only to a base URL that came from a layer at least as trusted as the key
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,8 @@ from koma.trust import (
     read_project_file,
     store_path,
 )
+
+logger = logging.getLogger("koma.config")
 
 PROJECT_FILE = ".koma.toml"
 USER_FILE = "config.toml"
@@ -390,8 +393,14 @@ def load_settings(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> KomaSettings:
-    """Resolve the effective settings; raises `ConfigError` naming the source of a bad value."""
-    return resolve(gather_sources(overrides, cwd, env)).settings
+    """Resolve the effective settings; raises `ConfigError` naming the source of a bad value.
+
+    Warnings (project keys ignored, an API key withheld) are logged; `resolve` returns them.
+    """
+    resolved = resolve(gather_sources(overrides, cwd, env))
+    for warning in resolved.warnings:
+        logger.warning(warning)
+    return resolved.settings
 
 
 def load_layers(layers: Sequence[Layer]) -> KomaSettings:

@@ -55,16 +55,25 @@ class ProjectFile:
 
 
 def read_project_file(path: Path) -> ProjectFile:
-    """Read `path` if it is safe to: a regular file of the user's, not writable by others.
+    """Read `path` if it is safe to: a regular file of the user's, not writable by others,
+    inside the folder it was found in.
 
-    Raises `UnsafeConfigFile` otherwise. Opening with O_NONBLOCK means a FIFO planted under the
-    config name cannot block the caller; the checks run on the opened file (fstat), so a swap
-    between check and read does not matter.
+    Raises `UnsafeConfigFile` otherwise. A symlink to a file elsewhere is refused because trust
+    is keyed by the real path: a repository linking `.koma.toml` to a config the user trusted
+    for another project would otherwise inherit that trust (its test command, its policies).
+    Opening with O_NONBLOCK means a FIFO planted under the config name cannot block the caller;
+    the checks run on the opened file (fstat), so a swap between check and read does not matter.
     """
     try:
         real = Path(os.path.realpath(path))
+        folder = Path(os.path.realpath(Path(path).parent))
     except (OSError, ValueError) as exc:
         raise UnsafeConfigFile(f"cannot resolve {path}: {exc}", "check the file") from exc
+    if folder not in real.parents:
+        raise UnsafeConfigFile(
+            f"{path} links to {real}, outside its folder",
+            "replace the link with a copy of the file",
+        )
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(real, flags)
