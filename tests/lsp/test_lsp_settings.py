@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
+from koma.lsp.settings import client_options
 from koma.simulator import Reply, Simulator, gpt_oss_20b
 
 CHAT_MODEL = "gpt-oss:20b"  # what the `lsp` fixture sends as koma.model
@@ -256,3 +257,18 @@ async def test_restricted_mode_refuses_tools_that_run_until_the_workspace_is_tru
     result = await client.command("koma.chat", {"message": "run the tests"})
     (outcome,) = tool_results(client, result["chatId"])
     assert marker.exists(), outcome  # the control: the same call runs once trusted
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (None, (False, True)),  # a generic client: no prompt, a trusted workspace
+        ({"koma": {}}, (False, True)),
+        ({"client": {"trustPrompt": True}}, (True, True)),
+        ({"client": {"trustPrompt": "yes", "workspaceTrusted": False}}, (False, False)),
+        ({"client": {"workspaceTrusted": "false"}}, (False, False)),  # not a bool: restricted
+        ({"client": "trusted"}, (False, True)),
+    ],
+)
+def test_client_trust_options(options: Any, expected: tuple[bool, bool]) -> None:
+    assert client_options(options) == expected
