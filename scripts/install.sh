@@ -10,4 +10,9 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 extras="embedded"
 for extra in "$@"; do extras="$extras,$extra"; done
+# Until 0.1.0 the distribution was called "koma" (a name that belongs to an unrelated project on
+# PyPI): drop such an editable install of this checkout, so `koma` has one owner.
+if python -m pip show koma 2>/dev/null | grep -qx "Editable project location: $PWD"; then
+    python -m pip uninstall -q -y koma
+fi
 python -m pip install -q -e ".[$extras]"

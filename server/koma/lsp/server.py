@@ -60,7 +60,7 @@ def _version() -> str:
     try:
         from importlib.metadata import version
 
-        return version("koma")
+        return version("koma-lsp")  # the distribution name (the import name is koma)
     except Exception:
         return "0"
 

