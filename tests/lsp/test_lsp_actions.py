@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -217,3 +219,30 @@ async def test_provider_down_leaves_the_action_without_an_edit(lsp: Any, dead_ur
         lambda: any(dead_url.removeprefix("http://") in m.message for m in client.messages),
         "an error message naming the URL",
     )
+
+
+async def test_resolve_never_reads_a_uri_the_jail_refuses(
+    lsp: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    client = await lsp()
+    outside = tmp_path / "outside.py"  # beside the workspace folder
+    outside.write_text("KEY = 'OUTSIDE-CANARY'\n")
+    (client.root / ".env").write_text("TOKEN=ENV-CANARY\n")
+    os.mkfifo(client.root / "pipe.py")
+    whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+    for uri in (outside.as_uri(), (client.root / ".env").as_uri()):
+        action = types.CodeAction(
+            title="Koma: Refactor",
+            kind=types.CodeActionKind.RefactorRewrite,
+            data={"action": "refactor", "uri": uri, "range": whole},
+        )
+        resolved = await resolve(client, action)
+        assert resolved.edit is None
+    await client.wait_for(
+        lambda: [m for m in client.messages if "outside the workspace" in m.message],
+        "the refusal",
+    )
+    assert [m for m in client.messages if "secret pattern '.env'" in m.message]
+    # Listing only looks at open buffers: a FIFO the client names is never opened.
+    assert await list_actions(client, (client.root / "pipe.py").as_uri(), rng(0, 0, 1, 0)) == []
+    assert [r for r in sim.requests if r.endpoint == "chat"] == []

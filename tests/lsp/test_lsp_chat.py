@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from lsprotocol import types
 
 from koma.simulator import Reply, Simulator
 
@@ -215,3 +220,50 @@ async def test_chat_about_an_unreadable_document_still_answers(lsp: Any, sim: Si
     result = await client.command("koma.chat", {"message": "what is this?", "uri": missing})
     assert result["text"] == "Hello from the simulator."
     assert "could not be read" in chat_requests(sim)[0].body["messages"][-1]["content"]
+
+
+def hostile_uris(client: Any, tmp_path: Path) -> list[str]:
+    """URIs a compromised client could send: outside, a secret, a FIFO, a symlink `..` trick."""
+    ws = client.root
+    outside = tmp_path / "outside.txt"  # ws/../outside.txt
+    outside.write_text("OUTSIDE-CANARY\n")
+    (ws / ".env").write_text("TOKEN=ENV-CANARY\n")
+    os.mkfifo(ws / "pipe.py")
+    (ws / "deep" / "er").mkdir(parents=True)
+    (ws / "S").symlink_to(ws / "deep" / "er", target_is_directory=True)
+    client.text_document_did_open(  # the editor has the outside file open, unsaved
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=outside.as_uri(), language_id="plaintext", version=1, text="BUFFER-CANARY\n"
+            )
+        )
+    )
+    return [
+        outside.as_uri(),
+        (ws / ".env").as_uri(),
+        (ws / "pipe.py").as_uri(),
+        ws.as_uri() + "/S/../../outside.txt",
+        "file:///etc/passwd",
+        "file:///dev/zero",
+        ws.as_uri() + "/" + "n" * 300,
+    ]
+
+
+async def test_chat_and_explain_never_read_a_uri_the_jail_refuses(
+    lsp: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    client = await lsp()
+    for uri in hostile_uris(client, tmp_path):
+        started = time.monotonic()
+        result = await client.command("koma.chat", {"message": "what is this?", "uri": uri})
+        assert result["text"] == "Hello from the simulator.", uri
+        explained = await client.command("koma.explain", {"uri": uri})
+        assert "koma.explain cannot read the document" in explained["error"], uri
+        assert time.monotonic() - started < 10, uri  # a FIFO or /dev/zero never blocks
+        status = await asyncio.wait_for(client.command("koma.status"), 1)
+        assert "state" in status
+    sent = json.dumps([r.body for r in chat_requests(sim)])
+    assert "CANARY" not in sent and "root:x:" not in sent
+    assert len(chat_requests(sim)) == 7  # explain never asked the model
+    first = chat_requests(sim)[0].body["messages"][-1]["content"]
+    assert "outside the workspace" in first

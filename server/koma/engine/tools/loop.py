@@ -14,8 +14,11 @@ inside the turn and dropped after it). `ToolLoop` makes each step survive what l
 - at the last allowed step tools are withdrawn and the model is told to answer; calls it still
   makes are dropped and the turn's result says why (`tools.maxSteps`).
 
-Policy and consent are checked per call (`PolicyGate`); cancelling the turn cancels the running
-tool (a test run's process group is killed).
+Policy and consent are checked per call (`PolicyGate`; a call the tool marks sensitive is always
+asked); one answer may make at most `MAX_CALLS_PER_ANSWER` calls (the rest get an error result,
+unrun and unasked); a check that fails with an unexpected error is a result, not a failed turn;
+known secret values are redacted from every result (`childenv.Redactor`). Cancelling the turn
+cancels the running tool (a test run's process group is killed).
 """
 
 from __future__ import annotations

@@ -264,6 +264,13 @@ class WorkspaceTools:
             return target, edits.plan_create(target.uri, new), True
         return target, edits.plan_replace(target.uri, text, old, new, target.shown, encoding), False
 
+    def _named(self, path: object) -> str:
+        """The file a path argument resolves to, as the user should see it in a question."""
+        try:
+            return self.jail.resolve(path, "new").shown
+        except ToolError:
+            return repr(path)
+
     def _edit_sensitivity(self, arguments: dict[str, Any]) -> str | None:
         """Why an edit of this file always needs the user's explicit yes (or None)."""
         target = self.jail.resolve(arguments["path"], "new")
@@ -272,7 +279,8 @@ class WorkspaceTools:
     @tool(
         policy="ask",
         summary=lambda self, a: (
-            f"propose an edit to {a.get('path')}: " + (a.get("description") or "(no description)")
+            f"propose an edit to {self._named(a.get('path'))}: "
+            + (a.get("description") or "(no description)")
         ),
         precheck=lambda self, a: self._plan(a),
         sensitive=lambda self, a: self._edit_sensitivity(a),
