@@ -134,12 +134,18 @@ class KomaLanguageServer(FanoutLanguageServer):
         return total
 
     def document_text(self, uri: str) -> str | None:
-        """The text of an open document (or the file behind `uri`); None if unreadable or binary."""
+        """The text of a document the editor has open; None if it is not open or is binary.
+
+        Never the disk: a URI from a client is untrusted (a FIFO would block the event loop, a
+        path outside the workspace would leak). Reading a file goes through
+        `koma.lsp.tools.read_document`, which applies the tools' jail off the event loop.
+        """
         try:
-            text = self.workspace.get_text_document(uri).source
-        except (OSError, UnicodeDecodeError, ValueError, RuntimeError):
+            document = self.workspace.text_documents.get(uri)
+        except RuntimeError:
             return None
-        if "\x00" in text:
+        text = document.source if document is not None else None
+        if text is None or "\x00" in text:
             return None
         return text
 
