@@ -4,7 +4,9 @@ In a git repository git itself answers (`git ls-files --cached --others --exclud
 tracked files plus untracked ones that are not ignored), with `core.fsmonitor` switched off so a
 hostile repository config cannot make the listing run a program. Elsewhere (or when git is
 missing or refuses the folder) a walk honours every `.gitignore` on the way with `pathspec`'s
-git-compatible matcher. Either way `.git/`, secrets and anything resolving outside the
+git-compatible matcher, in a child process killed at a deadline (`walkworker.py`: the
+repository writes those patterns). A model's `glob` is matched by `glob_match`, which never
+backtracks, in a worker thread with a deadline. Either way `.git/`, secrets and anything resolving outside the
 workspace are dropped by the jail, symlinked folders are never descended, and the walk stops
 after `MAX_VISITED` entries so a huge tree cannot stall the server.
 """
