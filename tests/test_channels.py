@@ -319,6 +319,7 @@ def test_parser_is_reusable_after_finish():
 MARKER_FRAGMENTS = [
     *FRAGMENTS, *HARMONY_TOKENS, *TAGS, *(close for _, close in TAGS.values()),
     *DEGRADED_SEPARATORS, " to=functions.f ", '{"a": 1}', "Hello", "We",
+    *ROLE_HEADS, " to=assistant", " to=browser.search", "analysis ", " json", "code",
 ]  # fmt: skip
 
 
@@ -331,12 +332,13 @@ MARKER_FRAGMENTS = [
 def test_any_input_parses_the_same_however_it_is_chunked(text, cuts, reasoning_first):
     """Whatever arrives (well-formed or not), chunking never changes the outcome."""
     reasoning = ("We think",) if reasoning_first else ()
-    whole, parser = parse([text], reasoning)
-    whole_calls = [c.to_dict() for c in parser.leaked_tool_calls]
-    for chunks in splits(text, cuts):
-        pieces, parser = parse(chunks, reasoning)
-        assert merged(pieces) == merged(whole), chunks
-        assert [c.to_dict() for c in parser.leaked_tool_calls] == whole_calls
+    for held in (False, True):  # also with the start held for a known raw-Harmony server
+        whole, parser = parse([text], reasoning, harmony_start=held)
+        whole_calls = [c.to_dict() for c in parser.leaked_tool_calls]
+        for chunks in splits(text, cuts):
+            pieces, parser = parse(chunks, reasoning, harmony_start=held)
+            assert merged(pieces) == merged(whole), chunks
+            assert [c.to_dict() for c in parser.leaked_tool_calls] == whole_calls
 
 
 # -- the reference corpus: every vector, cut at every position --------------------------------
