@@ -404,3 +404,16 @@ async def test_the_test_process_gets_no_credentials_and_their_values_are_redacte
     (trap.ws / "notes.md").write_text(f"key = {secrets['KOMA_API_KEY']}\n")
     read = await trap.loop().run(ToolCall("read_file", {"path": "notes.md"}))
     assert "key = [redacted: KOMA_API_KEY]" in read.content
+
+
+def test_tool_results_also_hide_keys_the_settings_loaded() -> None:
+    """A key from the user's config file (remembered by `koma.redaction`) is cut from tool
+    output as well as the environment's credential values."""
+    from koma.engine.tools.childenv import Redactor
+    from koma.redaction import remember_secret
+
+    remember_secret("cfg-key-0123456789abcdef")
+    redact = Redactor.from_environ({"GITHUB_TOKEN": "ghp_abcdefghijkl"})
+    out = redact("env ghp_abcdefghijkl and config cfg-key-0123456789abcdef")
+    assert "ghp_abcdefghijkl" not in out and "[redacted: GITHUB_TOKEN]" in out
+    assert "cfg-key-0123456789abcdef" not in out and "[redacted]" in out

@@ -6,7 +6,9 @@ gets the server's environment minus every variable whose name says it holds a cr
 variables, the ssh agent socket, …) unless the user's own config names it in `tools.passEnv`.
 The values of those variables (and any other known secret, such as the provider's API key)
 are then cut out of every tool result before the model sees it: a test that prints its
-environment, or a file that happens to hold the key, shows `[redacted: NAME]` instead.
+environment, or a file that happens to hold the key, shows `[redacted: NAME]` instead. Keys the
+process already knows from the settings (`koma.redaction`, e.g. an `apiKey` in the user's
+config file) are cut too, so the two lists of secrets never disagree.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable, Mapping
+
+from koma.redaction import redact as redact_known_keys
 
 # Matched case-insensitively against variable names.
 CREDENTIAL_NAMES = (
@@ -82,11 +86,8 @@ class Redactor:
         found.update({k: v for k, v in (extra or {}).items() if v})
         return cls(found)
 
-    def __bool__(self) -> bool:
-        return bool(self._pairs)
-
     def __call__(self, text: str) -> str:
         for value, name in self._pairs:
             if value in text:
                 text = text.replace(value, f"[redacted: {name}]")
-        return text
+        return redact_known_keys(text)
