@@ -499,3 +499,12 @@ def test_prompt_opened_channel_then_final(reasoning, answer, cuts):
     for chunks in splits(text, cuts):
         pieces, _ = parse(chunks, harmony_start=True)
         assert merged(pieces) == merged([("analysis", reasoning), ("final", answer)]), chunks
+
+
+def test_only_real_harmony_marks_a_raw_server() -> None:
+    _, parser = parse(list(" to=do list"))
+    assert not parser.saw_harmony  # prose: the server is not taken for a raw one
+    _, parser = parse(list(" to=functions.f<|channel|>analysis<|message|>{}"))
+    assert parser.saw_harmony
+    _, parser = parse(list("analysisUser asks.assistantfinalHi"))
+    assert parser.saw_harmony

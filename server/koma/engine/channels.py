@@ -290,7 +290,6 @@ class ChannelParser:
                     self._held = buf
                     return out
                 if role:  # the header goes on from the prompt's `<|start|>assistant`
-                    self.saw_harmony = True
                     self._header, self._header_marker, self._header_from = "", "", None
                     self._state = _S_HEADER
                     continue
@@ -473,6 +472,7 @@ class ChannelParser:
         text = self._header_marker + head
         found = _HEADLESS_RE.match(text)
         if found is not None:
+            self.saw_harmony = True
             recipient = _tool_recipient(found.group("to1") or found.group("to2") or "")
             rest = text[found.end() :]
             if recipient:
@@ -489,6 +489,7 @@ class ChannelParser:
         return head
 
     def _open_message(self) -> None:
+        self.saw_harmony = True
         header, self._header = self._header_marker + self._header, ""
         recipients = [r for r in _RECIPIENT_RE.findall(header) if r not in _NOT_TOOLS]
         if recipients:
