@@ -3,8 +3,8 @@
 OpenAI-compatible and the Ollama wire, the provider and the engine's stream.
 
 Each vector is streamed whole, one character per chunk, and cut in two at every eighth
-position (the parser's own tests cut at every position); every way gives the same channels
-and calls, and no final delta ever shows header text or reasoning.
+position (the two wires four apart; the parser's own tests cut at every position); every way
+gives the same channels and calls, and no final delta ever shows header text or reasoning.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def provider_for(flavor: str, sim: Simulator) -> Provider:
     return OpenAICompatProvider(sim.openai_url, preset="llamacpp")
 
 
-def cuts(text: str) -> list[tuple[str, ...]]:
-    halves = [(text[:i], text[i:]) for i in range(1, len(text), 8)]
+def cuts(text: str, offset: int) -> list[tuple[str, ...]]:
+    """Whole, per character, and cut in two at every eighth position from `offset` (the two
+    wires use offsets four apart, so together they cut at every fourth position)."""
+    halves = [(text[:i], text[i:]) for i in range(1 + offset % 8, len(text), 8)]
     return [(text,), tuple(text), *halves]
 
 
@@ -78,7 +80,8 @@ async def test_corpus_through_the_wire_and_the_engine(
     if vector.harmony_start:  # what an earlier raw answer from this server taught the engine
         note_raw_harmony(provider, MODEL)
     try:
-        for chunks in cuts(vector.text):
+        offset = VECTORS.index(vector) + (4 if flavor == "ollama" else 0)
+        for chunks in cuts(vector.text, offset):
             result, (final_deltas, calls) = await answer(provider, sim, chunks)
             assert result.channels == vector.channels(), chunks
             assert result.text == vector.final
