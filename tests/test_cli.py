@@ -20,7 +20,7 @@ import pytest
 from cli_support import isolated_project  # noqa: F401  (autouse fixture)
 from koma.cli import main
 from koma.simulator import Reply, Simulator
-from koma.simulator.script import gpt_oss_20b, gpt_oss_120b, qwen_coder
+from koma.simulator.script import gpt_oss_20b, gpt_oss_120b, qwen_coder, tokenize
 
 THINKING = "The user greets me. I should greet back briefly."
 ANSWER = "Hello! How can I help?"
@@ -696,3 +696,127 @@ def test_the_users_api_key_goes_only_to_the_users_base_url(
     headers = {k.lower(): v for k, v in chat_requests(vllm)[-1].headers.items()}
     assert headers["authorization"] == f"Bearer {key}"
     assert key not in err + out
+
+
+# ---------------------------------------------------------------- answers that go wrong
+
+
+@pytest.fixture
+def llamacpp() -> Iterator[Simulator]:
+    sim = Simulator(models=[gpt_oss_20b()], flavor="llamacpp")
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def test_empty_answer_warns_in_json_with_the_cause_and_the_flags(
+    llamacpp: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server without a chat template answers nothing: the JSON says so, and why."""
+    llamacpp.add_reply(Reply(content=""))
+    code, out, err = run(
+        capsys, "chat", "--provider", "openai", "--base-url", llamacpp.openai_url,
+        "--model", "gpt-oss:20b", "--json", "What is 2 + 2?",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["text"] == ""
+    (warning,) = result["warnings"]
+    assert "no answer" in warning and "finish reason: stop" in warning
+    assert "0 tokens" in warning
+    assert "chat template" in warning
+    assert "--jinja" in warning and "--chat-template" in warning and "--chat_format" in warning
+    assert result["metrics"]["tokens_per_second"] is None
+    assert "warning: the model gave no answer" in err  # stderr too, stdout stays one document
+
+
+def test_empty_answer_warns_on_the_terminal_without_a_rate(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The terminal names the cause and prints no tokens-per-second for no tokens."""
+    ollama.add_reply(Reply(content=" "))  # one token of whitespace: "1000000 tok/s" before
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:20b", "hi",
+    )  # fmt: skip
+    assert code == 0, err
+    assert not out.strip()
+    assert "warning: the model gave no answer" in err
+    assert "chat template" in err and "TEMPLATE" in err
+    assert "tok/s" not in err
+    assert "gpt-oss:20b" in err  # the stats line is still there
+
+
+def test_a_looping_answer_is_stopped_with_a_warning(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two copies of the looping line reach the user; the server is told to stop."""
+    loop = 'print(f("hello"))\n'
+    script = "def f(s):\n    return s[::-1]\n\n" + loop * 60
+    ollama.add_reply(Reply(content=script, token_delay_ms=2))
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:20b", "--json", "reverse a string",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["text"] == "def f(s):\n    return s[::-1]\n\n" + loop * 2
+    assert result["finish_reason"] == "repetition"
+    assert any("repeating itself" in w and "print(f" in w for w in result["warnings"])
+    (request,) = chat_requests(ollama)
+    assert request.client_disconnected  # the generation was stopped, not just hidden
+    assert request.tokens_sent < len(tokenize(script))
+
+
+def test_a_looping_answer_on_the_terminal_shows_two_copies_and_says_it_stopped(
+    llamacpp: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paragraph = "The answer is four.\nIt is four because two and two make four.\n\n"
+    llamacpp.add_reply(Reply(content="Sure.\n" + paragraph * 30))
+    code, out, err = run(
+        capsys, "chat", "--provider", "openai", "--base-url", llamacpp.openai_url,
+        "--model", "gpt-oss:20b", "What is 2 + 2?",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.count("The answer is four.") == 2
+    assert "warning: stopped the answer: the model was repeating itself" in err
+
+
+def test_repeated_lines_that_stop_are_shown_whole(
+    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Asked for five prints, the user gets five: a short repeat is no loop."""
+    text = "```python\n" + 'print("hello")\n' * 5 + "```\n"
+    ollama.add_reply(Reply(content=text))
+    code, out, err = run(
+        capsys, "chat", "--provider", "ollama", "--base-url", ollama.url,
+        "--model", "gpt-oss:20b", "print hello five times",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out == text
+    assert "warning" not in err
+
+
+def test_chat_stops_a_model_that_never_stops_at_the_default_limit(
+    llamacpp: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --max-tokens: the answer ends at the documented default, with a warning."""
+    from koma.engine.stream import DEFAULT_ANSWER_TOKENS
+
+    words = " ".join(f"w{i}" for i in range(DEFAULT_ANSWER_TOKENS + 500))
+    llamacpp.add_reply(Reply(content=words, times=2))
+    argv = ["chat", "--provider", "openai", "--base-url", llamacpp.openai_url,
+            "--model", "gpt-oss:20b", "--json", "ramble"]  # fmt: skip
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["finish_reason"] == "length"
+    assert len(tokenize(result["text"])) == DEFAULT_ANSWER_TOKENS
+    assert any("chat.maxTokens" in w and "--max-tokens" in w for w in result["warnings"])
+    assert "max_tokens" not in chat_requests(llamacpp)[0].body  # the server's limit is untouched
+    # --max-tokens overrides it: the server's own limit applies, the engine does not cut.
+    code, out, err = run(capsys, *argv[:-1], "--max-tokens", "9000", "ramble")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["text"] == words
+    assert result["warnings"] == []

@@ -22,7 +22,7 @@ from koma.errors import CapabilityMissing, ModelNotFound
 from koma.providers import embedded
 from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.embedded import EmbeddedProvider
-from koma.providers.embedded_text import LoopGuard
+from koma.providers.embedded_text import AnswerStart
 from koma.types import GenerationSettings, Message
 
 MODEL = embedded.DEFAULT_MODEL_NAME
@@ -167,38 +167,12 @@ def test_koma_chat_prints_the_answer_without_llama_cpp_noise(tmp_path: Path) -> 
     assert "llama" not in proc.stderr and "ggml" not in proc.stderr, proc.stderr
 
 
-# ---------------------------------------------------------------- loop guard
-
-
-def feed_all(guard: LoopGuard, pieces: list[str]) -> tuple[str, bool]:
-    shown = []
-    for piece in pieces:
-        text, looping = guard.feed(piece)
-        shown.append(text)
-        if looping:
-            return "".join(shown), True
-    return "".join(shown) + guard.flush(), False
-
-
-def tokens(text: str, size: int = 3) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def test_a_looping_answer_stops_after_two_copies() -> None:
-    loop = "def f(s):\n    return s[::-1]\n\n" + 'print(f("hello"))\n' * 8
-    shown, looping = feed_all(LoopGuard(strip_leading=False), tokens(loop))
-    assert looping
-    assert shown.count('print(f("hello"))') == 2
-    assert shown.startswith("def f(s):\n    return s[::-1]\n")
-
-
-def test_similar_lines_and_blank_lines_pass_through() -> None:
-    text = "a = 1\na = 1\na = 12\n\n\na = 1\nb = 2\n"
-    shown, looping = feed_all(LoopGuard(strip_leading=False), tokens(text, 2))
-    assert not looping
-    assert shown == text
+# ---------------------------------------------------------------- answer start
 
 
 def test_leading_whitespace_of_a_transcript_answer_is_dropped() -> None:
-    shown, looping = feed_all(LoopGuard(strip_leading=True), [" ", "\n\n", " Paris", ".\n"])
-    assert (shown, looping) == ("Paris.\n", False)
+    start = AnswerStart(strip_leading=True)
+    assert "".join(start.feed(p) for p in [" ", "\n\n", " Paris", ".\n", " more"]) == (
+        "Paris.\n more"
+    )
+    assert AnswerStart(strip_leading=False).feed("  code") == "  code"

@@ -228,7 +228,9 @@ async def run_chat(args: argparse.Namespace) -> int:
     if result is None:
         raise KomaError("the stream ended without a result", "run `koma doctor`")
     if args.json:
-        print_json(out, {**result.to_dict(), "warnings": resolved.warnings})
+        # The settings' warnings and the answer's own (empty, stopped, cut short) together.
+        print_json(out, {**result.to_dict(), "warnings": [*resolved.warnings, *result.warnings]})
+        printer.warn(result.warnings)
     else:
         printer.finish()
     return EXIT_OK

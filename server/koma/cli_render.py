@@ -84,15 +84,16 @@ class ChatPrinter:
         result = self.result
         if result is None:
             return
-        for warning in result.warnings:
-            self.err.print(Text(f"warning: {warning}", style="yellow"))
-        if not result.text and not result.tool_calls:
-            why = f" (finish reason: {result.finish_reason})" if result.finish_reason else ""
-            hint = " — raise --max-tokens" if result.finish_reason == "length" else ""
-            self.err.print(Text(f"the model gave no final answer{why}{hint}", style="yellow"))
+        # The engine's warnings say why an answer is empty, stopped or cut short.
+        self.warn(result.warnings)
         stats = format_stats(result)
         if stats:
             self.err.print(Text(stats, style="dim"))
+
+    def warn(self, warnings: list[str]) -> None:
+        """One `warning:` line per warning on stderr (also next to `--json` output)."""
+        for warning in warnings:
+            self.err.print(Text(f"warning: {warning}", style="yellow"))
 
     def _shows(self, channel: str) -> bool:
         return self.show_thinking or channel not in REASONING_CHANNELS
@@ -122,7 +123,9 @@ def format_stats(result: GenerationResult) -> str:
     """`model · 41.2 tok/s · first token 230 ms · 1.94 s` from whatever metrics exist."""
     metrics = result.metrics
     parts = [p for p in (result.provider and f"{result.provider}", result.model) if p]
-    if metrics.tokens_per_second is not None:
+    tokens = result.usage.completion_tokens
+    # A rate of zero or one token is no rate (servers report 1,000,000,000 tok/s for it).
+    if metrics.tokens_per_second is not None and (tokens is None or tokens > 1):
         parts.append(f"{metrics.tokens_per_second:.1f} tok/s")
     if metrics.ttft_ms is not None:
         parts.append(f"first token {metrics.ttft_ms:.0f} ms")

@@ -8,6 +8,7 @@ here, on a monotonic clock, from the moment the request starts.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -64,6 +65,25 @@ def merge_metrics(server: Metrics | None, client: Metrics) -> Metrics:
         total_ms=_first(server.total_ms, client.total_ms),
         source="server",
     )
+
+
+# Faster than any local model generates: a rate above this is a timing artefact (a server that
+# timed one token over a microsecond), not a measurement.
+MAX_PLAUSIBLE_RATE = 100_000.0
+
+
+def plausible_rate(metrics: Metrics, generated: int) -> Metrics:
+    """`metrics` without a tokens-per-second figure that cannot be a real rate.
+
+    A rate needs at least two generated tokens (the first one's time is the time to first
+    token); servers still report one for zero or one token, e.g. 1,000,000,000 tok/s.
+    """
+    rate = metrics.tokens_per_second
+    if rate is None:
+        return metrics
+    if generated < 2 or not math.isfinite(rate) or rate <= 0 or rate > MAX_PLAUSIBLE_RATE:
+        return replace(metrics, tokens_per_second=None)
+    return metrics
 
 
 def _first(a: float | None, b: float | None) -> float | None:

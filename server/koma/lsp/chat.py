@@ -307,7 +307,7 @@ async def run_chat(
         "metrics": metrics_payload(result.metrics),
     }
     warnings = list(result.warnings)
-    if not result.text.strip():
+    if not result.text.strip() and not warnings:  # the engine usually says why already
         warnings.append("the model returned no answer")
     if warnings:
         reply["warning"] = "; ".join(warnings)

@@ -30,7 +30,7 @@ from typing import Any
 
 from koma.errors import CapabilityMissing, ConfigError, ModelNotFound
 from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
-from koma.providers.embedded_text import TRANSCRIPT_STOPS, LoopGuard, transcript
+from koma.providers.embedded_text import TRANSCRIPT_STOPS, AnswerStart, transcript
 from koma.types import GenerationSettings, Message, Metrics, ModelDetails, ModelInfo, Usage
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
@@ -236,7 +236,7 @@ class EmbeddedProvider(Provider):
         return "unloaded" if dropped else "was not loaded"
 
     def chat(self, request: ChatRequest) -> AsyncIterator[WireChunk]:
-        def start(llm: Any) -> tuple[Iterator[dict[str, Any]], LoopGuard]:
+        def start(llm: Any) -> tuple[Iterator[dict[str, Any]], AnswerStart]:
             sampling = _sampling(request.settings, 512)
             if not _has_chat_template(llm):
                 # A base model (the packaged Gemma 270M is one) follows a plain question and
@@ -247,10 +247,10 @@ class EmbeddedProvider(Provider):
                 sampling["stop"] = [*sampling.get("stop", []), *TRANSCRIPT_STOPS]
                 prompt = transcript(request.messages)
                 stream = llm.create_completion(prompt=prompt, stream=True, **sampling)
-                return stream, LoopGuard(strip_leading=True)
+                return stream, AnswerStart(strip_leading=True)
             messages = [_encode(m) for m in request.messages]
             stream = llm.create_chat_completion(messages=messages, stream=True, **sampling)
-            return stream, LoopGuard(strip_leading=False)
+            return stream, AnswerStart(strip_leading=False)
 
         return self._run(request.model, start)
 
@@ -270,7 +270,6 @@ class EmbeddedProvider(Provider):
                 stream=True,
                 **_sampling(request.settings, 128),
             )
-            # Completions keep every token: the completion engine trims repetition itself.
             return stream, None
 
         return self._run(request.model, start)
@@ -320,17 +319,7 @@ class EmbeddedProvider(Provider):
                             if not text:
                                 continue
                             count += 1
-                            if guard is None:
-                                emit(text)
-                                continue
-                            shown, looping = guard.feed(text)
-                            emit(shown)
-                            if looping:
-                                finish = "stop"
-                                break
-                        else:
-                            if guard is not None:
-                                emit(guard.flush())
+                            emit(text if guard is None else guard.feed(text))
                     finally:
                         # Ends llama-cpp-python's generator before the next generation starts.
                         getattr(stream, "close", lambda: None)()

@@ -1,8 +1,9 @@
-"""Text handling for the embedded provider's small models: base-model prompts and loop guard.
+"""Text handling for the embedded provider's small models: base-model prompts.
 
 The packaged Gemma 3 270M is a base model: it has no chat template and continues whatever
 transcript it is given, so chat turns are written as a question / answer transcript that stops
-at the next turn, and an answer that starts repeating one line is cut short.
+at the next turn. (An answer that starts repeating itself is ended by the engine's repetition
+guard, as for every provider.)
 """
 
 from __future__ import annotations
@@ -28,52 +29,20 @@ def transcript(messages: list[Message]) -> str:
     return "\n".join(parts) + "\nAnswer:"
 
 
-class LoopGuard:
-    """Ends a chat answer that starts repeating one line, without printing the extra copies.
+class AnswerStart:
+    """Drops the whitespace a transcript answer starts with (`Answer:` is followed by a space).
 
-    Small models fall into loops (the same `print(...)` line until max_tokens). A line may
-    appear `max_repeats` times in a row; while the line being generated could become one more
-    copy it is held back, and if it does, generation stops there.
+    Loops are no longer the provider's business: every chat stream runs through the engine's
+    repetition guard (`koma.engine.repetition`), whichever provider serves it.
     """
 
-    def __init__(self, strip_leading: bool, max_repeats: int = 2) -> None:
+    def __init__(self, strip_leading: bool) -> None:
         self._strip_leading = strip_leading
-        self._max = max_repeats
-        self._line = ""  # the line being generated
-        self._held = ""  # the part of it not shown yet
-        self._last = ""  # the last complete non-blank line
-        self._count = 0  # how many times in a row it appeared
 
-    def feed(self, text: str) -> tuple[str, bool]:
-        """The text to show now, and whether the answer is looping (stop generating)."""
+    def feed(self, text: str) -> str:
+        """The text to show now."""
         if self._strip_leading:
             text = text.lstrip()
-            if not text:
-                return "", False
-            self._strip_leading = False
-        shown: list[str] = []
-        for piece in text.splitlines(keepends=True):
-            ended = piece.endswith(("\n", "\r"))
-            self._line += piece.rstrip("\r\n") if ended else piece
-            self._held += piece
-            if ended:
-                line, self._line = self._line.strip(), ""
-                if line and line == self._last:
-                    self._count += 1
-                elif line:
-                    self._last, self._count = line, 1
-                if self._count > self._max:
-                    return "".join(shown), True
-            if ended or not self._may_repeat():
-                # A line that ended within the limit is shown whole, newline included.
-                shown.append(self._held)
-                self._held = ""
-        return "".join(shown), False
-
-    def flush(self) -> str:
-        """What is still held back when generation ends on its own."""
-        held, self._held = self._held, ""
-        return held
-
-    def _may_repeat(self) -> bool:
-        return self._count >= self._max and self._last.startswith(self._line.strip())
+            if text:
+                self._strip_leading = False
+        return text
