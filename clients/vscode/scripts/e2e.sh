@@ -8,9 +8,17 @@
 # extension host (scripts/run-e2e.mjs drives the browser), saves screenshots to e2e-artifacts/,
 # and tears everything down. Exits non-zero when a test fails.
 #
-# Needs: scripts/setup-e2e.sh done once, `koma` installed (pip install -e .), npm.
+# Two runs: (1) the features, with the server pinned (`koma.server.command` = the Python this
+# script found Koma in, so the run is the same whether Koma is installed globally or in an
+# activated virtual environment); (2) a fresh profile where no Koma can be found (PATH holds only
+# a python3, HOME is empty, no VIRTUAL_ENV): "Install…" installs the wheel the .vsix carries, with
+# pip reading its dependencies from a local wheelhouse (scripts/wheelhouse.sh) instead of the
+# index, then ghost text comes from the installed server.
+#
+# Needs: scripts/setup-e2e.sh done once, Koma importable by `python` or `python3` on PATH, npm.
 # Env: KOMA_E2E_DIR (setup cache), KOMA_E2E_ARTIFACTS (screenshots, default e2e-artifacts/),
-#      KOMA_E2E_DOCS_IMAGES=1 (copy the chat, reasoning and ghost-text screenshots to docs/images/),
+#      KOMA_E2E_DOCS_IMAGES=1 (copy the chat, reasoning, ghost-text and install screenshots to
+#      docs/images/),
 #      KOMA_E2E_KEEP=1 (keep the run directory with all logs).
 set -euo pipefail
 
@@ -26,7 +34,6 @@ fail() { printf '[e2e] error: %s\n' "$*" >&2; exit 1; }
 
 [[ -f "$DIR/.code-server-4.100.3.ok" && -f "$CODE_SERVER" ]] ||
   fail "code-server is not set up in $DIR; run clients/vscode/scripts/setup-e2e.sh first"
-command -v koma >/dev/null || fail "the koma command is not on PATH; install Koma first (scripts/install.sh)"
 # The interpreter Koma is installed in (it also runs the simulator).
 PYTHON=""
 for candidate in python python3; do
@@ -36,6 +43,7 @@ for candidate in python python3; do
   fi
 done
 [[ -n "$PYTHON" ]] || fail "no python on PATH can import koma; install Koma first (scripts/install.sh)"
+PYTHON_EXE="$("$PYTHON" -c 'import sys; print(sys.executable)')"
 
 RUN="$(mktemp -d "${TMPDIR:-/tmp}/koma-vscode-e2e.XXXXXX")"
 pids=()
@@ -96,70 +104,123 @@ SIM_URL="$(sed -n 's/^listening on //p' "$RUN/simulator.log" | head -n1)"
 log "simulator at $SIM_URL"
 
 # 4. Workspace and settings ----------------------------------------------------------------------
-cp -r "$HERE/src/test/e2e/fixtures/workspace" "$RUN/workspace"
-mkdir -p "$RUN/workspace/.vscode" "$RUN/ud/User"
-# provider and baseUrl choose where code goes: VS Code takes them from user settings only.
-cat >"$RUN/workspace/.vscode/settings.json" <<EOF
+# user_settings FILE [KEY JSON-VALUE ...]: the profile's settings.json.
+user_settings() {
+  local file=$1
+  shift
+  "$PYTHON" - "$file" "$SIM_URL" "$@" <<'PY'
+import json, sys
+file, sim_url, *pairs = sys.argv[1:]
+settings = {
+    "koma.provider": "ollama",
+    "koma.baseUrl": sim_url,
+    "workbench.startupEditor": "none",
+    "workbench.tips.enabled": False,
+    "workbench.colorTheme": "Default Dark Modern",
+    "workbench.enableExperiments": False,
+    "telemetry.telemetryLevel": "off",
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
+    "update.mode": "none",
+    "security.workspace.trust.enabled": False,
+    "chat.commandCenter.enabled": False,
+    "editor.minimap.enabled": False,
+    "window.restoreWindows": "none",
+}
+for key, value in zip(pairs[::2], pairs[1::2]):
+    settings[key] = json.loads(value)
+with open(file, "w", encoding="utf-8") as out:
+    json.dump(settings, out, indent=2)
+PY
+}
+# workspace DIR: a copy of the fixture project. provider and baseUrl choose where code goes:
+# VS Code takes them from user settings only.
+workspace() {
+  cp -r "$HERE/src/test/e2e/fixtures/workspace" "$1"
+  mkdir -p "$1/.vscode"
+  cat >"$1/.vscode/settings.json" <<EOF
 {
   "koma.model": "gpt-oss:20b",
   "koma.completionModel": "qwen2.5-coder:1.5b",
   "koma.trace.server": "messages"
 }
 EOF
-cat >"$RUN/ud/User/settings.json" <<EOF
-{
-  "koma.provider": "ollama",
-  "koma.baseUrl": "$SIM_URL",
-  "workbench.startupEditor": "none",
-  "workbench.tips.enabled": false,
-  "workbench.colorTheme": "Default Dark Modern",
-  "workbench.enableExperiments": false,
-  "telemetry.telemetryLevel": "off",
-  "extensions.autoCheckUpdates": false,
-  "extensions.autoUpdate": false,
-  "update.mode": "none",
-  "security.workspace.trust.enabled": false,
-  "chat.commandCenter.enabled": false,
-  "editor.minimap.enabled": false,
-  "window.restoreWindows": "none"
 }
-EOF
 
-# 5. code-server with the .vsix installed ---------------------------------------------------------
-node "$CODE_SERVER" --extensions-dir "$RUN/ext" --user-data-dir "$RUN/ud" \
-  --install-extension "$HERE/koma.vsix" >"$RUN/install.log" 2>&1 || { cat "$RUN/install.log"; fail "installing koma.vsix failed"; }
-EXT_DIR="$(find "$RUN/ext" -maxdepth 1 -type d -name 'koma.koma-*' | head -n1)"
-[[ -n "$EXT_DIR" ]] || { cat "$RUN/install.log"; fail "koma.vsix did not install"; }
-PORT="$(free_port)"
-setsid node "$CODE_SERVER" --auth none --bind-addr "127.0.0.1:$PORT" --disable-telemetry \
-  --disable-update-check --disable-workspace-trust --disable-getting-started-override \
-  --extensions-dir "$RUN/ext" --user-data-dir "$RUN/ud" "$RUN/workspace" >"$RUN/code-server.log" 2>&1 &
-pids+=($!)
-wait_for "code-server" 60 "${pids[-1]}" "$PYTHON" -c \
-  "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/healthz', timeout=2)"
-log "code-server on 127.0.0.1:$PORT with $(basename "$EXT_DIR") ($((SECONDS - started)) s)"
+# run_suite NAME [ENV ...]: install the .vsix into a fresh profile under $RUN/NAME (its
+# settings.json written beforehand to $RUN/NAME/settings.json), start code-server with ENV added
+# to its environment on a copy of the workspace there, and run the suite; returns its exit code.
+run_suite() {
+  local name=$1
+  shift
+  local base="$RUN/$name"
+  local ext="$base/ext" ud="$base/ud" ws="$base/workspace"
+  mkdir -p "$ud/User"
+  workspace "$ws"
+  mv "$base/settings.json" "$ud/User/settings.json"
+  node "$CODE_SERVER" --extensions-dir "$ext" --user-data-dir "$ud" \
+    --install-extension "$HERE/koma.vsix" >"$base/install.log" 2>&1 || { cat "$base/install.log"; fail "installing koma.vsix failed"; }
+  local ext_dir
+  ext_dir="$(find "$ext" -maxdepth 1 -type d -name 'koma.koma-*' | head -n1)"
+  [[ -n "$ext_dir" ]] || { cat "$base/install.log"; fail "koma.vsix did not install"; }
+  local port
+  port="$(free_port)"
+  env "$@" setsid "$NODE" "$CODE_SERVER" --auth none --bind-addr "127.0.0.1:$port" --disable-telemetry \
+    --disable-update-check --disable-workspace-trust --disable-getting-started-override \
+    --extensions-dir "$ext" --user-data-dir "$ud" "$ws" >"$base/code-server.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_for "code-server" 60 "$pid" "$PYTHON" -c \
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/healthz', timeout=2)"
+  log "$name: code-server on 127.0.0.1:$port with $(basename "$ext_dir") ($((SECONDS - started)) s)"
+  local rc=0
+  node "$HERE/scripts/run-e2e.mjs" --port "$port" --extension "$ext_dir" \
+    --tests "$HERE/out/test/e2e/index.js" --workspace "$ws" --artifacts "$ART" || rc=$?
+  if ((rc != 0)); then
+    log "$name FAILED; logs follow"
+    for f in "$RUN/simulator.log" "$base/code-server.log"; do
+      printf '\n----- %s (last 40 lines)\n' "$f"
+      tail -n 40 "$f" || true
+    done
+    while IFS= read -r f; do
+      printf '\n----- %s (last 80 lines)\n' "$f"
+      tail -n 80 "$f"
+    done < <(find "$ud/logs" -name '*Koma*' -type f 2>/dev/null)
+  fi
+  # Stop this code-server (its extension host and Koma server with it) before the next run.
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  return "$rc"
+}
+NODE="$(command -v node)"
 
-# 6. Run the suite in the browser ------------------------------------------------------------------
+# 5. The features, with the server pinned to the Koma this script found -------------------------
+mkdir -p "$RUN/features"
+user_settings "$RUN/features/settings.json" koma.server.command \
+  "$("$PYTHON" -c 'import json, shlex, sys; print(json.dumps(shlex.quote(sys.argv[1]) + " -m koma"))' "$PYTHON_EXE")"
 rc=0
-node "$HERE/scripts/run-e2e.mjs" --port "$PORT" --extension "$EXT_DIR" \
-  --tests "$HERE/out/test/e2e/index.js" --workspace "$RUN/workspace" --artifacts "$ART" || rc=$?
+run_suite features || rc=$?
 
-if ((rc != 0)); then
-  log "FAILED; logs follow"
-  for f in "$RUN/simulator.log" "$RUN/code-server.log"; do
-    printf '\n----- %s (last 40 lines)\n' "$f"
-    tail -n 40 "$f" || true
-  done
-  while IFS= read -r f; do
-    printf '\n----- %s (last 80 lines)\n' "$f"
-    tail -n 80 "$f"
-  done < <(find "$RUN/ud/logs" -name '*Koma*' -type f 2>/dev/null)
-elif [[ "${KOMA_E2E_DOCS_IMAGES:-}" == 1 ]]; then
+# 6. A fresh profile with no Koma anywhere: Install… from the .vsix ------------------------------
+if ((rc == 0)); then
+  WHEELHOUSE="$(PYTHON="$PYTHON" "$REPO/scripts/wheelhouse.sh")"
+  mkdir -p "$RUN/install/home" "$RUN/install/bin"
+  # The only program on PATH besides the system's: a Python to make the virtual environment from.
+  ln -s "$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.executable))')" "$RUN/install/bin/python3"
+  user_settings "$RUN/install/settings.json"
+  run_suite install -u VIRTUAL_ENV -u PYTHONPATH -u PYTHONHOME -u PIPX_BIN_DIR -u CONDA_PREFIX \
+    HOME="$RUN/install/home" SHELL=/bin/sh PATH="$RUN/install/bin:/usr/bin:/bin" \
+    KOMA_E2E_SUITE=install PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE" || rc=$?
+fi
+
+if ((rc == 0)) && [[ "${KOMA_E2E_DOCS_IMAGES:-}" == 1 ]]; then
   mkdir -p "$REPO/docs/images"
   cp "$ART/chat-panel.png" "$REPO/docs/images/vscode-chat.png"
   cp "$ART/ghost-text.png" "$REPO/docs/images/vscode-ghost-text.png"
   cp "$ART/chat-reasoning.png" "$REPO/docs/images/vscode-chat-reasoning.png"
-  log "updated docs/images/vscode-{chat,ghost-text,chat-reasoning}.png"
+  cp "$ART/install-not-found.png" "$REPO/docs/images/vscode-install-not-found.png"
+  cp "$ART/install-ghost-text.png" "$REPO/docs/images/vscode-install-ghost-text.png"
+  log "updated docs/images/vscode-{chat,ghost-text,chat-reasoning,install-not-found,install-ghost-text}.png"
 fi
 log "screenshots in $ART"
 log "finished in $((SECONDS - started)) s"

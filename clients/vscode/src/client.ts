@@ -5,7 +5,8 @@
  * forwards Koma's own notifications (`koma/chat/event`, `koma/status`) to the UI.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
@@ -17,18 +18,10 @@ import {
   type ServerOptions,
 } from 'vscode-languageclient/node';
 
+import { discoverServer, pathFromEnvOutput, type Discovery, type ServerLaunch } from './discovery';
 import { EditReviewer } from './editReview';
 import type { ChatEvent, StatusPayload } from './protocol';
-import {
-  configurationFor,
-  resolveLaunch,
-  trustedInspection,
-  userSettings,
-  userValue,
-  whichIn,
-  type Inspection,
-  type ServerLaunch,
-} from './settings';
+import { configurationFor, trustedInspection, userSettings, userValue, whichIn, type Inspection } from './settings';
 import type { ServerPhase } from './statusBar';
 import { TrustPrompt } from './trust';
 
@@ -45,10 +38,10 @@ function isStringMap(value: unknown): value is Record<string, string> {
   return !!value && typeof value === 'object' && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
 }
 
-function isExecutable(file: string): boolean {
+export function isExecutable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
-    return true;
+    return statSync(file).isFile();
   } catch {
     return false;
   }
@@ -63,28 +56,49 @@ export function inspector(scope?: vscode.Uri, ignored?: (key: string) => void): 
   return (key) => trustedInspection(key, config.inspect(key), ignored);
 }
 
-/** The interpreter the Python extension has selected, else `python.defaultInterpreterPath`. */
-async function selectedPython(): Promise<string | undefined> {
+/**
+ * The interpreter the Python extension has selected, or undefined when the extension (or its
+ * environments API) is not there. Never `python.defaultInterpreterPath` read directly: a
+ * workspace's settings could point it at any program.
+ */
+export async function selectedPython(): Promise<string | undefined> {
   const extension = vscode.extensions.getExtension('ms-python.python');
-  if (extension) {
-    try {
-      const api = (extension.isActive ? extension.exports : await extension.activate()) as {
-        environments?: {
-          getActiveEnvironmentPath(): { path: string };
-          resolveEnvironment(p: { path: string }): Promise<{ executable?: { uri?: vscode.Uri } } | undefined>;
-        };
-      };
-      const active = api.environments?.getActiveEnvironmentPath();
-      if (active) {
-        const resolved = await api.environments?.resolveEnvironment(active);
-        return resolved?.executable?.uri?.fsPath ?? active.path;
-      }
-    } catch {
-      // Fall through to the setting: the Python extension is optional.
-    }
+  if (!extension) {
+    return undefined;
   }
-  const configured = vscode.workspace.getConfiguration('python').get<string>('defaultInterpreterPath');
-  return configured && configured !== 'python' ? configured : undefined;
+  try {
+    const api = (extension.isActive ? extension.exports : await extension.activate()) as {
+      environments?: {
+        getActiveEnvironmentPath(): { path: string };
+        resolveEnvironment(p: { path: string }): Promise<{ executable?: { uri?: vscode.Uri } } | undefined>;
+      };
+    };
+    const active = api.environments?.getActiveEnvironmentPath();
+    if (active) {
+      const resolved = await api.environments?.resolveEnvironment(active);
+      return resolved?.executable?.uri?.fsPath ?? active.path;
+    }
+  } catch {
+    // The Python extension is optional: skip it.
+  }
+  return undefined;
+}
+
+let loginPath: Promise<string | undefined> | undefined;
+
+/**
+ * `PATH` as the user's login shell sets it (asked once per session): VS Code started from the
+ * desktop has the session's environment, without what ~/.profile or ~/.zprofile add. Runs in
+ * the home directory, never the workspace.
+ */
+export function loginShellPath(): Promise<string | undefined> {
+  loginPath ??= new Promise((resolve) => {
+    const shell = process.env.SHELL || '/bin/sh';
+    execFile(shell, ['-l', '-c', 'env'], { cwd: os.homedir(), timeout: 5000, env: process.env }, (error, stdout) => {
+      resolve(error ? undefined : pathFromEnvOutput(stdout));
+    });
+  });
+  return loginPath;
 }
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ ok: boolean; output: string }> {
@@ -107,8 +121,10 @@ export class KomaClient implements vscode.Disposable {
   constructor(
     private readonly output: vscode.LogOutputChannel,
     private readonly hooks: ClientHooks,
-    private readonly onMissing: (launch: ServerLaunch, detail: string, python: string | undefined) => void,
+    private readonly onMissing: (detail: string, discovery: Discovery | undefined) => void,
     workspaceState: vscode.Memento,
+    /** The virtual environment "Install…" creates. */
+    private readonly installedVenv: string,
   ) {
     this.trustPrompt = new TrustPrompt(
       {
@@ -187,6 +203,11 @@ export class KomaClient implements vscode.Disposable {
 
   /** Workspace Trust was granted: the server leaves Restricted Mode (tools that run or write). */
   async workspaceTrustGranted(): Promise<void> {
+    if (this.phase === 'missing') {
+      // A server in the workspace's own virtual environment may be run now.
+      await this.start();
+      return;
+    }
     if (!this.client || !this.ready) {
       return; // the next start sends workspaceTrusted in initializationOptions
     }
@@ -236,13 +257,31 @@ export class KomaClient implements vscode.Disposable {
     const extraArgs = userValue(inspect('server.args'));
     const extraEnv = userValue(inspect('server.env'));
     const env: NodeJS.ProcessEnv = { ...process.env, ...(isStringMap(extraEnv) ? extraEnv : {}) };
-    const python = await selectedPython();
-    const launch = resolveLaunch({
+    const trusted = vscode.workspace.isTrusted;
+    const discovery = await discoverServer({
       configured: typeof configured === 'string' ? configured : '',
       extraArgs: Array.isArray(extraArgs) ? extraArgs.map(String) : [],
-      which: (name) => whichIn(name, env.PATH, isExecutable, path.delimiter),
-      pythonPath: python,
+      workspaceFolders: (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath),
+      trusted,
+      env,
+      pythonInterpreter: selectedPython,
+      canImportKoma: async (python) => (await run(python, ['-c', 'import koma.lsp'], env)).ok,
+      installedVenv: this.installedVenv,
+      loginShellPath,
+      isExecutable,
+      platform: process.platform,
     });
+    const launch = discovery.launch;
+    if (!launch) {
+      this.output.error(`no server found; looked at: ${discovery.looked.join('; ')}`);
+      for (const line of discovery.refused) {
+        this.output.warn(`not run: ${line}`);
+      }
+      this.lastLaunch = undefined;
+      this.setPhase('missing');
+      this.onMissing('', discovery);
+      return;
+    }
     this.lastLaunch = launch;
     this.output.info(`starting: ${launch.command} ${launch.args.join(' ')} (found via ${launch.source})`);
 
@@ -250,7 +289,7 @@ export class KomaClient implements vscode.Disposable {
     if (problem) {
       this.output.error(problem);
       this.setPhase('missing');
-      this.onMissing(launch, problem, python);
+      this.onMissing(problem, undefined);
       return;
     }
 
@@ -330,17 +369,11 @@ export class KomaClient implements vscode.Disposable {
     this.hooks.onReady();
   }
 
-  /** Why the launch cannot work (program missing, `koma` not importable), or undefined. */
+  /** Why a configured launch cannot work (program missing), or undefined. */
   private async checkLaunch(launch: ServerLaunch, env: NodeJS.ProcessEnv): Promise<string | undefined> {
     const program = whichIn(launch.command, env.PATH, isExecutable, path.delimiter);
     if (!program) {
-      return `"${launch.command}" was not found${launch.command.includes('/') ? '' : ' on PATH'}.`;
-    }
-    if (launch.source === 'python') {
-      const check = await run(program, ['-c', 'import koma.lsp'], env);
-      if (!check.ok) {
-        return `${program} cannot import koma: ${check.output.split('\n').slice(-1)[0]}`;
-      }
+      return `"${launch.command}" (koma.server.command) was not found${launch.command.includes('/') ? '' : ' on PATH'}.`;
     }
     return undefined;
   }

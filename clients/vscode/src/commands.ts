@@ -9,7 +9,8 @@ import type { KomaClient } from './client';
 import { doctorMarkdown } from './doctor';
 import { cleanModels, lifecycleItems, modelPickItems, type ModelPickItem } from './models';
 import type { ModelKind } from './protocol';
-import { installCommand, type ServerLaunch } from './settings';
+import { notFoundMessage, type Discovery } from './discovery';
+import { installServer } from './installServer';
 import type { StatusBar } from './statusBar';
 
 export interface CommandDeps {
@@ -199,6 +200,7 @@ export function registerCommands(context: vscode.ExtensionContext, deps: Command
   register('koma.unloadModel', 'Unload Model', (model) => lifecycle(deps, 'unload', model));
   register('koma.showDiagnostics', 'Show Diagnostics', () => showDiagnostics(deps));
   register('koma.restartServer', 'Restart Server', () => deps.client.restart());
+  register('koma.installServer', 'Install Server', () => installServer(context, deps.output, () => deps.client.restart()));
   register('koma.clearResponseCache', 'Clear Cache', async () => {
     const result = await deps.client.execute<{ cleared?: number }>('koma.clearCache');
     const count = typeof result?.cleared === 'number' ? result.cleared : 0;
@@ -208,34 +210,15 @@ export function registerCommands(context: vscode.ExtensionContext, deps: Command
   register('koma.statusMenu', 'Model Actions', () => statusMenu(deps));
 }
 
-/** The server program is missing: say so once, with a way to install or point to it. */
-export async function reportMissingServer(launch: ServerLaunch, detail: string, python: string | undefined, output: vscode.LogOutputChannel): Promise<void> {
-  const choice = await vscode.window.showErrorMessage(
-    `Koma: the language server was not found — ${detail} Install Koma (Python ≥ 3.11) or set "koma.server.command".`,
-    'Install…',
-    'Set Command',
-    'Show Log',
-  );
+/**
+ * The server program is missing: say where the extension looked (and what it would not run in
+ * Restricted Mode), with a way to install it or point to it.
+ */
+export async function reportMissingServer(detail: string, discovery: Discovery | undefined, output: vscode.LogOutputChannel): Promise<void> {
+  const message = discovery ? notFoundMessage(discovery) : `Koma: the language server was not found — ${detail} Install it here (Install…), or fix "koma.server.command".`;
+  const choice = await vscode.window.showErrorMessage(message, 'Install…', 'Set Command', 'Show Log');
   if (choice === 'Install…') {
-    const folders = await vscode.window.showOpenDialog({
-      canSelectFolders: true,
-      canSelectFiles: false,
-      canSelectMany: false,
-      openLabel: 'Install from this Koma checkout',
-      title: 'Select the Koma source folder (the one holding pyproject.toml)',
-    });
-    if (!folders?.[0]) {
-      return;
-    }
-    const interpreter = launch.source === 'python' ? launch.command : python;
-    const terminal = vscode.window.createTerminal({ name: 'Koma install' });
-    terminal.show();
-    terminal.sendText(installCommand(interpreter, folders[0].fsPath), true);
-    void vscode.window.showInformationMessage('Koma: when the install finishes, run "Koma: Restart Server".', 'Restart Server').then((c) => {
-      if (c) {
-        void vscode.commands.executeCommand('koma.restartServer');
-      }
-    });
+    await vscode.commands.executeCommand('koma.installServer');
   } else if (choice === 'Set Command') {
     await vscode.commands.executeCommand('workbench.action.openSettings', 'koma.server.command');
   } else if (choice === 'Show Log') {

@@ -9,6 +9,7 @@ import * as vscode from 'vscode';
 import { ChatViewProvider, type ChatBackend, type ChatHost, type ExplainRequest } from './chatView';
 import { KomaClient } from './client';
 import { registerCommands, reportMissingServer } from './commands';
+import { installedVenv } from './installServer';
 import { cleanModels } from './models';
 import type { ChatReply, ChatViewState, ModelsReply } from './protocol';
 import { debounce, needsRestart } from './settings';
@@ -19,6 +20,8 @@ export interface KomaApi {
   whenReady(): Promise<void>;
   chatState(): ChatViewState;
   statusText(): string;
+  /** The server program running (or last tried) and how it was found. */
+  serverLaunch(): { command: string; source: string } | undefined;
 }
 
 function chatHost(context: vscode.ExtensionContext): ChatHost {
@@ -121,8 +124,9 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
         void panel.chat?.refreshModels();
       },
     },
-    (launch, detail, python) => void reportMissingServer(launch, detail, python, output),
+    (detail, discovery) => void reportMissingServer(detail, discovery, output),
     context.workspaceState,
+    installedVenv(context),
   );
   context.subscriptions.push(client);
   running = client;
@@ -175,6 +179,7 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
     whenReady: () => readyPromise,
     chatState: () => chat.state(),
     statusText: () => item.text,
+    serverLaunch: () => (client.launch ? { command: client.launch.command, source: client.launch.source } : undefined),
   };
 }
 

@@ -82,6 +82,7 @@ export const CLIENT_SETTING_KEYS: readonly string[] = [
   'server.args',
   'server.env',
   'trace.server',
+  'install.systemSitePackages',
 ];
 
 /** The part of `WorkspaceConfiguration.inspect()` that says where a value was set. */
@@ -189,86 +190,7 @@ export function needsRestart(affects: (section: string) => boolean): boolean {
   return affects('koma.server');
 }
 
-// ---- finding the server program ---------------------------------------------------------------
-
-export interface ServerLaunch {
-  command: string;
-  args: string[];
-  /** How the command was found, for the log and the "not found" message. */
-  source: 'setting' | 'path' | 'python';
-}
-
-export interface LaunchInputs {
-  /** `koma.server.command` (may hold arguments: `python3 -m koma`). */
-  configured: string;
-  /** `koma.server.args`: appended after `lsp`. */
-  extraArgs: string[];
-  /** Full path of an executable on PATH, or undefined. */
-  which: (name: string) => string | undefined;
-  /** The selected Python interpreter, if the Python extension or a setting names one. */
-  pythonPath: string | undefined;
-}
-
-/**
- * Decide how to start `koma lsp`: the configured command, else `koma` on PATH, else the selected
- * Python interpreter's `-m koma`, else `python3 -m koma` (the check at start-up then reports it
- * missing with an install hint).
- */
-export function resolveLaunch(inputs: LaunchInputs): ServerLaunch {
-  const tail = ['lsp', ...inputs.extraArgs];
-  const configured = splitCommandLine(inputs.configured);
-  if (configured.length > 0) {
-    return { command: configured[0], args: [...configured.slice(1), ...tail], source: 'setting' };
-  }
-  const onPath = inputs.which('koma');
-  if (onPath) {
-    return { command: onPath, args: tail, source: 'path' };
-  }
-  const python = inputs.pythonPath?.trim() || inputs.which('python3') || inputs.which('python') || 'python3';
-  return { command: python, args: ['-m', 'koma', ...tail], source: 'python' };
-}
-
-/**
- * Split a command line on whitespace, honouring single and double quotes and backslash escapes,
- * so a path with spaces can be written `"/opt/my tools/koma"`. No shell is ever involved.
- */
-export function splitCommandLine(line: string): string[] {
-  const out: string[] = [];
-  let current = '';
-  let quote: '"' | "'" | undefined;
-  let started = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i];
-    if (quote) {
-      if (ch === quote) {
-        quote = undefined;
-      } else if (ch === '\\' && quote === '"' && i + 1 < line.length) {
-        current += line[++i];
-      } else {
-        current += ch;
-      }
-    } else if (ch === '"' || ch === "'") {
-      quote = ch;
-      started = true;
-    } else if (ch === '\\' && i + 1 < line.length) {
-      current += line[++i];
-      started = true;
-    } else if (/\s/.test(ch)) {
-      if (started) {
-        out.push(current);
-        current = '';
-        started = false;
-      }
-    } else {
-      current += ch;
-      started = true;
-    }
-  }
-  if (started) {
-    out.push(current);
-  }
-  return out;
-}
+// ---- finding the server program (the order is in discovery.ts) -------------------------------
 
 /** Find an executable on a PATH string; `isExecutable` is injected so tests need no files. */
 export function whichIn(
@@ -290,20 +212,6 @@ export function whichIn(
     }
   }
   return undefined;
-}
-
-/**
- * The command that installs the server from a Koma source checkout into the given Python. (The
- * `koma` name on PyPI belongs to an unrelated project, so never suggest `pip install koma`.)
- */
-export function installCommand(python: string | undefined, checkout: string): string {
-  const interpreter = python && python.trim() ? python.trim() : 'python3';
-  return `${quoteArg(interpreter)} -m pip install -e ${quoteArg(checkout)}`;
-}
-
-/** Quote an argument for a POSIX shell when it holds anything but safe characters. */
-export function quoteArg(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
 /**

@@ -1,6 +1,8 @@
 /**
  * Entry point VS Code calls (`extensionTestsPath`) inside code-server's extension host: runs the
  * `*.e2e.js` suites with mocha and rejects when any test fails, which becomes the exit code.
+ * `KOMA_E2E_SUITE=install` (in code-server's environment) runs only `install.e2e.js`, which needs
+ * a profile with no Koma to be found; otherwise every other suite runs.
  */
 import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
@@ -8,7 +10,9 @@ import Mocha from 'mocha';
 
 export function run(): Promise<void> {
   const mocha = new Mocha({ ui: 'tdd', timeout: 120_000, color: false, reporter: 'spec' });
-  for (const file of readdirSync(__dirname).filter((f) => f.endsWith('.e2e.js')).sort()) {
+  const install = process.env.KOMA_E2E_SUITE === 'install';
+  const suites = readdirSync(__dirname).filter((f) => f.endsWith('.e2e.js') && (f === 'install.e2e.js') === install);
+  for (const file of suites.sort()) {
     mocha.addFile(path.join(__dirname, file));
   }
   return new Promise((resolve, reject) => {

@@ -242,6 +242,8 @@ suite('Koma in VS Code', () => {
 
   test('a missing server program is reported with an install hint, and fixing the setting restarts it', async () => {
     const config = vscode.workspace.getConfiguration('koma');
+    // scripts/e2e.sh pins the server under test in the user settings: put it back afterwards.
+    const pinned = config.inspect<string>('server.command')?.globalValue;
     await config.update('server.command', '/nonexistent/bin/koma', vscode.ConfigurationTarget.Global);
     try {
       const toast = await bridge.waitFor('.notification-toast', { hasText: 'language server was not found', timeoutMs: 60_000 });
@@ -250,7 +252,7 @@ suite('Koma in VS Code', () => {
       await bridge.waitFor('.part.statusbar .statusbar-item', { hasText: 'Koma', timeoutMs: 10_000 });
       await bridge.screenshot('server-missing');
     } finally {
-      await config.update('server.command', undefined, vscode.ConfigurationTarget.Global);
+      await config.update('server.command', pinned, vscode.ConfigurationTarget.Global);
     }
     await withTimeout(
       eventually('the server to run again', () => api.statusText().includes('gpt-oss:20b') || api.statusText().includes('qwen'), 90_000),

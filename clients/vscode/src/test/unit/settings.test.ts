@@ -10,10 +10,7 @@ import {
   SERVER_SETTING_KEYS,
   configurationFor,
   debounce,
-  installCommand,
   needsRestart,
-  resolveLaunch,
-  splitCommandLine,
   trustedInspection,
   userSettings,
   userValue,
@@ -160,37 +157,6 @@ describe('sensitive settings', () => {
   });
 });
 
-describe('resolveLaunch', () => {
-  const which = (found: Record<string, string>) => (name: string) => found[name];
-
-  it('uses the configured command with its own arguments, then lsp, then extra args', () => {
-    const launch = resolveLaunch({ configured: '/opt/py/bin/python -m koma', extraArgs: ['--log-level', 'debug'], which: which({}), pythonPath: undefined });
-    assert.deepEqual(launch, { command: '/opt/py/bin/python', args: ['-m', 'koma', 'lsp', '--log-level', 'debug'], source: 'setting' });
-  });
-
-  it('prefers koma on PATH over the Python interpreter', () => {
-    const launch = resolveLaunch({ configured: '', extraArgs: [], which: which({ koma: '/usr/local/bin/koma' }), pythonPath: '/venv/bin/python' });
-    assert.deepEqual(launch, { command: '/usr/local/bin/koma', args: ['lsp'], source: 'path' });
-  });
-
-  it('falls back to the selected interpreter with -m koma', () => {
-    const launch = resolveLaunch({ configured: '  ', extraArgs: [], which: which({ python3: '/usr/bin/python3' }), pythonPath: '/venv/bin/python' });
-    assert.deepEqual(launch, { command: '/venv/bin/python', args: ['-m', 'koma', 'lsp'], source: 'python' });
-    const noSelection = resolveLaunch({ configured: '', extraArgs: [], which: which({ python3: '/usr/bin/python3' }), pythonPath: undefined });
-    assert.equal(noSelection.command, '/usr/bin/python3');
-  });
-});
-
-describe('splitCommandLine', () => {
-  it('splits on spaces and honours quotes and escapes', () => {
-    assert.deepEqual(splitCommandLine('koma'), ['koma']);
-    assert.deepEqual(splitCommandLine('  "/opt/my tools/koma"  --x '), ['/opt/my tools/koma', '--x']);
-    assert.deepEqual(splitCommandLine("python3 -c 'print(1)'"), ['python3', '-c', 'print(1)']);
-    assert.deepEqual(splitCommandLine('a\\ b ""'), ['a b', '']);
-    assert.deepEqual(splitCommandLine(''), []);
-  });
-});
-
 describe('whichIn', () => {
   it('finds the first executable on PATH and checks paths directly', () => {
     const exists = new Set(['/b/koma', '/c/koma']);
@@ -198,13 +164,6 @@ describe('whichIn', () => {
     assert.equal(whichIn('koma', '/a', (f) => exists.has(f)), undefined);
     assert.equal(whichIn('/c/koma', '', (f) => exists.has(f)), '/c/koma');
     assert.equal(whichIn('koma', undefined, () => true), undefined);
-  });
-});
-
-describe('installCommand', () => {
-  it('installs from the checkout the user picked, quoting paths, never the unrelated PyPI name', () => {
-    assert.equal(installCommand('/venv/bin/python', '/home/me/koma'), '/venv/bin/python -m pip install -e /home/me/koma');
-    assert.equal(installCommand(undefined, "/tmp/it's here"), "python3 -m pip install -e '/tmp/it'\\''s here'");
   });
 });
 
