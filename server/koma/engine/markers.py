@@ -14,7 +14,7 @@ from collections.abc import Iterable
 class Markers:
     """A fixed set of marker strings: find the first one, or how much of a tail might be one."""
 
-    __slots__ = ("first", "firsts", "longest", "prefixes", "regex")
+    __slots__ = ("first", "first_re", "firsts", "longest", "prefixes", "regex")
 
     def __init__(self, markers: Iterable[str]) -> None:
         ordered = sorted(set(markers), key=len, reverse=True)
@@ -22,12 +22,13 @@ class Markers:
         self.prefixes = frozenset(m[:i] for m in ordered for i in range(1, len(m)))
         self.firsts = "".join(sorted({m[0] for m in ordered}))
         self.first = self.firsts if len(self.firsts) == 1 else ""
+        self.first_re = re.compile("[" + re.escape(self.firsts) + "]")
         self.longest = max(len(m) for m in ordered)
 
     def may_contain(self, text: str) -> bool:
         if self.first:
             return self.first in text
-        return any(c in text for c in self.firsts)
+        return self.first_re.search(text) is not None
 
     def holdback(self, text: str) -> int:
         """Length of the longest suffix of `text` that is a proper prefix of some marker."""
@@ -41,8 +42,8 @@ class Markers:
                     return n - i
                 i = text.find(self.first, i + 1)
             return 0
-        firsts = self.firsts
-        for i in range(lo, n):
-            if text[i] in firsts and text[i:] in prefixes:
+        for found in self.first_re.finditer(text, lo):  # only where a marker could begin
+            i = found.start()
+            if text[i:] in prefixes:
                 return n - i
         return 0
