@@ -16,8 +16,7 @@ def test_missing_server_binary_is_reported_with_the_fix(editor: Editor) -> None:
     editor.setup(cmd=["koma-not-installed-here", "lsp"], auto_start=False)
     report = checkhealth(editor)
     assert "ERROR server binary `koma-not-installed-here` not found" in report
-    assert "pipx install koma" in report
-    assert 'cmd = { "/path/to/koma", "lsp" }' in report
+    assert "Fix the cmd option, or remove it to let Koma search for the server" in report
 
 
 def test_provider_down_is_reported_with_the_fix(editor: Editor, sim: Simulator) -> None:
@@ -47,9 +46,17 @@ def test_healthy_setup_and_missing_model(editor: Editor, sim: Simulator) -> None
     assert "ollama pull qwen2.5-coder:1.5b" in report
 
 
-def test_health_without_setup_checks_the_default_command(editor: Editor) -> None:
-    # A PATH without Koma: the default command `koma lsp` cannot be found.
-    editor.lua("vim.env.PATH = '/nonexistent'")
+def test_health_without_setup_searches_for_the_server(editor: Editor) -> None:
+    # No Koma anywhere: every place searched is named, with the ways to install it.
+    editor.lua(
+        "vim.env.PATH = '/nonexistent'; vim.env.SHELL = '/bin/false'; "
+        "vim.env.VIRTUAL_ENV = nil; vim.env.PIPX_BIN_DIR = nil; vim.env.HOME = ...",
+        str(editor.project),
+    )
     report = checkhealth(editor)
     assert 'WARNING require("koma").setup() has not been called' in report
-    assert "ERROR server binary `koma` not found" in report
+    assert "ERROR the Koma server was not found; looked at:" in report
+    assert "koma on Neovim's PATH" in report
+    assert f"{editor.project}/.local/bin/koma" in report
+    assert "Run :KomaInstall" in report
+    assert 'cmd = { "/path/to/koma", "lsp" }' in report

@@ -156,6 +156,21 @@ function M.create()
       return {}
     end,
   })
+  vim.api.nvim_create_user_command('KomaInstall', function(o)
+    local koma = require('koma')
+    local plugin = koma.config and koma.config.plugin or require('koma.config').plugin_defaults
+    require('koma.server').install({
+      embedded = o.args == 'embedded',
+      source = plugin.install and plugin.install.source,
+      python = plugin.install and plugin.install.python,
+    })
+  end, {
+    nargs = '?',
+    complete = function()
+      return { 'embedded' }
+    end,
+    desc = 'Koma: install the server into a private virtual environment (embedded: with the embedded model)',
+  })
 end
 
 return M

@@ -19,8 +19,14 @@ local M = {}
 ---@field layout "vertical"|"horizontal"|"tab"
 ---@field size integer? columns (vertical) or lines (horizontal); nil = half
 
+---@class koma.InstallOptions
+---@field source string? what :KomaInstall installs (a wheel, a checkout, a requirement); nil = this plugin's checkout, else koma-lsp from the index
+---@field python string? the Python (>= 3.11) the virtual environment is made from; nil = python3 on PATH
+
 ---@class koma.PluginOptions
----@field cmd string[]|fun(dispatchers: table): table command starting the server
+---@field cmd (string[]|fun(dispatchers: table): table)? command starting the server; nil = search (see koma.server)
+---@field workspace_venv boolean use a koma in the project's .venv/venv/env even when it is not the active VIRTUAL_ENV
+---@field install koma.InstallOptions
 ---@field cmd_env table<string,string>? extra environment for the server
 ---@field filetypes string[]? file types Koma attaches to; nil = every file
 ---@field root_markers string[] files marking the project root
@@ -32,7 +38,9 @@ local M = {}
 
 ---@type koma.PluginOptions
 M.plugin_defaults = {
-  cmd = { 'koma', 'lsp' },
+  cmd = nil,
+  workspace_venv = false,
+  install = { source = nil, python = nil },
   cmd_env = nil,
   filetypes = nil,
   root_markers = { '.koma.toml', '.git' },
@@ -172,6 +180,7 @@ local plugin_schema = {
   auto_start = 'boolean',
   inline_backend = one_of({ 'auto', 'native', 'extmark' }),
   confirm_edits = 'boolean',
+  workspace_venv = 'boolean',
 }
 
 local function check(path, value, validator)
@@ -260,6 +269,15 @@ function M.resolve(opts)
           error(('unknown option "chat_window.%s"'):format(name), 0)
         end
         plugin.chat_window[name] = v
+      end
+    elseif key == 'install' then
+      check('install', value, 'table')
+      for name, v in pairs(value) do
+        if name ~= 'source' and name ~= 'python' then
+          error(('unknown option "install.%s"'):format(name), 0)
+        end
+        check('install.' .. name, v, 'string')
+        plugin.install[name] = v
       end
     elseif plugin_schema[key] then
       check(key, value, plugin_schema[key])

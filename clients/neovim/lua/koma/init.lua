@@ -6,6 +6,12 @@ local M = {}
 
 ---@type koma.ResolvedConfig?
 M.config = nil
+--- The options last given to setup() (:KomaInstall re-runs setup with them).
+---@type table?
+M.opts = nil
+--- Where the server was found at the last setup() (see koma.server).
+---@type koma.Found?
+M.found = nil
 
 local NAME = 'koma'
 local group = vim.api.nvim_create_augroup('koma', { clear = true })
@@ -48,11 +54,30 @@ local function handlers()
   }
 end
 
+--- Find the server program for `cfg` (the `cmd` option, else the search of koma.server, from
+--- the project around the current directory).
+---@param cfg koma.ResolvedConfig
+---@return koma.Found
+function M.find_server(cfg)
+  local p = cfg.plugin
+  if type(p.cmd) == 'function' then
+    return { cmd = nil, fn = p.cmd, source = 'the cmd option', looked = {}, skipped = {} }
+  end
+  local cwd = vim.fn.getcwd()
+  return require('koma.server').find({
+    cmd = p.cmd,
+    root = vim.fs.root(cwd, p.root_markers) or cwd,
+    workspace_venv = p.workspace_venv,
+  })
+end
+
 --- The `vim.lsp.Config` Koma registers for `cfg`.
 ---@param cfg koma.ResolvedConfig
+---@param found koma.Found? the server found (searched when nil)
 ---@return vim.lsp.Config
-function M.lsp_config(cfg)
+function M.lsp_config(cfg, found)
   local p = cfg.plugin
+  found = found or M.find_server(cfg)
   local capabilities = nil
   if require('koma.inline').backend() == 'extmark' and not vim.lsp.inline_completion then
     -- Neovim 0.11 does not declare inline completion; the extmark renderer handles it, so
@@ -62,7 +87,7 @@ function M.lsp_config(cfg)
     })
   end
   return {
-    cmd = p.cmd,
+    cmd = found.fn or found.cmd,
     cmd_env = p.cmd_env,
     filetypes = p.filetypes,
     root_dir = root_dir(p.root_markers),
@@ -90,11 +115,19 @@ function M.setup(opts)
     return
   end
   M.config = cfg
+  M.opts = opts
   if vim.fn.has('nvim-0.11') == 0 then
     notify('needs Neovim 0.11 or newer', vim.log.levels.ERROR)
     return
   end
-  vim.lsp.config[NAME] = M.lsp_config(cfg)
+  local found = M.find_server(cfg)
+  M.found = found
+  if not found.cmd and not found.fn then
+    require('koma.commands').create()
+    notify(require('koma.server').not_found_message(found), vim.log.levels.WARN)
+    return
+  end
+  vim.lsp.config[NAME] = M.lsp_config(cfg, found)
 
   vim.api.nvim_clear_autocmds({ group = group })
   vim.api.nvim_create_autocmd('LspAttach', {
@@ -127,6 +160,18 @@ function M.setup(opts)
   end
 end
 
+--- Search for the server again (e.g. after :KomaInstall) and restart Koma with it.
+function M.restart()
+  vim.lsp.enable(NAME, false)
+  for _, client in ipairs(vim.lsp.get_clients({ name = NAME })) do
+    client:stop(true)
+  end
+  M.setup(M.opts)
+  if M.found and (M.found.cmd or M.found.fn) then
+    vim.lsp.enable(NAME, true)
+  end
+end
+
 --- The Koma client for `bufnr` (default: current buffer), else any running Koma client.
 ---@param bufnr integer?
 ---@return vim.lsp.Client?
@@ -151,6 +196,9 @@ function M.ensure_client()
     if not M.config then
       return nil
     end
+  end
+  if not vim.lsp.config[NAME] or not vim.lsp.config[NAME].cmd then
+    return nil
   end
   local config = vim.deepcopy(vim.lsp.config[NAME])
   local cwd = vim.fn.getcwd()
