@@ -7,12 +7,14 @@ test folders' conftest modules).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pynvim
 import pytest
-from nvim_harness import PLUGIN, Editor, nvim_binary
+from nvim_harness import PLUGIN, REPO, Editor, nvim_binary
 
 from koma.simulator import SimModel, Simulator
 
@@ -77,3 +79,29 @@ def editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Editor]:
         except Exception:  # the editor may already be gone; closing below still applies
             pass
         nvim.close()
+
+
+@pytest.fixture(scope="session")
+def koma_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Koma's wheel built from this checkout (as the README and `npm run package` build it)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("koma_lsp-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    """Wheels of Koma's dependencies (scripts/wheelhouse.sh), for offline installs."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / "wheelhouse.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    return Path(result.stdout.strip())

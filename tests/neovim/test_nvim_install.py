@@ -15,39 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from nvim_harness import REPO, Editor
+from nvim_harness import Editor
 
 from koma.simulator import Reply, Simulator
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Koma's wheel, built from this checkout as `npm run package` builds it for the .vsix."""
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
-        check=True,
-        capture_output=True,
-    )
-    (built,) = out.glob("koma_lsp-*.whl")
-    return built
-
-
-@pytest.fixture(scope="module")
-def wheelhouse() -> Path:
-    result = subprocess.run(
-        [str(REPO / "scripts" / "wheelhouse.sh")],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHON": sys.executable},
-    )
-    return Path(result.stdout.strip())
-
-
 @pytest.mark.timeout(300)
 def test_koma_install_then_ghost_text_from_the_installed_server(
-    editor: Editor, sim: Simulator, tmp_path: Path, wheel: Path, wheelhouse: Path
+    editor: Editor, sim: Simulator, tmp_path: Path, koma_wheel: Path, wheelhouse: Path
 ) -> None:
     sim.add_reply(Reply(content="a + b", match="def add_numbers"))
     bin_dir = tmp_path / "only-python"
@@ -73,7 +48,7 @@ def test_koma_install_then_ghost_text_from_the_installed_server(
             "provider": "ollama",
             "base_url": sim.url,
             "model": "gpt-oss:120b",
-            "install": {"source": str(wheel)},
+            "install": {"source": str(koma_wheel)},
         },
     )
     assert "the Koma server was not found" in editor.messages()
