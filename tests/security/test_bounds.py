@@ -1,9 +1,9 @@
 """Nothing the model or the repository controls can freeze the real `koma lsp`.
 
-Each case starts its own server (a frozen one must not take the next case with it) and checks,
-while the hostile request runs, that `koma.status` keeps answering within 1 s, and that the
-request itself ends in bounded time. A FIFO left blocking a read is unblocked at the end so a
-failing case cannot leave a process behind.
+One server runs the module's cases; each checks, while the hostile request runs, that
+`koma.status` keeps answering within 1 s and that the request itself ends in bounded time. A
+read left blocked on the FIFO is unblocked after every case (a writer opens and closes it), so
+a case that froze the server does not take the next ones with it.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from sec_support import (
     KomaClient,
     assert_responsive,
     bodies_since,
+    build_home,
     chat_while_probing,
     probe_during,
     script_calls,
@@ -34,10 +34,23 @@ from sec_support import (
     user_config_for,
 )
 
-from koma.simulator import Simulator
+from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 WHOLE = {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 5}}
 HUGE_MB = 40
+
+
+FLOODS = {
+    "flood-stdout": "exec python3 -c 'import sys\nwhile True: sys.stdout.write(\"x\" * 65536)'",
+    "flood-grandchild-holds-pipe": "sleep 60 & yes",
+    "flood-ignores-sigterm": "trap '' TERM INT; yes",
+}
+# One test command for every flood: the selector (a file in the workspace) picks the case.
+DISPATCH = (
+    'case "$1" in ' + " ".join(f"{name}) {script};;" for name, script in FLOODS.items()) + " esac"
+)
 
 
 def unblock(fifo: Path) -> None:
@@ -46,17 +59,48 @@ def unblock(fifo: Path) -> None:
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
 
 
-@pytest_asyncio.fixture
-async def served(home: Home, model: Simulator) -> AsyncIterator[tuple[Home, KomaClient]]:
+@pytest.fixture(scope="module")
+def model() -> Iterator[Simulator]:
+    sim = Simulator(
+        models=[gpt_oss_20b(), qwen_coder()], flavor="ollama", default_reply=Reply(content="Done.")
+    )
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server(
+    tmp_path_factory: pytest.TempPathFactory, model: Simulator
+) -> AsyncIterator[tuple[Home, KomaClient]]:
+    """One server for the module; a case that froze it is unblocked before the next runs."""
+    home = build_home(tmp_path_factory.mktemp("bounds"))
     os.mkfifo(home.ws / "pipe.py")
-    home.write_user_config(user_config_for(model))
+    for name in FLOODS:
+        (home.ws / name).write_text("")
+    home.write_user_config(
+        user_config_for(
+            model,
+            runTestsCommand=["sh", "-c", DISPATCH, "sh"],
+            runTestsTimeoutSeconds=1,
+            policies={"run_tests": "allow"},
+        )
+    )
     client, _ = await start_lsp(home)
-    try:
-        yield home, client
-    finally:
-        for _ in range(3):
-            unblock(home.ws / "pipe.py")
-        await asyncio.wait_for(stop_lsp(client), 15)
+    yield home, client
+    for _ in range(3):
+        unblock(home.ws / "pipe.py")
+    await asyncio.wait_for(stop_lsp(client), 15)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def served(
+    server: tuple[Home, KomaClient], model: Simulator
+) -> AsyncIterator[tuple[Home, KomaClient]]:
+    model.reset()
+    yield server
+    for _ in range(3):
+        unblock(server[0].ws / "pipe.py")
 
 
 @pytest.mark.parametrize("command", ["koma.chat", "koma.explain"])
@@ -146,38 +190,20 @@ async def test_huge_file_read_file_is_capped(
     assert len(bodies_since(model, start)) < 2_000_000
 
 
-FLOODS = {
-    "flood-stdout": [sys.executable, "-c", "import sys\nwhile True: sys.stdout.write('x' * 65536)"],
-    "flood-grandchild-holds-pipe": ["sh", "-c", "sleep 60 & yes"],
-    "flood-ignores-sigterm": ["sh", "-c", "trap '' TERM INT; yes"],
-}
-
-
-@pytest.mark.parametrize("argv", list(FLOODS.values()), ids=list(FLOODS))
+@pytest.mark.parametrize("case", list(FLOODS))
 async def test_flooding_test_run_ends_at_its_deadline(
-    home: Home, model: Simulator, argv: list[str]
+    served: tuple[Home, KomaClient], model: Simulator, case: str
 ) -> None:
-    home.write_user_config(
-        user_config_for(
-            model,
-            runTestsCommand=argv,
-            runTestsTimeoutSeconds=1,
-            policies={"run_tests": "allow"},
-        )
-    )
-    client, _ = await start_lsp(home)
-    try:
-        script_calls(model, {"name": "run_tests", "arguments": {}})
-        started = time.monotonic()
-        result = await chat_while_probing(client, {"message": "run"}, seconds=20)
-        took = time.monotonic() - started
-        (outcome,) = tool_results(client, result["chatId"])
-        assert "did not finish within 1 s" in outcome["content"], outcome
-        assert took < 4, f"the chat took {took:.1f} s with a 1 s test deadline"
-        assert len(json.dumps(outcome)) < 40_000
-        await assert_responsive(client)
-    finally:
-        await stop_lsp(client)
+    _, client = served
+    script_calls(model, {"name": "run_tests", "arguments": {"selector": case}})
+    started = time.monotonic()
+    result = await chat_while_probing(client, {"message": "run"}, seconds=20)
+    took = time.monotonic() - started
+    (outcome,) = tool_results(client, result["chatId"])
+    assert "did not finish within 1 s" in outcome["content"], outcome
+    assert took < 4, f"the chat took {took:.1f} s with a 1 s test deadline"
+    assert len(json.dumps(outcome)) < 40_000
+    await assert_responsive(client)
 
 
 async def test_malformed_uris_are_a_clear_error_not_a_crash(

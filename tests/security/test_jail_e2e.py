@@ -115,6 +115,12 @@ async def jailed(
     (home.ws / ".github" / "workflows" / "x.yml").write_text("on: push\n")
     (home.ws / ".koma.toml").write_text('[reasoningEffort]\nchat = "high"\n')
     (home.ws / "Makefile").write_text("all:\n\ttrue\n")
+    # The user's own key pasted into a project file: its value is cut from tool results.
+    (home.ws / "local_settings.py").write_text(f"AWS = {SECRETS['AWS_SECRET_ACCESS_KEY']!r}\n")
+    # Innocent names that lead to sensitive files: the check must follow the resolved path.
+    (home.ws / "notes.toml").symlink_to(".koma.toml")
+    (home.ws / "editor").symlink_to(".vscode")
+    (home.ws / "ci").symlink_to(".github/workflows")
     client, editor = await start_lsp(home)
     # The user has ~/.bashrc open in the editor, with unsaved text.
     client.text_document_did_open(
@@ -175,6 +181,11 @@ TOOL_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("search-credentials", "search", {"pattern": "SECRET-CANARY"}),
     ("search-glob-escape", "search", {"pattern": "CANARY", "glob": "../**"}),
     ("edit-symlink-dotdot-new-file", "propose_edit", {"path": "S/../../evil.py"}),
+    ("name-too-long", "read_file", {"path": "x" * 300}),
+    ("edit-name-too-long", "propose_edit", {"path": "S/" + "y" * 300 + ".py"}),
+    ("selector-name-too-long", "run_tests", {"selector": "z" * 290 + ".py"}),
+    ("secret-value-in-workspace-file", "read_file", {"path": "local_settings.py"}),
+    ("secret-value-in-search", "search", {"pattern": "aws-CANARY"}),
     *[(f"read-{name}", "read_file", {"path": name}) for name in CREDENTIAL_FILES],
 ]
 
@@ -224,6 +235,11 @@ SENSITIVE_EDITS = [
     ("sensitive-edit-bashrc", ".bashrc", "# the project's own"),
     ("sensitive-edit-koma-toml", ".koma.toml", "high"),
     ("sensitive-edit-new-workflow", ".github/workflows/new.yml", ""),
+    ("sensitive-edit-via-symlinked-name", "notes.toml", "high"),
+    ("sensitive-edit-via-symlinked-folder", "editor/settings.json", "{}"),
+    ("sensitive-edit-via-symlinked-ci-folder", "ci/x.yml", "on: push"),
+    ("sensitive-edit-dotdot-koma-toml", "S/../../.koma.toml", "high"),
+    ("sensitive-edit-envrc", ".envrc", ""),
 ]
 
 
@@ -241,7 +257,7 @@ async def test_sensitive_edit_asks_even_with_policy_allow(
     result = await jailed.client.command("koma.chat", {"message": "edit config"})
     new = jailed.editor.asked[asked:]
     assert len(new) == 1, "a sensitive edit went out without an explicit confirmation"
-    assert path.split("/")[-1] in new[0].message or path.split("/")[0] in new[0].message
+    assert "sensitive" in new[0].message.lower(), new[0].message  # and it says why
     assert len(jailed.editor.edits) == edits, "the edit was sent although the user said nothing"
     (outcome,) = tool_results(jailed.client, result["chatId"])
     assert outcome["ok"] is False
@@ -361,3 +377,12 @@ async def test_client_uri_goes_through_the_jail(jailed: Jailed, command: str, ur
         )
     assert_clean(jailed, start, json.dumps(returned, default=str))
     await assert_responsive(jailed.client)
+
+
+async def test_status_doctor_and_models_show_no_secret(jailed: Jailed) -> None:
+    answers = [
+        await jailed.client.command(name) for name in ("koma.status", "koma.doctor", "koma.models")
+    ]
+    no_secret_in(json.dumps(answers, default=str), "koma.status / koma.doctor / koma.models")
+    shown = " ".join(m.message for m in jailed.client.messages)
+    no_secret_in(shown, "a message shown to the user")
