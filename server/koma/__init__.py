@@ -24,31 +24,48 @@ from koma.errors import (
     ProviderUnreachable,
     StreamError,
 )
-from koma.types import (
-    CHANNELS,
-    Channel,
-    ChannelEnd,
-    ChannelStart,
-    Done,
-    GenerationResult,
-    GenerationSettings,
-    Message,
-    Metrics,
-    StreamEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallEvent,
-    Usage,
-)
 
 if TYPE_CHECKING:
     from koma.engine.cache import CacheStats, ResponseCache
     from koma.engine.generate import generate, generate_text, stream_text
     from koma.engine.stream import collect, stream_completion_events, stream_events
+    from koma.types import (
+        CHANNELS,
+        Channel,
+        ChannelEnd,
+        ChannelStart,
+        Done,
+        GenerationResult,
+        GenerationSettings,
+        Message,
+        Metrics,
+        StreamEvent,
+        TextDelta,
+        ToolCall,
+        ToolCallEvent,
+        Usage,
+    )
 
-# The engine (httpx, sqlite) is imported on first use, so that `import koma.lsp.server` and
-# `koma --help` start fast.
+# The vocabulary (pydantic) and the engine (httpx, sqlite) are imported on first use: every
+# `import koma.…` runs this file first, and `koma lsp` must answer `initialize` fast.
+_TYPES = (
+    "CHANNELS",
+    "Channel",
+    "ChannelEnd",
+    "ChannelStart",
+    "Done",
+    "GenerationResult",
+    "GenerationSettings",
+    "Message",
+    "Metrics",
+    "StreamEvent",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallEvent",
+    "Usage",
+)
 _LAZY: dict[str, str] = {
+    **dict.fromkeys(_TYPES, "koma.types"),
     "CacheStats": "koma.engine.cache",
     "ResponseCache": "koma.engine.cache",
     "generate": "koma.engine.generate",

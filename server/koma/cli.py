@@ -21,32 +21,26 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from koma.cli_render import (
-    ChatPrinter,
-    doctor_table,
-    make_console,
-    models_table,
-    print_error,
-    print_json,
-)
-from koma.config import (
-    PROJECT_FILE,
-    Layer,
-    Resolved,
-    Sources,
-    find_project_config,
-    gather_sources,
-    read_project,
-    resolve,
-    sensitive_keys_in,
-    trust_store,
-)
+from koma._lazy import lazy_attributes
 from koma.errors import ConfigError, KomaError, ModelNotFound
-from koma.providers.base import Provider
-from koma.settings import KomaSettings
-from koma.types import Done, GenerationResult, GenerationSettings, Message, ModelInfo
+
+# `koma lsp` must answer the editor's `initialize` fast (docs/performance.md), so rich, the
+# configuration code and pydantic (settings, types) are imported by the commands that use them.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from koma.config import Resolved
+    from koma.providers.base import Provider
+    from koma.settings import KomaSettings
+    from koma.types import GenerationResult, GenerationSettings, ModelInfo
+
+# What command modules (`koma.cli_lifecycle`) import from here, loaded on first use.
+__getattr__ = lazy_attributes(
+    __name__,
+    {name: "koma.cli_render" for name in ("make_console", "print_json", "print_error")},
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROVIDERS = ("auto", "ollama", "lmstudio", "openai", "embedded")
@@ -89,9 +83,11 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--effort", choices=EFFORTS, help="reasoning effort")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    for module in EXTRA_COMMAND_MODULES:
-        importlib.import_module(module)
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with `only` just that built-in command (`koma lsp`'s path)."""
+    if only is None:
+        for module in EXTRA_COMMAND_MODULES:
+            importlib.import_module(module)
     parser = argparse.ArgumentParser(
         prog="koma",
         description="Local reasoning models (gpt-oss and friends) in the terminal and the editor.",
@@ -99,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
+        if only is not None and cmd.name != only:
+            continue
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.configure(sub)
         add_common_options(sub)
@@ -120,6 +118,8 @@ def config_from_args(
     args: argparse.Namespace, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> tuple[Resolved, list[str]]:
     """Resolved settings (with their warnings) plus the sources they came from."""
+    from koma.config import gather_sources, resolve
+
     sources = gather_sources(flag_overrides(args), cwd, env)
     return resolve(sources), [layer.source for layer in sources.layers]
 
@@ -198,11 +198,14 @@ def _configure_chat(parser: argparse.ArgumentParser) -> None:
 
 @command("chat", "ask the model; streams its reasoning (dimmed) and its answer", _configure_chat)
 async def run_chat(args: argparse.Namespace) -> int:
+    from koma.cli_render import ChatPrinter, make_console, print_json
+    from koma.engine.generate import stream_text
+    from koma.types import Done, Message
+
     resolved, _ = config_from_args(args)
     print_warnings(resolved.warnings)
     settings = resolved.settings
     prompt = read_prompt(args.prompt)
-    from koma.engine.generate import stream_text
 
     messages = []
     system = args.system or settings.chat.system_prompt
@@ -240,6 +243,8 @@ def chat_generation_settings(
     settings: KomaSettings, args: argparse.Namespace
 ) -> GenerationSettings:
     """Flags first, then the `chat.*` and placement settings; None leaves the server default."""
+    from koma.types import GenerationSettings
+
     gpu = settings.gpu
     return GenerationSettings(
         reasoning_effort=args.effort or settings.reasoning_effort.chat,
@@ -300,6 +305,8 @@ def _configure_json(parser: argparse.ArgumentParser) -> None:
 
 @command("models", "list the server's models: loaded state, size, quantization", _configure_json)
 async def run_models(args: argparse.Namespace) -> int:
+    from koma.cli_render import make_console, models_table, print_json
+
     settings, _ = settings_from_args(args)
     provider = await open_provider(settings)
     try:
@@ -342,6 +349,7 @@ async def with_capabilities(provider: Provider, models: list[ModelInfo]) -> list
 
 @command("doctor", "check the server, the model and its capabilities", _configure_json)
 async def run_doctor_command(args: argparse.Namespace) -> int:
+    from koma.cli_render import doctor_table, make_console, print_json
     from koma.engine.doctor import run_doctor
 
     resolved, sources = config_from_args(args)
@@ -395,6 +403,8 @@ def _configure_trust(parser: argparse.ArgumentParser) -> None:
 )
 def run_trust(args: argparse.Namespace) -> int:
     """Show exactly what the file would enable, ask, and record its real path and sha256."""
+    from koma.config import read_project, sensitive_keys_in, trust_store
+
     path = _trust_target(args.path)
     store = trust_store()
     if args.forget:
@@ -433,6 +443,8 @@ def run_trust(args: argparse.Namespace) -> int:
 
 def _trust_target(given: Path | None) -> Path:
     """The file to trust: the argument (a folder means its .koma.toml), else the project's."""
+    from koma.config import PROJECT_FILE, find_project_config
+
     if given is None:
         found = find_project_config()
         if found is None:
@@ -451,6 +463,8 @@ def _trust_target(given: Path | None) -> Path:
 
 def _validate_project(path: Path, values: dict[str, Any]) -> None:
     """A file with invalid settings is not trusted: the error names the key, as elsewhere."""
+    from koma.config import Layer, Sources, resolve
+
     resolve(Sources([Layer(str(path), values, path, trust="project")]))
 
 
@@ -521,12 +535,13 @@ def run_lsp(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run, and turn every failure into one line on stderr plus an exit code."""
-    err = make_console(stderr=True)
     if os.environ.get("KOMA_DEBUG"):
         # The full story behind a one-line error (a server's whole error body) on stderr.
         logging.basicConfig(level=logging.DEBUG, format="koma: debug: %(name)s: %(message)s")
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
+        # `koma lsp` is what an editor starts and then waits for: only its own parser.
+        parser = build_parser(only="lsp" if words[:1] == ["lsp"] else None)
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -536,10 +551,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = asyncio.run(_awaited(outcome))
         return int(outcome)
     except KeyboardInterrupt:
-        err.print()
+        _stderr().print()
         return EXIT_INTERRUPTED
     except KomaError as exc:
-        print_error(err, str(exc))
+        _print_error(str(exc))
         return exc.exit_code
     except BrokenPipeError:  # `koma models | head`: the reader left, nothing to report
         _silence_stdout()
@@ -547,8 +562,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line for the user, the traceback on request
         if os.environ.get("KOMA_DEBUG"):
             raise
-        print_error(err, f"unexpected {type(exc).__name__}: {exc} (KOMA_DEBUG=1 shows details)")
+        _print_error(f"unexpected {type(exc).__name__}: {exc} (KOMA_DEBUG=1 shows details)")
         return EXIT_ERROR
+
+
+def _stderr() -> Console:
+    from koma.cli_render import make_console
+
+    return make_console(stderr=True)
+
+
+def _print_error(message: str) -> None:
+    from koma.cli_render import print_error
+
+    print_error(_stderr(), message)
 
 
 async def _awaited(outcome: Awaitable[int]) -> int:

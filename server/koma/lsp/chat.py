@@ -17,27 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from pygls.uris import to_fs_path
 
-from koma.engine.actions import explain_prompt
-from koma.engine.chat import (
-    CHARS_PER_TOKEN,
-    ToolResultEvent,
-    TurnEvent,
-    estimate_tokens,
-    run_turn,
-)
 from koma.errors import KomaError
-from koma.types import (
-    ChannelEnd,
-    ChannelStart,
-    Effort,
-    GenerationSettings,
-    Metrics,
-    TextDelta,
-    ToolCallEvent,
-)
 
+# The engine is imported by the handlers, not before the `initialize` reply (cold start).
 if TYPE_CHECKING:
+    from koma.engine.chat import TurnEvent
     from koma.lsp.server import KomaLanguageServer
+    from koma.types import Effort, Metrics
 
 logger = logging.getLogger("koma.lsp.chat")
 
@@ -163,6 +149,9 @@ class ChatRunner:
 
 
 def _event_payload(chat_id: str, event: TurnEvent) -> dict[str, Any]:
+    from koma.engine.chat import ToolResultEvent
+    from koma.types import ChannelEnd, ChannelStart, TextDelta, ToolCallEvent
+
     if isinstance(event, ChannelStart):
         return {"chatId": chat_id, "type": "channelStart", "channel": event.channel}
     if isinstance(event, TextDelta):
@@ -208,6 +197,9 @@ async def run_chat(
     ls: KomaLanguageServer, chat_id: str | None, message: Any, effort: Any, context: dict[str, Any]
 ) -> dict[str, Any]:
     """One chat turn from request to reply; see the module docstring for the failure rules."""
+    from koma.engine.chat import CHARS_PER_TOKEN, estimate_tokens, run_turn
+    from koma.types import GenerationSettings, TextDelta
+
     runner = _runner(ls)
     chat_id = chat_id if isinstance(chat_id, str) and chat_id else ls.chats.new_id()
 
@@ -350,6 +342,8 @@ def register(server: KomaLanguageServer) -> None:
         assert isinstance(uri, str)
         first, last, code = selection_lines(text, parse_range(params.get("range")))
         where = f"{display_path(ls, uri)} lines {first + 1}-{last + 1}"
+        from koma.engine.actions import explain_prompt
+
         prompt = explain_prompt(code, language_of(ls, uri), where)
         return await run_chat(ls, params.get("chatId"), prompt, ls.effort("actions"), {})
 

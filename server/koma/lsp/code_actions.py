@@ -16,19 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from koma.engine.actions import (
-    ACTION_KINDS,
-    TITLES,
-    ActionKind,
-    generate_edit,
-    make_target,
-    widen_to_lines,
-)
 from koma.errors import KomaError
 from koma.lsp.chat import display_path, language_of, parse_range
-from koma.types import GenerationSettings
 
+# The engine is imported by the handlers, not before the `initialize` reply (cold start).
 if TYPE_CHECKING:
+    from koma.engine.actions import ActionKind
     from koma.lsp.server import KomaLanguageServer
 
 logger = logging.getLogger("koma.lsp.code_actions")
@@ -68,6 +61,8 @@ def fix_title(message: str) -> str:
 
 def list_actions(ls: KomaLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
     """The Koma actions for a range — pure bookkeeping, no model call."""
+    from koma.engine.actions import TITLES, widen_to_lines
+
     uri = params.text_document.uri
     # Listing runs on every cursor move: only an open buffer is looked at, never the disk.
     document = ls.workspace.text_documents.get(uri)
@@ -114,6 +109,15 @@ def _report(ls: KomaLanguageServer, message: str) -> None:
 
 async def resolve_action(ls: KomaLanguageServer, action: types.CodeAction) -> types.CodeAction:
     """Fill in the edit (or the Explain command) for a listed action."""
+    from koma.engine.actions import (
+        ACTION_KINDS,
+        TITLES,
+        generate_edit,
+        make_target,
+        widen_to_lines,
+    )
+    from koma.types import GenerationSettings
+
     data = action.data if isinstance(action.data, dict) else {}
     kind = data.get("action")
     uri = data.get("uri")

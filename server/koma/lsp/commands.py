@@ -24,10 +24,10 @@ from koma.lsp.settings import (
     apply_editor_settings,
     trust_state,
 )
-from koma.types import ModelInfo
 
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
+    from koma.types import ModelInfo
 
 logger = logging.getLogger("koma.lsp.commands")
 
@@ -76,11 +76,14 @@ async def status(ls: KomaLanguageServer) -> dict[str, Any]:
     name = provider.name if provider is not None else ls.settings.provider
     base_url = provider.base_url if provider is not None else ls.settings.base_url
     project = trust_state(ls).project
+    from koma.lsp.inline_completion import route_status
+
     return {
         **ls.status.last,
         "provider": name,
         "baseUrl": base_url,
         "projectConfig": project.to_dict() if project is not None else None,
+        "completionRoute": route_status(ls),
     }
 
 

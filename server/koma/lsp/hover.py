@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from koma.engine.ledger import LedgerEntry, Pos
-
 if TYPE_CHECKING:
+    from koma.engine.ledger import LedgerEntry, Pos
     from koma.lsp.server import KomaLanguageServer
 
 logger = logging.getLogger("koma.lsp.hover")

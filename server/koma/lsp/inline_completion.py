@@ -28,17 +28,16 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from koma.engine.completion.pipeline import (
-    CompletionInput,
-    CompletionPipeline,
-    CompletionResult,
-    ModelTarget,
-)
-from koma.engine.completion.prompt import CHARS_PER_TOKEN, Neighbour
-from koma.settings import KomaSettings
-
+# The completion engine is imported on first use, not before the `initialize` reply.
 if TYPE_CHECKING:
+    from koma.engine.completion.pipeline import (
+        CompletionInput,
+        CompletionPipeline,
+        CompletionResult,
+        ModelTarget,
+    )
     from koma.lsp.server import KomaLanguageServer
+    from koma.settings import KomaSettings
 
 TRACE_MESSAGE = "koma/inlineCompletion"
 MAX_NEIGHBOURS = 8
@@ -57,6 +56,8 @@ def pipeline_for(server: KomaLanguageServer) -> CompletionPipeline:
 
 
 def _make_pipeline(server: KomaLanguageServer) -> CompletionPipeline:
+    from koma.engine.completion.pipeline import CompletionPipeline, ModelTarget
+
     async def target() -> ModelTarget:
         provider = await server.provider()
         model = await server.resolve_model("completion")
@@ -72,6 +73,15 @@ def _make_pipeline(server: KomaLanguageServer) -> CompletionPipeline:
     return CompletionPipeline(
         target, lambda: server.settings.completion, tracker=server.status.generation
     )
+
+
+def route_status(server: KomaLanguageServer) -> dict[str, object] | None:
+    """The route of the latest completion (`koma.status` details), None before the first."""
+    pipeline = _PIPELINES.get(server)
+    if pipeline is None or pipeline.last_route is None:
+        return None
+    model, choice = pipeline.last_route
+    return {"model": model, **choice.to_dict()}
 
 
 def _completion_key(settings: KomaSettings) -> tuple[object, ...]:
@@ -90,6 +100,9 @@ def build_input(
     ls: KomaLanguageServer, uri: str, position: types.Position, invoked: bool
 ) -> CompletionInput | None:
     """The text around the cursor as plain data; None for documents or positions we can't use."""
+    from koma.engine.completion.pipeline import CompletionInput
+    from koma.engine.completion.prompt import CHARS_PER_TOKEN, Neighbour
+
     documents = ls.workspace.text_documents
     doc = documents.get(uri)
     if doc is None:
@@ -169,6 +182,8 @@ async def serve(
     ls: KomaLanguageServer, uri: str, position: types.Position, invoked: bool
 ) -> tuple[CompletionResult, types.Range | None]:
     """Run one request through the pipeline; shared with the `textDocument/completion` fallback."""
+    from koma.engine.completion.pipeline import CompletionResult
+
     started = time.perf_counter()
     request = build_input(ls, uri, position, invoked)
     if request is None:
@@ -183,17 +198,23 @@ async def serve(
 
 def register(server: KomaLanguageServer) -> None:
     """Attach inline completion and the document listeners it learns typing speed from."""
-    pipeline = pipeline_for(server)
-    last_key = [_completion_key(server.settings)]
+    # The pipeline is made on first use (the first edit or request), after `initialize`.
+    last_key: list[tuple[object, ...] | None] = [None]
 
     def on_settings(settings: KomaSettings) -> None:
         key = _completion_key(settings)
         if key != last_key[0]:
             last_key[0] = key
-            pipeline.reconfigure()
+            pipeline = _PIPELINES.get(server)
+            if pipeline is not None:
+                pipeline.reconfigure()
+
+    def clear_cache() -> int:
+        pipeline = _PIPELINES.get(server)
+        return pipeline.clear_cache() if pipeline is not None else 0
 
     server.on_settings_changed(on_settings)
-    server.on_clear_cache(pipeline.clear_cache)  # `koma.clearCache` empties suggestions too
+    server.on_clear_cache(clear_cache)  # `koma.clearCache` empties suggestions too
 
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: KomaLanguageServer, params: types.InitializeParams) -> None:
@@ -203,11 +224,13 @@ def register(server: KomaLanguageServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: KomaLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-        pipeline.note_edit(params.text_document.uri)
+        pipeline_for(ls).note_edit(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: KomaLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
-        pipeline.forget(params.text_document.uri)
+        pipeline = _PIPELINES.get(ls)
+        if pipeline is not None:
+            pipeline.forget(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from koma.engine.lifecycle.hardware import gb, probe_memory
-from koma.engine.lifecycle.memory import MemoryManager, pair_warning
-from koma.engine.lifecycle.pull import PullSnapshot, format_eta, pull_model
 from koma.errors import KomaError
 from koma.lsp.chat import first_argument
 from koma.lsp.commands import begin_progress
 
+# engine.lifecycle (psutil, the memory manager, pulls) is imported on first use, after the
+# `initialize` reply (docs/performance.md, cold start).
 if TYPE_CHECKING:
+    from koma.engine.lifecycle.memory import MemoryManager
+    from koma.engine.lifecycle.pull import PullSnapshot
     from koma.lsp.server import KomaLanguageServer
     from koma.settings import KomaSettings
 
@@ -56,11 +57,20 @@ class Lifecycle:
 
     def __init__(self, server: KomaLanguageServer) -> None:
         self.server = server
-        self.manager = MemoryManager()
+        self._manager: MemoryManager | None = None
         self.timer: asyncio.Task[None] | None = None
         self.pulls: dict[str, asyncio.Task[PullSnapshot]] = {}
         self.warned: set[tuple[str, str]] = set()  # (chat, completion) pairs already checked
         self.background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def manager(self) -> MemoryManager:
+        """The memory manager, made when settings first arrive."""
+        if self._manager is None:
+            from koma.engine.lifecycle.memory import MemoryManager
+
+            self._manager = MemoryManager()
+        return self._manager
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -112,6 +122,9 @@ class Lifecycle:
             logger.info("pair check skipped: %s", err)
             self.warned.discard((chat, completion))  # try again at the next settings change
             return
+        from koma.engine.lifecycle.hardware import probe_memory
+        from koma.engine.lifecycle.memory import pair_warning
+
         by_name = {m.name: m for m in models}
         warning = pair_warning(
             by_name.get(chat),
@@ -138,6 +151,9 @@ class Lifecycle:
             provider = await self.server.provider()
         except KomaError as err:
             return {"ok": False, "message": str(err)}
+        from koma.engine.lifecycle.hardware import gb
+        from koma.engine.lifecycle.pull import pull_model
+
         token = await begin_progress(
             self.server,
             types.WorkDoneProgressBegin(
@@ -231,6 +247,9 @@ class Lifecycle:
 
 def describe(snapshot: PullSnapshot) -> str:
     """`12.3 GB / 65.4 GB · 210.0 MB/s · 4:10 left` (or just the status before sizes exist)."""
+    from koma.engine.lifecycle.hardware import gb
+    from koma.engine.lifecycle.pull import format_eta
+
     if snapshot.total is None or snapshot.completed is None:
         return snapshot.status
     parts = [f"{gb(snapshot.completed)} / {gb(snapshot.total)}"]

@@ -6,7 +6,10 @@ provider, the model and effort choice per feature, the status reporter — and t
 `main()` that `koma lsp` calls.
 
 Startup must stay fast (an editor waits for the `initialize` reply), so nothing here touches the
-network or imports the engine: the provider is resolved the first time a feature needs it.
+network or imports the engine, pydantic or the providers before that reply: the settings sent
+with `initialize` are validated when first read (at the latest on `initialized`), the
+conversation store and ledger are made on first use, and the provider is resolved the first
+time a feature needs it. `benchmarks/cold_start.py` measures what is left.
 
 Several features need the same document and lifecycle notifications; the base class in
 `koma.lsp.fanout` hands each of them to every module that registers a listener.
@@ -27,17 +30,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from koma.engine.chat import DEFAULT_CONTEXT_TOKENS, ChatStore
-from koma.engine.ledger import ReasoningLedger
 from koma.errors import KomaError, ModelNotFound
 from koma.lsp.fanout import FanoutLanguageServer
 from koma.lsp.status import StatusReporter
-from koma.settings import KomaSettings
-from koma.types import Effort
 
 if TYPE_CHECKING:
     from koma.engine.cache import ResponseCache
+    from koma.engine.chat import ChatStore
+    from koma.engine.ledger import ReasoningLedger
     from koma.providers.base import Provider
+    from koma.settings import KomaSettings
+    from koma.types import Effort
 
 logger = logging.getLogger("koma.lsp")
 
@@ -57,12 +60,10 @@ _PROVIDER_KEYS = (
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    """Koma's version (`importlib.metadata` would cost the editor tens of milliseconds)."""
+    from koma import __version__
 
-        return version("koma-lsp")  # the distribution name (the import name is koma)
-    except Exception:
-        return "0"
+    return __version__
 
 
 class KomaLanguageServer(FanoutLanguageServer):
@@ -72,7 +73,8 @@ class KomaLanguageServer(FanoutLanguageServer):
         super().__init__(
             "koma", _version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental
         )
-        self.settings: KomaSettings = KomaSettings()
+        self._settings: KomaSettings | None = None
+        self._pending_settings: Callable[[], None] | None = None
         # The `koma` section from initializationOptions, and the editor's section in force
         # (initializationOptions overlaid by the latest workspace/configuration answer).
         self.initial_section: dict[str, Any] = {}
@@ -91,10 +93,56 @@ class KomaLanguageServer(FanoutLanguageServer):
         self._first_model: str | None = None
         self._context_lengths: dict[str, int] = {}
         self._cache_clearers: list[Callable[[], int]] = []
-        self.ledger = ReasoningLedger()
-        self.chats = ChatStore()
+        self._ledger: ReasoningLedger | None = None
+        self._chats: ChatStore | None = None
+
+    @property
+    def ledger(self) -> ReasoningLedger:
+        """The reasoning ledger (AI edits), made on first use."""
+        if self._ledger is None:
+            from koma.engine.ledger import ReasoningLedger
+
+            self._ledger = ReasoningLedger()
+        return self._ledger
+
+    @property
+    def chats(self) -> ChatStore:
+        """The conversations, made on first use."""
+        if self._chats is None:
+            from koma.engine.chat import ChatStore
+
+            self._chats = ChatStore()
+        return self._chats
 
     # -- settings ------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> KomaSettings:
+        """The valid settings in force; reading them first applies those `initialize` sent."""
+        self.apply_pending_settings()
+        if self._settings is None:
+            from koma.settings import KomaSettings
+
+            self._settings = KomaSettings()
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: KomaSettings) -> None:
+        self._settings = value
+
+    def defer_settings(self, apply: Callable[[], None]) -> None:
+        """Run `apply` (reading and validating settings) when they are first needed.
+
+        The `initialize` handler hands its work over here, so the reply does not wait for
+        pydantic and the configuration files; `initialized` or any earlier read runs it.
+        """
+        self._pending_settings = apply
+
+    def apply_pending_settings(self) -> None:
+        """Apply the settings `initialize` sent, if that has not happened yet."""
+        pending, self._pending_settings = self._pending_settings, None
+        if pending is not None:
+            pending()
 
     def on_settings_changed(self, callback: Callable[[KomaSettings], None]) -> None:
         """Call `callback(new_settings)` after every accepted settings change."""
@@ -241,6 +289,8 @@ class KomaLanguageServer(FanoutLanguageServer):
 
     async def context_length(self, model: str) -> int:
         """Tokens the model's context holds: `numCtx`, else what the server reports, else 8192."""
+        from koma.engine.chat import DEFAULT_CONTEXT_TOKENS
+
         if self.settings.num_ctx:
             return self.settings.num_ctx
         if model not in self._context_lengths:

@@ -25,22 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from koma.config import (
-    Layer,
-    Sources,
-    gather_sources,
-    normalize_keys,
-    read_project,
-    resolve,
-    sensitive_keys_in,
-    trust_store,
-)
 from koma.errors import KomaError
-from koma.settings import deep_merge
-from koma.trust import ProjectConfig
 
+# koma.config and koma.settings (pydantic) are imported where settings are read, after the
+# `initialize` reply: an editor waits for that reply (docs/performance.md, cold start).
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
+    from koma.trust import ProjectConfig
 
 logger = logging.getLogger("koma.lsp.settings")
 
@@ -131,6 +122,9 @@ def apply_editor_settings(
     `section` is what the editor sent now (None: re-apply what is in force). Later sections
     are laid over the `initializationOptions` one, so a key given only at startup stays.
     """
+    from koma.config import Layer, Sources, gather_sources, normalize_keys, resolve
+    from koma.settings import deep_merge
+
     if initial:
         editor = dict(section or {})
     elif section is None:
@@ -216,6 +210,8 @@ def trust_config(server: KomaLanguageServer, params: Mapping[str, Any]) -> dict[
     its bytes still hash to what the user was shown: a file changed after the prompt is not
     trusted, so a click can never approve contents the user did not see.
     """
+    from koma.config import read_project, sensitive_keys_in, trust_store
+
     path, sha = params.get("path"), params.get("sha256")
     if not isinstance(path, str) or not isinstance(sha, str) or not path or not sha:
         return {"trusted": False, "message": "koma.trustConfig needs `path` and `sha256`"}
@@ -312,16 +308,22 @@ def register(server: KomaLanguageServer) -> None:
         options = params.initialization_options
         state = trust_state(ls)
         state.trust_prompt, state.workspace_trusted = client_options(options)
-        section = editor_section(options)
-        if options is not None and section is None and isinstance(options, Mapping):
-            # Accept the bare settings object too; some clients do not nest it under "koma".
-            keys = set(options)
-            if keys and keys <= set(_known_keys()):
-                section = dict(options)
-        apply_editor_settings(ls, section, initial=True)
+
+        def apply() -> None:
+            section = editor_section(options)
+            if options is not None and section is None and isinstance(options, Mapping):
+                # Accept the bare settings object too; some clients do not nest it under "koma".
+                keys = set(options)
+                if keys and keys <= set(_known_keys()):
+                    section = dict(options)
+            apply_editor_settings(ls, section, initial=True)
+
+        # Validated after the reply: on `initialized`, or when something reads them sooner.
+        ls.defer_settings(apply)
 
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: KomaLanguageServer, params: types.InitializedParams) -> None:
+        ls.apply_pending_settings()
         trust_state(ls).ready = True
         report_trust(ls)
         await refresh_from_client(ls)
