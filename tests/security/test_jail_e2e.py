@@ -386,3 +386,17 @@ async def test_status_doctor_and_models_show_no_secret(jailed: Jailed) -> None:
     no_secret_in(json.dumps(answers, default=str), "koma.status / koma.doctor / koma.models")
     shown = " ".join(m.message for m in jailed.client.messages)
     no_secret_in(shown, "a message shown to the user")
+
+
+async def test_calls_leaked_into_the_text_are_capped_too(jailed: Jailed) -> None:
+    """The same cap holds when the calls arrive as Harmony text instead of native calls."""
+    call = (
+        "<|channel|>commentary to=functions.propose_edit <|constrain|>json<|message|>"
+        '{"path": "app.py", "old_text": "a + b", "new_text": "a * b"}<|call|>'
+    )
+    edits = len(jailed.editor.edits)
+    jailed.model.add_reply(Reply(content=call * 40, times=1))
+    result = await asyncio.wait_for(jailed.client.command("koma.chat", {"message": "go"}), 30)
+    assert result.get("error") is None, result
+    assert len(jailed.editor.edits) - edits <= 16
+    await assert_responsive(jailed.client)
