@@ -126,6 +126,18 @@ def test_setup_without_a_server_says_where_it_looked_and_checkhealth_lists_it(
     assert ":KomaInstall" in report
     assert f"WARNING not used: {editor.project / '.venv' / 'bin' / 'koma'}" in report
 
+    # Installed afterwards (here: a stand-in that notes it ran and exits): checkhealth searches
+    # again and starts what it found.
+    marker = tmp_path / "late-koma-ran"
+    late = fake_koma(tmp_path / "path-bin" / "koma")
+    late.write_text(f"#!/bin/sh\ntouch {marker}\nexit 0\n", encoding="utf-8")
+    editor.nvim.command("bwipeout!")
+    editor.nvim.command("checkhealth koma")
+    report = "\n".join(editor.lines())
+    assert f"OK server command: {late} lsp" in report
+    assert "ERROR the Koma server did not start" in report
+    assert marker.exists(), "checkhealth started the server it found"
+
 
 def test_checkhealth_names_the_server_found_and_how(editor: Editor, tmp_path: Path) -> None:
     p = isolate(editor, tmp_path)
