@@ -176,13 +176,13 @@ async def test_open_documents_contribute_snippets_to_the_fim_prompt(
     assert prompt.endswith(prefix)
 
 
-async def test_gpt_oss_gets_a_low_effort_hole_filler_and_no_reasoning(
+async def test_gpt_oss_on_the_chat_route_gets_a_low_effort_hole_filler_and_no_reasoning(
     sim: Simulator, provider: OllamaProvider
 ) -> None:
     sim.set_default_reply(
         Reply(thinking="Sum of the two.", content="<COMPLETION>a + b</COMPLETION>")
     )
-    pipeline = pipeline_for(provider, "gpt-oss:20b")
+    pipeline = pipeline_for(provider, "gpt-oss:20b", route="chat")
     result = await pipeline.complete(
         CompletionInput(URI, "def add(a, b):\n    return ", "\n", invoked=True)
     )

@@ -67,6 +67,8 @@ class CompletionSettings(_Camel):
     temperature: float = safe(0.2, ge=0, le=2)
     open_documents_context: bool = safe(True)
     cache_size: int = safe(200, ge=0)
+    # How inline completion asks the model: auto detects it per model (engine/completion/routes.py).
+    route: Literal["auto", "fim", "raw", "chat"] = safe("auto")
 
 
 class ChatSettings(_Camel):

@@ -85,7 +85,9 @@ async def test_inline_completion_suggests_only_the_final_answer(
     profile_capabilities.text_document.inline_completion = types.InlineCompletionClientCapabilities(
         dynamic_registration=False
     )
-    client = await lsp(capabilities=profile_capabilities)
+    # The corpus wraps the answer in hole-filler tags: the chat route (gpt-oss on Ollama would
+    # otherwise be continued raw).
+    client = await lsp({"completion": {"route": "chat"}}, capabilities=profile_capabilities)
     cursor = types.Position(line=1, character=11)
     for index, (form, template) in enumerate(HARMONY_ANSWERS.items()):
         answer = template.format(r="The user adds two numbers.", f="<COMPLETION>a + b</COMPLETION>")

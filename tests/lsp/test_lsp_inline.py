@@ -143,12 +143,13 @@ async def first_generation(sim: Simulator) -> RequestRecord:
     return generations(sim)[0]
 
 
-def settings_for(sim: Simulator, completion_model: str) -> dict[str, Any]:
+def settings_for(sim: Simulator, completion_model: str, route: str = "auto") -> dict[str, Any]:
     return {
         "provider": "ollama",
         "baseUrl": sim.url,
         "model": CHAT_MODEL,
         "completionModel": completion_model,
+        "completion": {"route": route},
     }
 
 
@@ -178,7 +179,7 @@ async def test_reasoning_model_suggestion_is_clean(
     lsp: LanguageClient, sim: Simulator, tmp_path: Path, profile: str, reply: Reply
 ) -> None:
     sim.set_default_reply(reply)
-    await initialize(lsp, profile, tmp_path, settings_for(sim, CHAT_MODEL))
+    await initialize(lsp, profile, tmp_path, settings_for(sim, CHAT_MODEL, route="chat"))
     uri = open_doc(lsp, tmp_path)
     items = await inline(lsp, uri, CURSOR)
     assert [i.insert_text for i in items] == ["a + b"]

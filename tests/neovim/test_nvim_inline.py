@@ -39,7 +39,14 @@ def test_ghost_text_appears_and_tab_accepts_it(
     editor: Editor, sim: Simulator, backend: str
 ) -> None:
     script_replies(sim)
-    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b", inline_backend=backend)
+    # The scripted answers are hole-filler chat replies: gpt-oss on the chat route.
+    editor.setup(
+        provider="ollama",
+        base_url=sim.url,
+        model="gpt-oss:120b",
+        inline_backend=backend,
+        completion={"route": "chat"},
+    )
     editor.edit("calc.py", "def add_numbers(a, b):\n    \n")
     assert editor.lua("return require('koma.inline').backend()") == backend
 
@@ -106,7 +113,14 @@ def test_multiline_suggestion_shows_extra_lines_and_is_accepted_whole(
             match="def add_up",
         )
     )
-    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b", inline_backend=backend)
+    # The scripted answers are hole-filler chat replies: gpt-oss on the chat route.
+    editor.setup(
+        provider="ollama",
+        base_url=sim.url,
+        model="gpt-oss:120b",
+        inline_backend=backend,
+        completion={"route": "chat"},
+    )
     editor.edit("sum.py", "def add_up(a, b):\n    \n")
     editor.nvim.input("2GA")
     ghost = editor.wait(VISIBLE, what="a multi-line suggestion")

@@ -27,6 +27,7 @@ export const SERVER_SETTING_KEYS: readonly string[] = [
   'completion.temperature',
   'completion.openDocumentsContext',
   'completion.cacheSize',
+  'completion.route',
   'chat.maxTokens',
   'chat.systemPrompt',
   'chat.temperature',

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 import platformdirs
 
 from koma.engine.cache_store import SqliteStore, chunk_from_json, chunk_to_json
-from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.providers.base import ChatRequest, CompletionRequest, Provider, RouteSupport, WireChunk
 from koma.types import GenerationSettings, ModelDetails, ModelInfo
 
 CacheMode = Literal["off", "deterministic", "always"]
@@ -257,6 +257,9 @@ class CachedProvider(Provider):
 
     async def supports_fim(self, model: str) -> bool:
         return await self.inner.supports_fim(model)
+
+    async def completion_routes(self, model: str) -> RouteSupport:
+        return await self.inner.completion_routes(model)
 
     async def loaded_models(self) -> list[ModelInfo]:
         return await self.inner.loaded_models()

@@ -260,7 +260,7 @@ async def check_capabilities(ctx: DoctorContext) -> Check | None:
         status = "warn"
         notes.append("no tool calling, so chat cannot read files or run tests")
     if caps and "insert" not in caps and not ctx.settings.completion_model:
-        notes.append("no fill-in-the-middle; inline completion uses a chat prompt")
+        notes.append("no fill-in-the-middle; inline completion continues the prefix raw")
         example = "qwen2.5-coder:1.5b" if ctx.provider_name == "ollama" else "a FIM-capable model"
         fix = f"set completionModel ({example}) for faster inline completion"
     context = f", context {details.context_length:,}" if details.context_length else ""
@@ -363,6 +363,13 @@ def _present(wanted: str, names: list[str]) -> bool:
     return wanted in names or (":" not in wanted and f"{wanted}:latest" in names)
 
 
+async def check_completion_route(ctx: DoctorContext) -> Check | None:
+    """The inline-completion route for the completion model and why (engine/completion)."""
+    from koma.engine.completion.routes import check_completion_route as check
+
+    return await check(ctx)
+
+
 async def _quiet(awaitable: Awaitable[str | None]) -> str | None:
     try:
         return await awaitable
@@ -377,6 +384,7 @@ for _name, _fn in (
     ("models", check_models),
     ("model", check_model),
     ("capabilities", check_capabilities),
+    ("completion route", check_completion_route),
     ("harmony", check_harmony),
 ):
     register_check(_name, _fn)

@@ -40,9 +40,30 @@ class ChatRequest:
     response_format: str | dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class InfillOptions:
+    """llama.cpp `llama-server` `POST /infill` extras (its README documents each field).
+
+    `extra` are (filename, text) chunks of other files, sent as `input_extra` ahead of the
+    prefix so the server's prompt cache keeps them from one keystroke to the next; `n_indent`
+    stops a new line indented less than the cursor; `t_max_predict_ms` caps generation time
+    once a newline was produced.
+    """
+
+    extra: tuple[tuple[str, str], ...] = ()
+    n_indent: int | None = None
+    t_max_predict_ms: int | None = None
+    cache_prompt: bool = True
+
+
 @dataclass
 class CompletionRequest:
-    """A raw or fill-in-the-middle completion (`/api/generate`, `/v1/completions`)."""
+    """A raw or fill-in-the-middle completion (`/api/generate`, `/v1/completions`, `/infill`).
+
+    With `infill` set the request goes to llama-server's `/infill`: `prompt` is the text before
+    the cursor (the provider puts the cursor line in `prompt` and the lines above it in
+    `input_prefix`, as llama.vim does, so typing changes only the end of the cached prompt).
+    """
 
     model: str
     prompt: str
@@ -50,6 +71,25 @@ class CompletionRequest:
     system: str | None = None
     raw: bool = False
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+    infill: InfillOptions | None = None
+
+
+@dataclass(frozen=True)
+class RouteSupport:
+    """How a model on this server can be asked for inline completion, and how that was learnt.
+
+    `fim`: it fills in the middle (`fim_endpoint` says where: Ollama `/api/generate` with
+    `suffix`, llama-server `/infill`, `/v1/completions` with `suffix`). `raw`: a completion
+    endpoint takes a raw prompt (`raw_endpoint`). Neither: only chat is left. `why` is shown
+    to the user (doctor row, status details).
+    """
+
+    fim: bool
+    raw: bool
+    why: str
+    fim_endpoint: str = ""
+    raw_endpoint: str = ""
+    infill: bool = False  # FIM goes through llama-server's /infill
 
 
 @dataclass
@@ -103,6 +143,16 @@ class Provider(ABC):
     async def supports_fim(self, model: str) -> bool:
         """Whether `complete()` may be given a `suffix` for this model."""
         return False
+
+    async def completion_routes(self, model: str) -> RouteSupport:
+        """What inline completion may use for `model` here; a server that only chats: chat."""
+        fim = await self.supports_fim(model)
+        return RouteSupport(
+            fim=fim,
+            raw=False,
+            why=f"{self.name} has no completion endpoint Koma knows; only chat",
+            fim_endpoint="complete() with suffix" if fim else "",
+        )
 
     async def loaded_models(self) -> list[ModelInfo]:
         """Models in memory right now (Ollama `/api/ps`, LM Studio state)."""

@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from koma.errors import CapabilityMissing, ConfigError, ModelNotFound
-from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.providers.base import (
+    ChatRequest,
+    CompletionRequest,
+    Provider,
+    RouteSupport,
+    WireChunk,
+)
 from koma.providers.embedded_text import TRANSCRIPT_STOPS, AnswerStart, transcript
 from koma.types import GenerationSettings, Message, Metrics, ModelDetails, ModelInfo, Usage
 
@@ -209,6 +215,25 @@ class EmbeddedProvider(Provider):
             quantization=_quant_from_name(self._resolve(model).name),
         )
 
+    async def completion_routes(self, model: str) -> RouteSupport:
+        """The GGUF's tokenizer keys decide: FIM token ids present → FIM, else a raw prompt."""
+        llm = await self._llm(model)
+        keys = fim_token_keys(llm)
+        if keys:
+            return RouteSupport(
+                True,
+                True,
+                f"the GGUF names FIM tokens ({', '.join(keys)})",
+                fim_endpoint="in-process infill",
+                raw_endpoint="in-process",
+            )
+        return RouteSupport(
+            False,
+            True,
+            "the GGUF names no FIM tokens; raw prompt in-process",
+            raw_endpoint="in-process",
+        )
+
     async def version(self) -> str | None:
         try:
             import llama_cpp
@@ -256,17 +281,18 @@ class EmbeddedProvider(Provider):
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
         def start(llm: Any) -> tuple[Iterator[dict[str, Any]], None]:
-            if request.suffix:
+            if request.suffix is not None and not fim_token_keys(llm):
                 # llama-cpp-python would build its infill prompt from token id 0 here.
                 raise CapabilityMissing(
-                    "the embedded provider has no fill-in-the-middle completion",
-                    "send the prefix only, or use a server with a FIM model",
+                    "the embedded model has no fill-in-the-middle tokens",
+                    "send the prefix only (the raw route), or use a model with FIM tokens",
                 )
             prompt = request.prompt
             if request.system and not request.raw:
                 prompt = f"{request.system}\n\n{prompt}"
             stream = llm.create_completion(
                 prompt=prompt,
+                suffix=request.suffix or None,
                 stream=True,
                 **_sampling(request.settings, 128),
             )
@@ -362,6 +388,30 @@ def _final_chunk(
             source="server",
         ),
     )
+
+
+# GGUF tokenizer keys of the fill-in-the-middle tokens (newer names, then the older ones).
+FIM_KEYS = (
+    (
+        "tokenizer.ggml.fim_pre_token_id",
+        "tokenizer.ggml.fim_suf_token_id",
+        "tokenizer.ggml.fim_mid_token_id",
+    ),
+    (
+        "tokenizer.ggml.prefix_token_id",
+        "tokenizer.ggml.suffix_token_id",
+        "tokenizer.ggml.middle_token_id",
+    ),
+)
+
+
+def fim_token_keys(llm: Any) -> tuple[str, ...]:
+    """The GGUF keys naming prefix, suffix and middle tokens, or () when the model has none."""
+    meta = getattr(llm, "metadata", None) or {}
+    for keys in FIM_KEYS:
+        if all(str(meta.get(key, "")).isdigit() for key in keys):
+            return keys
+    return ()
 
 
 def _has_chat_template(llm: Any) -> bool:

@@ -21,7 +21,7 @@ from koma.errors import (
     ProviderUnreachable,
     StreamError,
 )
-from koma.providers.base import ChatRequest, CompletionRequest, Provider, WireChunk
+from koma.providers.base import ChatRequest, CompletionRequest, Provider, RouteSupport, WireChunk
 from koma.providers.http import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
@@ -230,6 +230,25 @@ class OllamaProvider(OllamaAdmin, HttpProvider):
 
     async def supports_fim(self, model: str) -> bool:
         return "insert" in (await self.show(model)).capabilities
+
+    async def completion_routes(self, model: str) -> RouteSupport:
+        """`/api/show` capabilities: `insert` means the template takes a suffix (FIM); every
+        model takes a raw prompt on `/api/generate` with `raw: true`."""
+        details = await self.show(model)
+        if "insert" in details.capabilities:
+            return RouteSupport(
+                True,
+                True,
+                "/api/show lists 'insert': the template fills in the middle",
+                fim_endpoint="/api/generate suffix",
+                raw_endpoint="/api/generate raw",
+            )
+        return RouteSupport(
+            False,
+            True,
+            "/api/show has no 'insert' capability; raw prompt to /api/generate",
+            raw_endpoint="/api/generate raw",
+        )
 
 
 def normalize_ollama_url(url: str) -> str:

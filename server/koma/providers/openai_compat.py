@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from koma.errors import ConfigError, KomaError, StreamError
-from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
+from koma.providers.base import ChatRequest, CompletionRequest, RouteSupport, WireChunk
 from koma.providers.http import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
@@ -155,7 +155,16 @@ class OpenAICompatProvider(HttpProvider):
             yield chunk
 
     async def complete(self, request: CompletionRequest) -> AsyncIterator[WireChunk]:
-        """Stream `/completions`; a `system` text has no slot there, so it leads the prompt."""
+        """Stream `/completions`; a `system` text has no slot there, so it leads the prompt.
+
+        A request with `infill` options goes to llama-server's `/infill` instead.
+        """
+        if request.infill is not None:
+            from koma.providers.llamacpp import stream_infill
+
+            async for piece in stream_infill(self, request):
+                yield piece
+            return
         prompt = request.prompt
         if request.system:
             prompt = f"{request.system}\n\n{prompt}"
@@ -262,6 +271,47 @@ class OpenAICompatProvider(HttpProvider):
         if self.fim is not None:
             return self.fim
         return self.preset == "llamacpp"
+
+    async def completion_routes(self, model: str) -> RouteSupport:
+        """llama-server (found by `/props`): FIM through `/infill` when a zero-token infill is
+        accepted, else raw `/completions`; other local servers: raw `/completions`, FIM there
+        only when configured; the OpenAI cloud: chat only (its current models have no
+        completions endpoint)."""
+        from koma.providers.llamacpp import is_llama_server, probe_infill
+
+        if self.preset == "openai":
+            return RouteSupport(False, False, "the OpenAI API serves current models by chat only")
+        if await is_llama_server(self):
+            ok, problem = await probe_infill(self, model)
+            if ok:
+                return RouteSupport(
+                    True,
+                    True,
+                    "llama-server: /infill accepts the model (it has FIM tokens)",
+                    fim_endpoint="/infill",
+                    raw_endpoint="/v1/completions",
+                    infill=True,
+                )
+            return RouteSupport(
+                False,
+                True,
+                f"llama-server: /infill refused ({problem}); raw prompt to /v1/completions",
+                raw_endpoint="/v1/completions",
+            )
+        if self.fim:
+            return RouteSupport(
+                True,
+                True,
+                "configured as fill-in-the-middle (/v1/completions with suffix)",
+                fim_endpoint="/v1/completions suffix",
+                raw_endpoint="/v1/completions",
+            )
+        return RouteSupport(
+            False,
+            True,
+            f"{self.name} server: no FIM reported; raw prompt to /v1/completions",
+            raw_endpoint="/v1/completions",
+        )
 
 
 def encode_response_format(value: str | dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from koma.simulator.openai import sse
+from koma.simulator.oai_meta import timings
+from koma.simulator.openai import _cache_tokens, _stop_words, sse
 from koma.simulator.playback import finish_time, play
+from koma.simulator.script import count_tokens
 from koma.simulator.transport import Exchange, Route
 
 if TYPE_CHECKING:
@@ -41,8 +43,47 @@ def props(ex: Exchange) -> None:
     )
 
 
+def _extra_problem(extra: Any) -> str | None:
+    """llama-server's check of `input_extra`: an array of {"filename"?: str, "text": str}."""
+    if extra is None:
+        return None
+    message = '"input_extra" must be an array of {"filename": string, "text": string}'
+    if not isinstance(extra, list):
+        return message
+    for chunk in extra:
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("text", ""), str):
+            return message
+        if not isinstance(chunk.get("filename", ""), str):
+            return message
+    return None
+
+
+def _rendered(body: dict[str, Any]) -> str:
+    """The prompt llama-server builds for /infill: extra chunks, prefix, suffix, then `prompt`.
+
+    (tools/server: `format_infill` puts the `input_extra` chunks first, each after a file
+    separator, then FIM_PRE prefix, FIM_SUF suffix, FIM_MID and the `prompt` text.)
+    """
+    parts = []
+    for chunk in body.get("input_extra") or []:
+        parts.append(f"<|file_sep|>{chunk.get('filename', '')}\n{chunk.get('text', '')}")
+    parts.append(f"<|fim_prefix|>{_text(body.get('input_prefix'))}")
+    parts.append(f"<|fim_suffix|>{_text(body.get('input_suffix'))}")
+    parts.append(f"<|fim_middle|>{_text(body.get('prompt'))}")
+    return "".join(parts)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def infill(ex: Exchange) -> None:
-    """POST /infill: FIM with `input_prefix` / `input_suffix`; streams `content` events."""
+    """POST /infill: FIM from `input_prefix` / `input_suffix` (+ `input_extra`, `prompt`).
+
+    As llama-server documents it: a model without FIM tokens gets 501; `n_predict: 0` evaluates
+    the prompt only (a cache warm-up); the stream is `data:` events of `content` ending with one
+    holding `stop: true`, `tokens_cached`, `tokens_evaluated` and `timings`; no `[DONE]`.
+    """
     sim = ex.sim
     body = ex.body
     if not isinstance(body, dict):
@@ -53,8 +94,15 @@ def infill(ex: Exchange) -> None:
     if model is None or "insert" not in model.capabilities:
         sim.send_error(ex, 501, "Infill is not supported by this model: prefix token is missing.")
         return
-    prefix = body.get("input_prefix") if isinstance(body.get("input_prefix"), str) else ""
-    reply = sim.pick_reply("infill", model.name, prefix or "")
+    problem = _extra_problem(body.get("input_extra"))
+    if problem:
+        sim.send_error(ex, 400, problem)
+        return
+    rendered = _rendered(body)
+    cache_n = _cache_tokens(sim, rendered, body)
+    prompt_tokens = max(count_tokens(rendered), cache_n)
+    prefix = _text(body.get("input_prefix")) + _text(body.get("prompt"))
+    reply = sim.pick_reply("infill", model.name, prefix)
     ex.record.reply = reply
     failure = reply.http_error()
     if failure:
@@ -76,6 +124,7 @@ def infill(ex: Exchange) -> None:
             load_s=model.load_ms / 1000.0 if fresh else 0.0,
             limit=limit if limit is not None and limit >= 0 else None,
             with_thinking=False,
+            stop=_stop_words(body.get("stop")),
         )
     finally:
         sim.store.release(model)
@@ -94,6 +143,9 @@ def infill(ex: Exchange) -> None:
         "stop": True,
         "stop_type": "limit" if result.finish == "length" else "eos",
         "tokens_predicted": result.count,
+        "tokens_evaluated": prompt_tokens,
+        "tokens_cached": cache_n,
+        "timings": timings(result, prompt_tokens, cache_n),
         "model": model.name,
     }
     if stream:

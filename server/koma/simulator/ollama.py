@@ -73,6 +73,13 @@ def require_model(ex: Exchange, body: dict[str, Any]) -> SimModel | None:
     return model
 
 
+def _stop_words(value: Any) -> list[str]:
+    """`stop` as the servers take it: one string or a list of strings."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _int_option(options: Any, key: str) -> int | None:
     value = options.get(key) if isinstance(options, dict) else None
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -156,8 +163,11 @@ def _run(ex: Exchange, endpoint: str) -> None:
         if prompt_tokens is None:
             prompt_tokens = min(count_tokens(rendered), ctx)
         think = body.get("think")
-        # gpt-oss ignores think=false (its trace cannot be turned off); others honour it.
-        with_thinking = think is not False or model.family == "gptoss"
+        # gpt-oss ignores think=false (its trace cannot be turned off); others honour it. A raw
+        # prompt skips the template, so nothing opens a reasoning section: plain continuation.
+        with_thinking = (think is not False or model.family == "gptoss") and body.get(
+            "raw"
+        ) is not True
         _respond(ex, model, reply, endpoint, body, fresh, prompt_tokens, with_thinking)
     finally:
         sim.store.release(model)
@@ -196,6 +206,7 @@ def _respond(
             key = "thinking" if kind == "thinking" else "response"
             line(ex, chunk({"response": "", key: text, "done": False}))
 
+    options = body.get("options")
     result = play(
         ex,
         reply,
@@ -203,6 +214,7 @@ def _respond(
         load_s=model.load_ms / 1000.0 if fresh else 0.0,
         limit=_int_option(body.get("options"), "num_predict"),
         with_thinking=with_thinking,
+        stop=_stop_words(options.get("stop") if isinstance(options, dict) else None),
     )
     if result.finish == "error":
         error_text = reply.error or "an error was encountered while running the model"

@@ -42,6 +42,13 @@ def sse(ex: Exchange, obj: Any) -> None:
     ex.stream(f"data: {data}\n\n".encode(), SSE)
 
 
+def _stop_words(value: Any) -> list[str]:
+    """`stop` as OpenAI documents it: one string or a list of strings."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _limit(body: dict[str, Any]) -> int | None:
     for key in ("max_completion_tokens", "max_tokens", "n_predict"):
         value = body.get(key)
@@ -204,6 +211,7 @@ class Job:
             load_s=self.model.load_ms / 1000.0 if fresh else 0.0,
             limit=_limit(self.body),
             with_thinking=with_thinking,
+            stop=_stop_words(self.body.get("stop")),
         )
 
     def _error_body(self) -> dict[str, Any]:

@@ -90,6 +90,7 @@ def play(
     load_s: float = 0.0,
     limit: int | None = None,
     with_thinking: bool = True,
+    stop: list[str] | None = None,
 ) -> Playback:
     """Stream the reply's tokens through `emit`, honouring waits, limits and scripted errors.
 
@@ -116,26 +117,65 @@ def play(
     elif reply.done_reason != "stop":
         result.finish = reply.done_reason
     ex.wait(ms(reply.ttft_ms, sim.ttft_ms))
+    stops = [word for word in stop or [] if word]
+    held = ""  # content that may be the start of a stop sequence: not sent yet
     for index, (kind, text) in enumerate(pieces):
         if index:
             ex.wait(delay)
         else:
             ex.wait(0)
-        emit(kind, text)
-        now = time.perf_counter()
-        if result.t_first is None:
-            result.t_first = now
-        result.t_last = now
-        result.count += 1
-        ex.record.tokens_sent += 1
-        if kind == "thinking":
-            result.thinking += text
-        else:
-            result.content += text
+        stopping = False
+        if stops and kind != "thinking":
+            # A stop sequence ends the answer and is not part of it; a piece that may begin
+            # one is held back until it is known not to (as llama.cpp and Ollama do).
+            held += text
+            cut = min((held.find(word) for word in stops if word in held), default=-1)
+            if cut >= 0:
+                text, held = held[:cut], ""
+                result.finish = "stop"
+                stopping = True
+            else:
+                keep = _partial_stop(held, stops)
+                text, held = held[: len(held) - keep], held[len(held) - keep :]
+            if not text:
+                if stopping:
+                    break
+                continue
+        _sent(ex, result, emit, kind, text)
+        if stopping:
+            break
+    if held:
+        _sent(ex, result, emit, "content", held)
     if result.finish == "tool_calls" and pieces:
         ex.wait(delay)
     result.t_end = time.perf_counter()
     return result
+
+
+def _sent(ex: Exchange, result: Playback, emit: Emit, kind: str, text: str) -> None:
+    """Emit one piece and account for it."""
+    emit(kind, text)
+    now = time.perf_counter()
+    if result.t_first is None:
+        result.t_first = now
+    result.t_last = now
+    result.count += 1
+    ex.record.tokens_sent += 1
+    if kind == "thinking":
+        result.thinking += text
+    else:
+        result.content += text
+
+
+def _partial_stop(text: str, stops: list[str]) -> int:
+    """Length of the longest end of `text` that begins some stop sequence."""
+    best = 0
+    for word in stops:
+        for size in range(min(len(word) - 1, len(text)), best, -1):
+            if text.endswith(word[:size]):
+                best = size
+                break
+    return best
 
 
 def finish_time(result: Playback) -> None:

@@ -101,6 +101,7 @@ local server_schema = {
       temperature = { 'temperature', 'number' },
       open_documents_context = { 'openDocumentsContext', 'boolean' },
       cache_size = { 'cacheSize', 'number' },
+      route = { 'route', one_of({ 'auto', 'fim', 'raw', 'chat' }) },
     },
   },
   chat = {

@@ -1,8 +1,9 @@
 """One model call for a completion, and the in-flight record that lets a later keystroke use it.
 
-`stream_text()` sends the request (FIM or hole-filler chat), reads only the final channel and
-stops reading — closing the HTTP stream, so the server stops generating — as soon as the text
-holds everything post-processing would keep.
+`stream_text()` sends the request (FIM, raw continuation or hole-filler chat, see `routes.py`),
+reads only the final channel and stops reading — closing the HTTP stream, so the server stops
+generating — as soon as the text holds everything post-processing would keep, or at the route's
+time cap.
 
 `Generation` is a running call. It is owned by the request that started it; when that request
 is superseded by a keystroke that merely *extends* its prefix (the user typed on), the newer
@@ -15,6 +16,7 @@ would mean never showing anything.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,12 +25,23 @@ from typing import Any, Protocol
 from koma.engine.completion.cache import FORWARD_CHARS, key_suffix
 from koma.engine.completion.postprocess import CursorContext, Route, stream_should_stop
 from koma.engine.completion.prompt import PromptParts
-from koma.providers.base import ChatRequest, CompletionRequest, Provider
+from koma.engine.completion.routes import RouteChoice
+from koma.providers.base import ChatRequest, CompletionRequest, InfillOptions, Provider
 from koma.settings import CompletionSettings
 from koma.types import Done, Effort, GenerationSettings, Metrics, StreamEvent, TextDelta
 
+logger = logging.getLogger("koma.completion")
 # Reasoning tokens count against the generation limit of a chat model; leave room for them.
 REASONING_ALLOWANCE = 384
+# Every route ends by time too: a suggestion later than this is not worth waiting for, and a
+# model that never stops must not keep the server busy (reasoning chat models get longer).
+TIME_CAP_S: dict[Route, float] = {"fim": 8.0, "raw": 8.0, "chat": 20.0}
+# llama-server /infill: stop predicting this long after the first newline (llama.vim's value).
+INFILL_PREDICT_MS = 500
+# A raw one-line continuation needs few tokens; block mode stops at a run of blank lines.
+RAW_LINE_TOKENS = 64
+RAW_BLOCK_STOPS = ("\n\n\n",)
+CHAT_STOPS = ("</COMPLETION>",)
 # How much of the prefix must match for a newer request to adopt a running generation.
 ADOPT_MATCH_CHARS = 2048
 
@@ -80,66 +93,111 @@ async def _quiet_scope() -> AsyncIterator[GenerationRun]:
     yield _Run()
 
 
-async def stream_text(
+def completion_request(
     target: ModelTarget,
-    route: Route,
+    choice: RouteChoice,
     parts: PromptParts,
     ctx: CursorContext,
     settings: CompletionSettings,
-    streams: Streams,
-    tracker: Tracker | None = None,
-    on_enough: Callable[[str], None] | None = None,
-) -> str:
-    """The final-channel text of one model call, cut short once it holds enough.
+) -> ChatRequest | CompletionRequest:
+    """The request for one route; every route is capped so none runs to a server's limit.
 
-    `on_enough(text)` is called the moment the text is final, *before* the HTTP stream is
-    closed, so the caller can answer the editor while the connection shuts down.
+    fim: prefix + suffix (llama-server gets `/infill` with the other files as `input_extra`,
+    `n_indent` and `t_max_predict_ms`); raw: the header and prefix as a raw prompt, stopped at
+    the end of the line (one-line mode) or at a blank-line run (block mode); chat: the
+    hole-filler, stopped at `</COMPLETION>`.
     """
     common: dict[str, Any] = {
         "temperature": settings.temperature,
         "keep_alive": target.keep_alive,
         "num_ctx": target.num_ctx,
     }
-    request: ChatRequest | CompletionRequest
-    if route == "fim":
-        stop = ("\n",) if ctx.mode == "single" and ctx.line_prefix.strip() else ()
-        request = CompletionRequest(
+    single = ctx.mode == "single"
+    line_stop = ("\n",) if single and ctx.line_prefix.strip() else ()
+    if choice.route == "fim":
+        infill = None
+        prompt = parts.fim_prompt()
+        if choice.infill:
+            prompt = parts.prefix
+            infill = InfillOptions(
+                extra=tuple(parts.extra_chunks()),
+                n_indent=ctx.indent if not single else None,
+                t_max_predict_ms=INFILL_PREDICT_MS,
+            )
+        return CompletionRequest(
+            target.model,
+            prompt=prompt,
+            suffix=parts.suffix,
+            settings=GenerationSettings(max_tokens=settings.max_tokens, stop=line_stop, **common),
+            infill=infill,
+        )
+    if choice.route == "raw":
+        stop = line_stop if single else RAW_BLOCK_STOPS
+        tokens = min(settings.max_tokens, RAW_LINE_TOKENS) if single else settings.max_tokens
+        return CompletionRequest(
             target.model,
             prompt=parts.fim_prompt(),
-            suffix=parts.suffix,
-            settings=GenerationSettings(max_tokens=settings.max_tokens, stop=stop, **common),
+            raw=True,
+            settings=GenerationSettings(max_tokens=tokens, stop=stop, **common),
         )
+    return ChatRequest(
+        target.model,
+        parts.chat_messages(),
+        settings=GenerationSettings(
+            reasoning_effort=target.effort,
+            max_tokens=settings.max_tokens + REASONING_ALLOWANCE,
+            stop=CHAT_STOPS,
+            **common,
+        ),
+    )
+
+
+async def stream_text(
+    target: ModelTarget,
+    choice: RouteChoice,
+    parts: PromptParts,
+    ctx: CursorContext,
+    settings: CompletionSettings,
+    streams: Streams,
+    tracker: Tracker | None = None,
+    on_enough: Callable[[str], None] | None = None,
+    time_cap_s: float | None = None,
+) -> str:
+    """The final-channel text of one model call, cut short once it holds enough.
+
+    `on_enough(text)` is called the moment the text is final, *before* the HTTP stream is
+    closed, so the caller can answer the editor while the connection shuts down. After
+    `time_cap_s` (default per route) the call is closed and what arrived so far is the answer.
+    """
+    route = choice.route
+    request = completion_request(target, choice, parts, ctx, settings)
+    if isinstance(request, CompletionRequest):
         events = streams.completion(target.provider, request)
     else:
-        request = ChatRequest(
-            target.model,
-            parts.chat_messages(),
-            settings=GenerationSettings(
-                reasoning_effort=target.effort,
-                max_tokens=settings.max_tokens + REASONING_ALLOWANCE,
-                **common,
-            ),
-        )
         events = streams.chat(target.provider, request)
+    cap = time_cap_s if time_cap_s is not None else TIME_CAP_S[route]
     pieces: list[str] = []
     scope = tracker(target.model) if tracker else _quiet_scope()
     async with scope as run:
         try:
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    if event.channel != "final":
-                        continue  # reasoning is never shown
-                    pieces.append(event.text)
-                    text = "".join(pieces)
-                    if stream_should_stop(text, ctx, route):
+            async with asyncio.timeout(cap):
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if event.channel != "final":
+                            continue  # reasoning is never shown
+                        pieces.append(event.text)
+                        text = "".join(pieces)
+                        if stream_should_stop(text, ctx, route):
+                            if on_enough is not None:
+                                on_enough(text)
+                            break
+                    elif isinstance(event, Done):
+                        run.metrics = event.result.metrics
                         if on_enough is not None:
-                            on_enough(text)
-                        break
-                elif isinstance(event, Done):
-                    run.metrics = event.result.metrics
-                    if on_enough is not None:
-                        on_enough(event.result.text)
-                    return event.result.text
+                            on_enough(event.result.text)
+                        return event.result.text
+        except TimeoutError:
+            logger.info("inline completion: %s route hit its %.1f s cap", route, cap)
         except Exception as exc:
             run.error = str(exc)
             raise

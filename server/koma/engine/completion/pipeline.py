@@ -16,9 +16,12 @@ that next request may adopt it, after which it is closed.
 Every request is answered: `complete()` catches its own cancellation and any provider failure
 and *returns* an empty result.
 
-Routing: a model with the `insert` capability (FIM) gets `prompt` + `suffix`; any other model
-(gpt-oss has no FIM tokens) gets a hole-filler chat at low reasoning effort whose reasoning is
-discarded — only the final channel is read, and `postprocess` strips anything that leaked.
+Routing (`routes.py`, detected once per model): a model with FIM tokens gets prefix + suffix
+(llama-server's `/infill`, Ollama's `suffix`); a model without them gets the prefix as a raw
+prompt, stopped at the end of the line or block; only a server without a completion endpoint
+gets the hole-filler chat, at low reasoning effort, capped in tokens, by `</COMPLETION>` and by
+time — its reasoning is discarded, only the final channel is read, and `postprocess` strips
+anything that leaked.
 
 Nothing here imports pygls: the LSP module feeds plain strings in and gets plain text out, so
 this is unit-testable and benchmarkable on its own.
@@ -47,6 +50,7 @@ from koma.engine.completion.generation import (
 )
 from koma.engine.completion.postprocess import CursorContext, Route, clean, fit_to_line
 from koma.engine.completion.prompt import Neighbour, build_prompt
+from koma.engine.completion.routes import RouteChoice, RouteSetting, choose_route
 from koma.settings import CompletionSettings
 
 __all__ = ["CompletionInput", "CompletionPipeline", "CompletionResult", "ModelTarget", "Streams"]
@@ -126,7 +130,9 @@ class CompletionPipeline:
         self._adopters: set[asyncio.Task[Any] | None] = set()
         self._starters: set[asyncio.Task[Any] | None] = set()
         self._generations: dict[str, Generation] = {}
-        self._fim: dict[tuple[str, str, str], bool] = {}
+        self._routes: dict[tuple[str, str, str, str], RouteChoice] = {}
+        # The model and route of the latest model call, for the status details.
+        self.last_route: tuple[str, RouteChoice] | None = None
         self.stats = Stats()
 
     # -- events from the editor ----------------------------------------------------------------
@@ -152,7 +158,8 @@ class CompletionPipeline:
         self.cache.clear()
         self.cache.max_entries = current.cache_size
         self.debounce.fixed_ms = current.debounce_ms
-        self._fim.clear()
+        self._routes.clear()
+        self.last_route = None
         for generation in self._generations.values():
             generation.close()
         self._generations.clear()
@@ -283,7 +290,8 @@ class CompletionPipeline:
 
         try:
             target = await self._target()
-            route: Route = "fim" if await self._supports_fim(target) else "chat"
+            choice = await self.route_for(target, settings.route)
+            route: Route = choice.route
             parts = build_prompt(
                 request.prefix,
                 request.suffix,
@@ -298,7 +306,7 @@ class CompletionPipeline:
             streams = self._streams or default_streams()
             self._streams = streams
             raw = await stream_text(
-                target, route, parts, ctx, settings, streams, self._tracker, publish
+                target, choice, parts, ctx, settings, streams, self._tracker, publish
             )
             publish(raw)
         except Exception as exc:  # provider down, dies mid-stream, model missing…
@@ -309,17 +317,16 @@ class CompletionPipeline:
             if not answer.done():
                 answer.cancel()  # cancelled before it knew anything: waiters see a cancel
 
-    async def _supports_fim(self, target: ModelTarget) -> bool:
+    async def route_for(self, target: ModelTarget, setting: RouteSetting) -> RouteChoice:
+        """The route for this provider and model (detected once, then remembered)."""
         provider = target.provider
-        key = (provider.name, provider.base_url, target.model)
-        known = self._fim.get(key)
+        key = (provider.name, provider.base_url, target.model, setting)
+        known = self._routes.get(key)
         if known is None:
-            try:
-                known = bool(await provider.supports_fim(target.model))
-            except Exception as exc:
-                logger.info("could not tell whether %s supports FIM: %s", target.model, exc)
-                return False  # not remembered: the next request asks again
-            self._fim[key] = known
+            known = await choose_route(provider, target.model, setting)
+            if known.detected:
+                self._routes[key] = known  # a failed detection is asked again next time
+        self.last_route = (target.model, known)
         return known
 
 

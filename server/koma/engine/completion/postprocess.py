@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Mode = Literal["single", "multi"]
-Route = Literal["fim", "chat"]
+Route = Literal["fim", "raw", "chat"]
 
 MAX_LINES = 16
 OPENERS = "([{"

@@ -99,6 +99,10 @@ class PromptParts:
             lines.append(f"{mark} Path: {self.path}")
         return "\n".join(lines) + "\n" if lines else ""
 
+    def extra_chunks(self) -> list[tuple[str, str]]:
+        """The snippets as (file name, text) pairs: llama-server `/infill`'s `input_extra`."""
+        return [(_short_path(snippet.uri), snippet.text + "\n") for snippet in self.snippets]
+
     def fim_prompt(self) -> str:
         """The `prompt` of a FIM request: header + prefix window (the suffix travels apart)."""
         return self.context_header() + self.prefix
