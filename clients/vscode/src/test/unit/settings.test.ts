@@ -111,8 +111,12 @@ describe('package.json settings', () => {
       }
     }
     assert.ok(documented.size > 30, `parsed only ${documented.size} keys from docs/protocol.md`);
+    // apiKey has no VS Code setting on purpose: settings.json is synced and shared, so the key goes
+    // in the environment (koma.server.env: KOMA_API_KEY) or Koma's own config file
+    // (tests/test_vscode_manifest.py keeps the same list).
+    const notInVsCode = ['apiKey'];
     for (const key of documented) {
-      assert.ok(SERVER_SETTING_KEYS.includes(key), `docs/protocol.md key ${key} has no VS Code setting`);
+      assert.ok(SERVER_SETTING_KEYS.includes(key) || notInVsCode.includes(key), `docs/protocol.md key ${key} has no VS Code setting`);
     }
     for (const key of SERVER_SETTING_KEYS) {
       assert.ok(documented.has(key), `setting koma.${key} is not in docs/protocol.md`);
