@@ -87,6 +87,9 @@ async def server(
         )
     )
     client, _ = await start_lsp(home)
+    # One ordinary chat first: the server loads its engine on first use, and the cases measure
+    # what the attacks do to a running server, not that one-time import.
+    await client.command("koma.chat", {"message": "warm up"})
     yield home, client
     for _ in range(3):
         unblock(home.ws / "pipe.py")
