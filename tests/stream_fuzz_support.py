@@ -458,11 +458,10 @@ def _send(conn: socket.socket, plan: Plan) -> None:
         head.append(f"Content-Length: {sum(len(p) for p in plan.pieces)}")
     conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
     for piece in plan.pieces:
-        if not piece:
-            continue
-        if plan.framing == "chunked":
+        # An empty piece sends nothing but still waits: a server that is slow to start.
+        if piece and plan.framing == "chunked":
             conn.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-        else:
+        elif piece:
             conn.sendall(piece)
         if plan.delay:
             time.sleep(plan.delay)

@@ -16,7 +16,7 @@ import pytest
 
 from koma.errors import FirstByteTimeout, IdleTimeout, ProviderError, StreamError
 from koma.providers.base import ChatRequest, Provider, WireChunk
-from koma.providers.http import one_line
+from koma.providers.http import first_byte_watch, one_line
 from koma.providers.registry import create_provider
 from koma.settings import KomaSettings
 from koma.types import Message
@@ -287,3 +287,24 @@ async def test_a_bom_before_a_whole_json_answer_is_ignored(server: FuzzServer) -
         ),
     )
     assert answer_of(await run(provider_for(server, "openai"))) == ANSWER
+
+
+# -- "loading model…" -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("delay", "seen"), [(1.6, [True, False]), (0.0, [])])
+async def test_a_late_first_byte_is_reported_as_loading_until_it_comes(
+    server: FuzzServer, delay: float, seen: list[bool]
+) -> None:
+    def late(path: str, records: list[Any]) -> Plan:
+        body = serialize(path, records)
+        return Plan(content_type=content_type_of(path), pieces=[b"", body], delay=delay)
+
+    serve(server, late)
+    calls: list[bool] = []
+    token = first_byte_watch.set(calls.append)
+    try:
+        assert answer_of(await run(provider_for(server, "ollama", first_byte=10))) == ANSWER
+    finally:
+        first_byte_watch.reset(token)
+    assert calls == seen

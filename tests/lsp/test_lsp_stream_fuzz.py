@@ -21,9 +21,13 @@ from stream_fuzz_support import (
     EXACT,
     KINDS,
     FuzzServer,
+    Plan,
     clear_error,
+    content_type_of,
     expected_error,
     make_cases,
+    serialize,
+    valid_records,
 )
 
 SEED = 20261206
@@ -134,3 +138,28 @@ async def test_lsp_chat_and_inline_give_an_answer_or_one_clear_line(
         assert len(served) >= 2, (case, served)
         if fim_path:
             assert (case.number, fim_path) in paths, case
+
+
+@pytest.mark.parametrize("client_profile", ["neovim"])
+async def test_a_slow_first_byte_shows_loading_model_in_the_status(
+    lsp: Any, fuzz: FuzzServer
+) -> None:
+    fuzz.plan = lambda path: Plan(
+        content_type=content_type_of(path),
+        pieces=[b"", serialize(path, valid_records(path))],
+        delay=1.6,  # the model "loads" for longer than the status waits before saying so
+    )
+    client = await lsp(
+        settings={
+            "provider": "ollama",
+            "baseUrl": fuzz.url,
+            "model": "fuzz-oss",
+            "cache": {"mode": "off"},
+        }
+    )
+    result = await client.command("koma.chat", {"chatId": "slow", "message": "hi"})
+    assert result["text"] == ANSWER
+    states = [(s["state"], s.get("message")) for s in client.statuses]
+    loading = states.index(("loading", "loading model…"))
+    assert ("generating", None) in states[loading + 1 :]  # back once the answer flows
+    await client.wait_for(lambda: client.statuses[-1]["state"] == "idle", "idle status")

@@ -59,12 +59,27 @@ class StatusReporter:
     @asynccontextmanager
     async def generation(self, model: str) -> AsyncIterator[_Generation]:
         """Mark a generation as running; on exit report idle with its metrics (or an error)."""
+        from koma.providers.http import first_byte_watch  # lazy: keeps startup light
+
         self._active += 1
         self.set("generating", model=model)
         run = _Generation()
+
+        def loading(waiting: bool) -> None:
+            # The provider reports a late first byte: most often the model is being loaded.
+            if waiting:
+                self.set("loading", model=model, message="loading model…")
+            else:
+                self.set("generating", model=model)
+
+        token = first_byte_watch.set(loading)
         try:
             yield run
         finally:
+            try:
+                first_byte_watch.reset(token)
+            except ValueError:  # left in another context; the variable dies with it
+                pass
             self._active -= 1
             if run.error:
                 self.set("error", model=model, message=run.error)

@@ -25,6 +25,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,6 +266,47 @@ def idle_timeout(label: ServerLabel, seconds: float) -> IdleTimeout:
     )
 
 
+# A caller that can show "loading model…" (the language server's status bar) sets this for the
+# duration of a generation: it is called with True once the first byte is late, and with False
+# when the wait is over (the answer started, or the request ended either way).
+first_byte_watch: ContextVar[Callable[[bool], None] | None] = ContextVar(
+    "koma_first_byte_watch", default=None
+)
+# A first byte later than this counts as "loading": quicker answers never flicker the status.
+LOADING_AFTER_SECONDS = 1.0
+
+
+class _LoadingSignal:
+    """Tells `first_byte_watch` that the model seems to be loading, and when it no longer is."""
+
+    def __init__(self) -> None:
+        self._watch = first_byte_watch.get()
+        self._shown = False
+        self._timer: asyncio.TimerHandle | None = None
+        if self._watch is not None:
+            self._timer = asyncio.get_running_loop().call_later(LOADING_AFTER_SECONDS, self._show)
+
+    def _show(self) -> None:
+        self._shown = True
+        self._call(True)
+
+    def _call(self, loading: bool) -> None:
+        try:
+            if self._watch is not None:
+                self._watch(loading)
+        except Exception:  # a status bar must never break the stream
+            logger.debug("first-byte watcher failed", exc_info=True)
+
+    def over(self) -> None:
+        """The first byte came, or the request ended: stop the timer, undo what was shown."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._shown:
+            self._shown = False
+            self._call(False)
+
+
 class _TimedStream(httpx.AsyncByteStream):
     """A response body whose every read is bounded: by the first-byte deadline until the first
     byte arrives, by the idle timeout after that. Transport failures become typed errors here,
@@ -276,13 +318,23 @@ class _TimedStream(httpx.AsyncByteStream):
         label: ServerLabel,
         timeouts: StreamTimeouts,
         deadline: float,
+        loading: _LoadingSignal,
     ) -> None:
         self._inner = inner
         self._label = label
         self._timeouts = timeouts
         self._deadline = deadline
+        self._loading = loading
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks():
+                self._loading.over()
+                yield chunk
+        finally:
+            self._loading.over()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         started = False
         chunks = self._inner.__aiter__()
         while True:
@@ -306,6 +358,7 @@ class _TimedStream(httpx.AsyncByteStream):
                 yield chunk
 
     async def aclose(self) -> None:
+        self._loading.over()
         await self._inner.aclose()
 
 
@@ -349,13 +402,22 @@ async def open_stream(
                     method, path, json=json_body, timeout=_request_timeout(client, timeouts)
                 )
                 deadline = asyncio.get_running_loop().time() + timeouts.first_byte
+                loading = _LoadingSignal()
                 try:
                     async with asyncio.timeout_at(deadline):
                         response = await client.send(request, stream=True)
                 except TimeoutError as exc:
+                    loading.over()
                     raise first_byte_timeout(label, timeouts.first_byte) from exc
+                except BaseException:
+                    loading.over()
+                    raise
                 if isinstance(response.stream, httpx.AsyncByteStream):
-                    response.stream = _TimedStream(response.stream, label, timeouts, deadline)
+                    response.stream = _TimedStream(
+                        response.stream, label, timeouts, deadline, loading
+                    )
+                else:
+                    loading.over()
         except httpx.TimeoutException as exc:
             if timeouts is not None and not isinstance(exc, httpx.ConnectTimeout):
                 raise first_byte_timeout(label, timeouts.first_byte) from exc
