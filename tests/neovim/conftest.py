@@ -7,6 +7,7 @@ test folders' conftest modules).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -85,8 +86,17 @@ def editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Editor]:
 def koma_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Koma's wheel built from this checkout (as the README and `npm run package` build it)."""
     out = tmp_path_factory.mktemp("wheel")
+    # From a copy: setuptools' build/ scratch directory stays out of the checkout.
+    src = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(
+        REPO / "server",
+        src / "server",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
         check=True,
         capture_output=True,
     )

@@ -2,9 +2,12 @@
 // `vsce package` picks it up: the .vsix carries the server that "Koma: Install Server…" installs.
 //
 // Uses `python -m pip wheel --no-deps` (pip builds it with setuptools in an isolated
-// environment). The Python is $KOMA_PYTHON, else python3, else python.
+// environment) on a fresh copy of the sources, so setuptools' build/ scratch directory can never
+// carry a deleted module into the wheel and the checkout stays clean. The Python is $KOMA_PYTHON,
+// else python3, else python.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,11 +29,21 @@ function python() {
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-execFileSync(python(), ['-m', 'pip', 'wheel', '--quiet', '--no-deps', '--disable-pip-version-check', '--wheel-dir', out, repo], {
-  stdio: ['ignore', 'inherit', 'inherit'],
-});
-// setuptools leaves its build tree in the checkout (the egg-info is git-ignored).
-rmSync(path.join(repo, 'build'), { recursive: true, force: true });
+const src = mkdtempSync(path.join(os.tmpdir(), 'koma-wheel-'));
+try {
+  for (const file of ['pyproject.toml', 'README.md']) {
+    cpSync(path.join(repo, file), path.join(src, file));
+  }
+  cpSync(path.join(repo, 'server'), path.join(src, 'server'), {
+    recursive: true,
+    filter: (from) => !/(__pycache__|\.egg-info|\.pyc)$/.test(from),
+  });
+  execFileSync(python(), ['-m', 'pip', 'wheel', '--quiet', '--no-deps', '--disable-pip-version-check', '--wheel-dir', out, src], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+} finally {
+  rmSync(src, { recursive: true, force: true });
+}
 const wheels = readdirSync(out).filter((f) => /^koma_lsp-.+-py3-none-any\.whl$/.test(f));
 if (wheels.length !== 1) {
   throw new Error(`build-wheel: expected one koma_lsp wheel in ${out}, found ${wheels.join(', ') || 'none'}`);
