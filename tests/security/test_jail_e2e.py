@@ -119,6 +119,7 @@ async def jailed(
     (home.ws / "local_settings.py").write_text(f"AWS = {SECRETS['AWS_SECRET_ACCESS_KEY']!r}\n")
     # Innocent names that lead to sensitive files: the check must follow the resolved path.
     (home.ws / "notes.toml").symlink_to(".koma.toml")
+    (home.ws / "escape.txt").symlink_to(home.outside / "canary.txt")
     (home.ws / "editor").symlink_to(".vscode")
     (home.ws / "ci").symlink_to(".github/workflows")
     client, editor = await start_lsp(home)
@@ -240,6 +241,8 @@ SENSITIVE_EDITS = [
     ("sensitive-edit-via-symlinked-ci-folder", "ci/x.yml", "on: push"),
     ("sensitive-edit-dotdot-koma-toml", "S/../../.koma.toml", "high"),
     ("sensitive-edit-envrc", ".envrc", ""),
+    ("sensitive-edit-nested-koma-toml", "a/.koma.toml", ""),
+    ("sensitive-edit-new-vscode-tasks", ".vscode/tasks.json", ""),
 ]
 
 
@@ -337,6 +340,7 @@ URI_CASES: list[tuple[str, str, str]] = [
     ("chat-uri-symlink-dotdot", "koma.chat", "file://{ws}/S/../../.bashrc"),
     ("chat-uri-open-buffer-outside", "koma.chat", "file://{home}/.bashrc"),
     ("chat-uri-ssh-key", "koma.chat", "file://{home}/.ssh/id_ed25519"),
+    ("chat-uri-symlink-to-outside", "koma.chat", "file://{ws}/escape.txt"),
     ("chat-uri-proc-environ", "koma.chat", "file:///proc/self/environ"),
     ("chat-uri-dotenv", "koma.chat", "file://{ws}/.env"),
     ("chat-uri-upper-dotenv", "koma.chat", "file://{ws}/.ENV"),
