@@ -47,11 +47,9 @@ API_CASES = 3 * len(KINDS)  # every kind three times per wire
 CLI_KINDS = (
     "valid",
     "wrong_type",
-    "delete_field",
     "big_field",
     "content_type",
     "http_error",
-    "chunked_error",
     "stall",
     "stall_first",
     "mid_error",
