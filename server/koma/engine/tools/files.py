@@ -6,9 +6,9 @@ hostile repository config cannot make the listing run a program. Elsewhere (or w
 missing or refuses the folder) a walk honours every `.gitignore` on the way with `pathspec`'s
 git-compatible matcher, in a child process killed at a deadline (`walkworker.py`: the
 repository writes those patterns). A model's `glob` is matched by `glob_match`, which never
-backtracks, in a worker thread with a deadline. Either way `.git/`, secrets and anything resolving outside the
-workspace are dropped by the jail, symlinked folders are never descended, and the walk stops
-after `MAX_VISITED` entries so a huge tree cannot stall the server.
+backtracks, in a worker thread with a deadline. Either way `.git/`, secrets and anything
+resolving outside the workspace are dropped by the jail, symlinked folders are never descended,
+and the walk stops after `MAX_VISITED` entries so a huge tree cannot stall the server.
 """
 
 from __future__ import annotations
