@@ -15,6 +15,7 @@ interface KomaApi {
   whenReady(): Promise<void>;
   chatState(): { turns: { answerText: string; reasoning: string; state: string }[] };
   statusText(): string;
+  serverLaunch(): { command: string; source: string } | undefined;
 }
 
 // Phrases only the scripted reasoning contains: seeing one in an answer or a file is a leak.
@@ -71,6 +72,8 @@ suite('Koma in VS Code', () => {
     assert.ok(extension, 'the Koma extension is installed');
     api = await extension.activate();
     await withTimeout(api.whenReady(), 120_000, 'the Koma language server to start');
+    // scripts/e2e.sh pins the server under test: the Koma its Python imports, wherever installed.
+    assert.equal(api.serverLaunch()?.source, 'setting');
     const folder = vscode.workspace.workspaceFolders?.[0];
     assert.ok(folder, 'the fixture workspace is open');
     doc = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(folder.uri, 'calc.py'));
