@@ -251,3 +251,72 @@ async def test_doctor_names_the_route_and_why(
         (row,) = [c for c in report.checks if c.name == "completion route"]
         assert row.data["route"] == route, row.detail
         assert ("/infill" in row.detail) and row.status == "ok"
+
+
+# -- first line first --------------------------------------------------------------------------
+
+
+async def test_first_line_is_answered_before_the_block_ends_and_the_rest_is_cached(
+    ollama_sim: Simulator, ollama: OllamaProvider
+) -> None:
+    # A slow model: ~40 tokens at 60 ms each would take 2.4 s to finish the block.
+    block = "total = 0\n    for x in xs:\n        total += x\n    return total\n\nprint(1)"
+    ollama_sim.set_default_reply(Reply(content=block, token_delay_ms=60))
+    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b")
+    prefix, suffix = "def total(xs):\n    ", "\n"
+    started = time.perf_counter()
+    first = await pipeline.complete(CompletionInput(URI, prefix, suffix, invoked=True))
+    answered_s = time.perf_counter() - started
+    assert first.text == "total = 0" and first.source == "model"
+    (call,) = model_calls(ollama_sim)
+    assert not call.completed  # the block was still being generated when the editor got its line
+    # Tab: the first line is in the document; the next line comes from the cache, no new call.
+    accepted = prefix + "total = 0"
+    for _ in range(100):
+        if pipeline.stats.blocks_after_first_line:
+            break
+        await asyncio.sleep(0.05)
+    after_tab = await pipeline.complete(CompletionInput(URI, accepted, suffix))
+    assert after_tab.source == "cache"
+    assert after_tab.text == "\n    for x in xs:\n        total += x\n    return total"
+    assert len(model_calls(ollama_sim)) == 1
+    assert answered_s < 2.0
+
+
+async def test_a_block_still_streaming_is_closed_when_the_user_moves_elsewhere(
+    ollama_sim: Simulator, ollama: OllamaProvider
+) -> None:
+    ollama_sim.set_default_reply(Reply(content="a = 1\n" + "    b = 2\n" * 60, token_delay_ms=80))
+    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b")
+    first = await pipeline.complete(CompletionInput(URI, "def f():\n    ", "\n", invoked=True))
+    assert first.text == "a = 1"
+    (call,) = model_calls(ollama_sim)
+    # The user types somewhere else in the document: the block's stream is shut.
+    ollama_sim.set_default_reply(Reply(content="0"))
+    await pipeline.complete(CompletionInput(URI, "x = ", "\n\ndef f():\n    \n", invoked=True))
+    assert await asyncio.to_thread(ollama_sim.wait_for_disconnect, call, 5.0)
+
+
+async def test_infill_reports_the_prompt_cache_reuse(llama_fim_sim: Simulator) -> None:
+    from koma.engine.stream import collect, stream_completion_events
+    from koma.providers.base import CompletionRequest, InfillOptions
+    from koma.types import GenerationSettings
+
+    llama_fim_sim.set_default_reply(Reply(content="x"))
+    provider = OpenAICompatProvider(f"{llama_fim_sim.url}/v1", backoff=0.01)
+    usages = []
+    try:
+        for typed in ("a", "ab"):
+            request = CompletionRequest(
+                "qwen2.5-coder:1.5b",
+                prompt="import os\n" * 40 + typed,
+                suffix="\n",
+                settings=GenerationSettings(max_tokens=4),
+                infill=InfillOptions(extra=(("b.py", "y = 2\n"),)),
+            )
+            usages.append((await collect(stream_completion_events(provider, request))).usage)
+    finally:
+        await provider.aclose()
+    first, second = usages
+    assert first.cached_tokens == 0 and second.prompt_tokens
+    assert second.cached_tokens is not None and second.cached_tokens / second.prompt_tokens > 0.8

@@ -8,8 +8,9 @@ supported by this model"), which is also how the route is detected: a zero-token
 either succeeds (and warms the prompt cache) or says why not.
 
 The stream is llama.cpp's native one (tools/server/README.md, `/completion`): `data:` events of
-`{"content": …, "stop": false}`, then one with `"stop": true`, `timings` and `tokens_cached`,
-and no `[DONE]`.
+`{"content": …, "stop": false}`, then one with `"stop": true`, `tokens_evaluated` (the prompt's
+tokens), `timings` (`cache_n`: how many of them came from the prompt cache) and
+`tokens_cached`, and no `[DONE]`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def _root(provider: OpenAICompatProvider) -> str:
     return server_root(provider.base_url)
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -112,7 +117,9 @@ async def stream_infill(
                     usage=Usage(
                         prompt_tokens=_int(obj.get("tokens_evaluated")),
                         completion_tokens=_int(predicted),
-                        cached_tokens=_int(cached),
+                        # `timings.cache_n`: prompt tokens reused from the slot's cache
+                        # (`tokens_cached` counts the whole cache after generation).
+                        cached_tokens=_int(_dict(obj.get("timings")).get("cache_n", cached)),
                     ),
                     metrics=_metrics(obj),
                     raw=obj,

@@ -118,7 +118,11 @@ class CompletionCache:
         self._add_key(entry, entry_id, self._key(uri, tail, skey), 0)
         if text:
             # Typing all of the suggestion leaves nothing to show; keep the last char out.
-            for typed in range(1, min(FORWARD_CHARS, len(text) - 1) + 1):
+            stops = set(range(1, min(FORWARD_CHARS, len(text) - 1) + 1))
+            # Accepting a multi-line suggestion line by line (Tab, next line) reaches each line
+            # end, however long the lines before it were.
+            stops.update(i for i, ch in enumerate(text) if ch == "\n" and 0 < i < len(text) - 1)
+            for typed in sorted(stops):
                 forwarded = (tail + text[:typed])[-PREFIX_KEY_CHARS:]
                 self._add_key(entry, entry_id, self._key(uri, forwarded, skey), typed)
         while len(self._entries) > self.max_entries:

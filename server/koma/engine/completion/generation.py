@@ -162,12 +162,17 @@ async def stream_text(
     tracker: Tracker | None = None,
     on_enough: Callable[[str], None] | None = None,
     time_cap_s: float | None = None,
+    on_first_line: Callable[[str], None] | None = None,
 ) -> str:
     """The final-channel text of one model call, cut short once it holds enough.
 
     `on_enough(text)` is called the moment the text is final, *before* the HTTP stream is
     closed, so the caller can answer the editor while the connection shuts down. After
     `time_cap_s` (default per route) the call is closed and what arrived so far is the answer.
+
+    First line first: where a block may follow (multi-line mode, FIM and raw routes),
+    `on_first_line(text)` gets the text up to the end of its first line as soon as that line is
+    complete, while the rest of the block keeps streaming into the final answer.
     """
     route = choice.route
     request = completion_request(target, choice, parts, ctx, settings)
@@ -176,6 +181,7 @@ async def stream_text(
     else:
         events = streams.chat(target.provider, request)
     cap = time_cap_s if time_cap_s is not None else TIME_CAP_S[route]
+    first_line = on_first_line if ctx.mode == "multi" and route != "chat" else None
     pieces: list[str] = []
     scope = tracker(target.model) if tracker else _quiet_scope()
     async with scope as run:
@@ -191,6 +197,9 @@ async def stream_text(
                             if on_enough is not None:
                                 on_enough(text)
                             break
+                        if first_line is not None and (line := first_line_of(text)) is not None:
+                            first_line(line)
+                            first_line = None
                     elif isinstance(event, Done):
                         run.metrics = event.result.metrics
                         if on_enough is not None:
@@ -207,6 +216,15 @@ async def stream_text(
             # connection open.
             await asyncio.shield(events.aclose())
     return "".join(pieces)
+
+
+def first_line_of(text: str) -> str | None:
+    """`text` up to the end of its first non-blank line, once that line is complete."""
+    body = text.lstrip("\n")
+    end = body.find("\n")
+    if end < 0 or not body[:end].strip():
+        return None
+    return text[: len(text) - len(body) + end]
 
 
 @dataclass

@@ -13,6 +13,11 @@ through pygls cancelling the handler task; since editors cancel the previous req
 before sending the next, a cancelled request's call gets a few milliseconds of grace in which
 that next request may adopt it, after which it is closed.
 
+First line first: where a block may follow (an empty line, after a block opener), the request
+is answered as soon as the suggestion's first line is complete; the model call goes on and the
+whole block replaces that line in the typing-through cache, so after Tab the next line comes
+from memory. A request elsewhere in the document closes such a call.
+
 Every request is answered: `complete()` catches its own cancellation and any provider failure
 and *returns* an empty result.
 
@@ -100,6 +105,8 @@ class Stats:
     cache_hits: int = 0
     upstream: int = 0
     adopted: int = 0
+    # Blocks that finished streaming into the cache after their first line was answered.
+    blocks_after_first_line: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -213,6 +220,7 @@ class CompletionPipeline:
         if not settings.enabled:
             return CompletionResult(None, reason="disabled")
         line_suffix = _line_suffix(request.suffix)
+        self._drop_stale_block(request)
         hit = self.cache.get(request.uri, request.prefix, request.suffix)
         if hit is not None:
             self.stats.cache_hits += 1
@@ -280,11 +288,28 @@ class CompletionPipeline:
     ) -> None:
         """One model call; its post-processed answer is cached even if nobody waits anymore."""
         started = self._clock()
+        sent: list[str] = []  # the first line, when it was answered before the block ended
 
-        def publish(raw: str) -> None:
+        def publish_first_line(raw: str) -> None:
+            """Answer with the first line now; the block keeps streaming into `publish`."""
             if answer.done():
                 return
             cleaned = clean(raw, ctx, route)
+            if not cleaned:
+                return
+            sent.append(cleaned)
+            self.cache.put(request.uri, request.prefix, request.suffix, cleaned)
+            answer.set_result(Outcome(cleaned, route, (self._clock() - started) * 1000.0))
+
+        def publish(raw: str) -> None:
+            cleaned = clean(raw, ctx, route)
+            if answer.done():
+                # The first line went out already: the whole block replaces it in the cache,
+                # so after Tab the next line is served from memory with no new model call.
+                if sent and cleaned and cleaned.startswith(sent[0]) and cleaned != sent[0]:
+                    self.cache.put(request.uri, request.prefix, request.suffix, cleaned)
+                    self.stats.blocks_after_first_line += 1
+                return
             self.cache.put(request.uri, request.prefix, request.suffix, cleaned)
             answer.set_result(Outcome(cleaned, route, (self._clock() - started) * 1000.0))
 
@@ -306,7 +331,15 @@ class CompletionPipeline:
             streams = self._streams or default_streams()
             self._streams = streams
             raw = await stream_text(
-                target, choice, parts, ctx, settings, streams, self._tracker, publish
+                target,
+                choice,
+                parts,
+                ctx,
+                settings,
+                streams,
+                self._tracker,
+                publish,
+                on_first_line=publish_first_line,
             )
             publish(raw)
         except Exception as exc:  # provider down, dies mid-stream, model missing…
@@ -316,6 +349,15 @@ class CompletionPipeline:
         finally:
             if not answer.done():
                 answer.cancel()  # cancelled before it knew anything: waiters see a cancel
+
+    def _drop_stale_block(self, request: CompletionInput) -> None:
+        """Stop a block still streaming after its first line once the user went elsewhere."""
+        block = self._generations.get(request.uri)
+        if block is None or block.running or block.task.done():
+            return
+        if block.typed_since(request.prefix, request.prefix_offset, request.suffix) is None:
+            block.close()
+            del self._generations[request.uri]
 
     async def route_for(self, target: ModelTarget, setting: RouteSetting) -> RouteChoice:
         """The route for this provider and model (detected once, then remembered)."""
