@@ -258,6 +258,9 @@ async def run_profile(
                 "model": "gpt-oss:120b",
                 "completionModel": profile.completion_model,
             }
+            if profile.thinking:
+                # gpt-oss on Ollama would take the raw route; this profile measures the chat one.
+                settings["completion"] = {"route": "chat"}
             client = await replay.start(settings, workdir)
             try:
                 await replay.run(client, workdir)
