@@ -108,7 +108,7 @@ def machine() -> dict[str, str]:
         "os": platform.platform(terse=True),
         "python": platform.python_version(),
         "llama-cpp-python": _version("llama-cpp-python"),
-        "koma": f"{_version('koma')} ({git_commit()})",
+        "koma": f"{_version('koma-lsp')} ({git_commit()})",
         "load average at start": load,
     }
 

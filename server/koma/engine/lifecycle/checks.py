@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from koma.engine.doctor import Check, DoctorContext, Status, register_check
+from koma.engine.doctor import Check, DoctorContext, Status, context_window_of, register_check
 from koma.engine.lifecycle.context import ContextPlan, find_model, plan_context
 from koma.engine.lifecycle.hardware import MemorySnapshot, gb, probe_memory
 from koma.engine.lifecycle.memory import pair_warning
@@ -51,7 +51,8 @@ async def check_memory(ctx: DoctorContext) -> Check | None:
     if ctx.provider is None or info is None or not info.size_bytes:
         return Check("memory", "ok", machine, data={"machine": memory.to_dict()})
     plan = await _plan(ctx, info.name, memory)
-    num_ctx = ctx.settings.num_ctx or (plan.num_ctx if plan else FALLBACK_CONTEXT)
+    window = await context_window_of(ctx, info.name)
+    num_ctx = window.used or ctx.settings.num_ctx or (plan.num_ctx if plan else FALLBACK_CONTEXT)
     kv = plan.shape.bytes_for(num_ctx) if plan else 0
     resident = 0
     if info.loaded:
@@ -150,8 +151,16 @@ async def check_context(ctx: DoctorContext) -> Check | None:
     plan = await _plan(ctx, model, memory)
     configured = ctx.settings.num_ctx
     if plan is None:
-        detail = "the server does not describe the model's layers; numCtx falls back to 8,192"
-        return Check("context", "ok", detail, data={"num_ctx": configured})
+        window = await context_window_of(ctx, model)
+        detail = (
+            f"{model} runs with a context of {window.describe()}; the server does not describe "
+            "the model's layers, so its memory cost is not estimated"
+        )
+        fix = None
+        if window.used and window.maximum and window.used < window.maximum and not configured:
+            fix = "set numCtx for a larger context (it costs memory)"
+        known = {"num_ctx": window.used, "context_max": window.maximum, "configured": configured}
+        return Check("context", "ok", detail, fix, data=known)
     data = {"plan": plan.to_dict(), "configured": configured}
     detail = f"largest safe context for {model}: {plan.describe()}"
     if configured is None and not plan.fits:

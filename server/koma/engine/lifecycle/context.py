@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from koma.engine.lifecycle.hardware import MemorySnapshot, gb, probe_memory
 from koma.providers.base import Provider
-from koma.types import ModelDetails, ModelInfo
+from koma.types import GenerationSettings, ModelDetails, ModelInfo
 
 # Bytes per cached element for Ollama's OLLAMA_KV_CACHE_TYPE values (q8_0/q4_0 are blocks of
 # 32 values plus a 2-byte scale).
@@ -304,3 +305,87 @@ class SafeContextPolicy:
                 )
         plan = self.plans[model]
         return plan.num_ctx if plan is not None else None
+
+
+@dataclass(frozen=True)
+class ContextWindow:
+    """The context a model really runs with here, and the model's own maximum beside it.
+
+    `koma models`, `koma doctor` and the language server's chat history all use this one
+    number, so they never disagree: the embedded model loaded with 4,096 tokens is 4,096
+    everywhere, whatever its GGUF's 32,768.
+    """
+
+    used: int | None
+    maximum: int | None
+
+    def describe(self) -> str:
+        """`4,096 (model maximum 32,768)`, `32,768`, or what is known."""
+        if self.used is None:
+            return f"unknown (model maximum {self.maximum:,})" if self.maximum else "unknown"
+        if self.maximum and self.maximum != self.used:
+            return f"{self.used:,} (model maximum {self.maximum:,})"
+        return f"{self.used:,}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"context_length": self.used, "context_max": self.maximum}
+
+
+async def context_window(
+    provider: Provider,
+    model: str,
+    *,
+    num_ctx: int | None = None,
+    info: ModelInfo | None = None,
+    details: ModelDetails | None = None,
+) -> ContextWindow:
+    """The context `model` runs with on this provider, and its maximum (`show()`).
+
+    - embedded: the context the model is loaded with in-process (`numCtx`, else 4,096);
+    - Ollama: the `num_ctx` Koma sends with every request (`numCtx`, else the largest that
+      fits memory, else the fallback), which is what the loaded model then runs with;
+    - LM Studio: `numCtx` when set (Koma loads the model with it), else what the server
+      reports for the model (the loaded context when loaded);
+    - OpenAI-compatible servers fix their context at start (vLLM reports it as
+      `max_model_len`); what the server lists is taken as is.
+    """
+    embedded = provider.name == "embedded"
+    if details is None and not embedded:
+        try:
+            details = await provider.show(model)
+        except Exception:
+            details = None
+    maximum = details.context_length if details is not None else None
+    if maximum is None and embedded:
+        maximum = await asyncio.to_thread(_gguf_maximum, provider, model)
+    used: int | None = None
+    planned = getattr(provider, "planned_options", None)
+    if embedded or info is None:
+        try:
+            info = info or find_model(await provider.list_models(), model)
+        except Exception:
+            info = None
+    if embedded:
+        used = num_ctx or (info.context_length if info is not None else None)
+    elif planned is not None:
+        options = await planned(model, GenerationSettings(num_ctx=num_ctx), details)
+        value = options.get("num_ctx") if isinstance(options, dict) else None
+        used = value if isinstance(value, int) else num_ctx
+    elif num_ctx and provider.name == "lmstudio":
+        used = num_ctx
+    elif info is not None:
+        used = info.context_length
+    if maximum is None and used is not None and provider.name not in ("embedded", "ollama"):
+        maximum = used  # a server that reports one number reports its own limit
+    return ContextWindow(used, maximum)
+
+
+def _gguf_maximum(provider: Any, model: str) -> int | None:
+    """The embedded model's trained context from its GGUF header (the model is not loaded)."""
+    from koma.providers.gguf import gguf_context_length
+
+    try:
+        path = Path(model).expanduser() if model.endswith(".gguf") else provider.model_path
+    except Exception:  # no model installed: nothing to read
+        return None
+    return gguf_context_length(Path(path))
