@@ -70,19 +70,18 @@ def main() -> None:
     print_table("Typing replay: the server's side", columns, rows)
     summary = (
         f"The typing replay's real-server mode, {args.keystrokes} keystrokes (seed {args.seed}), "
-        "against the llama.cpp server (Gemma 3 270M, provider `openai`, so inline completion "
-        "takes the hole-filler chat route: the model has no fill-in-the-middle tokens). The "
-        "table is what the server's own log shows; the replay's report follows."
+        "against llama-cpp-python's server (Gemma 3 270M, provider `openai`). The server has "
+        "no `/props` and the model no fill-in-the-middle tokens, so inline completion takes "
+        "the raw route: the prefix as a raw prompt to `/v1/completions`, stopped at the end of "
+        "the line or block. The table is what the server's own log shows; the replay's report "
+        "follows."
     )
     notes = f"```text\n{report}\n```"
     shown = re.search(r"suggestions shown / from cache\s+(\d+)", report)
     if shown and shown.group(1) == "0":
         notes += (
-            "\n\nNo suggestion reached the editor: a hole-filler chat completion may run "
-            "`completion.maxTokens` plus a reasoning allowance (512 tokens here), and this "
-            "small base model never writes the closing tag that lets Koma stop early, so each "
-            "call outlasts the pause before the next keystroke, which cancels it. A "
-            "fill-in-the-middle model (e.g. qwen2.5-coder on Ollama) avoids the chat route."
+            "\n\nNo suggestion reached the editor: every call outlasted the pause before "
+            "the next keystroke, which cancelled it."
         )
     write_section(
         "typing_replay_real",
