@@ -52,6 +52,18 @@ def test_one_endless_line_stops(size: int) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_a_model_writing_itself_the_next_question_stops(size: int) -> None:
+    """What the packaged Gemma did against llama-cpp-python with --chat_format alpaca."""
+    turns = "".join(
+        f"### Instruction: What is {n} - 18?\n\n{n} - 19 = {n + 3}\n\n" for n in range(60, 200)
+    )
+    shown, looping, guard = run("4\n\n" + turns, size)
+    assert looping
+    assert shown.count("### Instruction") == 16  # all shown: near copies are not held back
+    assert guard.loop is not None and "other numbers" in guard.loop
+
+
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize(
     "text",
     [
@@ -62,6 +74,8 @@ def test_one_endless_line_stops(size: int) -> None:
         "| a | b |\n|---|---|\n| 1 | 2 |\n| 1 | 2 |\n| 3 | 4 |\n",
         "no newline at the end, a partial line that looks like nothing",
         "repeat\nrepeat\nrepeat",  # ends held back: flushed whole at the end
+        "".join(f"{n}\n" for n in range(1, 31)),  # count to 30, one per line
+        "".join(f"| {n} | {n * n} |\n" for n in range(1, 21)),  # a table of squares
     ],
 )
 def test_text_that_does_not_loop_is_shown_exactly(text: str, size: int) -> None:

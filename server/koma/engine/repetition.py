@@ -15,6 +15,11 @@ Two loops are recognised, per channel:
   lines are ignored. Text that would be a third or later copy is held back while it may still
   turn out to be one, so a loop shows two copies and then the warning; if the run breaks, the
   held text is shown at once and nothing is lost.
+- *Lines with other numbers*: the same, with every run of digits counted as one digit, over
+  `MIN_NEAR_LOOP_LINES` lines and `MIN_NEAR_COPIES` copies — a small model that writes itself
+  the next question (`### Instruction: What is 71 - 18?`, `71 - 19 = 74`, then 72, 73, …)
+  until its context is full. Far more copies are needed, and nothing is held back: a numbered
+  table is legitimate, a hundred rows of it in a chat answer rarely are.
 - *One long line*: a line of at least `MIN_LINE_LOOP_CHARS` characters whose end is one unit of
   at most `MAX_UNIT_CHARS` characters repeated at least `MIN_COPIES` times over
   `MIN_LINE_LOOP_CHARS` characters. This one is not held back (it would hold every long line).
@@ -26,6 +31,7 @@ copies costs a second and never cuts a real answer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from koma.types import Channel
@@ -34,10 +40,13 @@ MAX_BLOCK_LINES = 8
 MIN_LOOP_LINES = 8
 MIN_COPIES = 3
 SHOWN_COPIES = 2
+MIN_NEAR_LOOP_LINES = 32
+MIN_NEAR_COPIES = 8
 MIN_LINE_LOOP_CHARS = 320
 MAX_UNIT_CHARS = 200
 _LINE_CHECK_EVERY = 32
-_KEPT_LINES = MAX_BLOCK_LINES * MIN_LOOP_LINES
+_KEPT_LINES = MAX_BLOCK_LINES * MIN_NEAR_COPIES
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass
@@ -45,6 +54,7 @@ class _Track:
     """One channel's state: its recent lines, the line being generated, the held-back text."""
 
     lines: list[str] = field(default_factory=list)
+    shapes: list[str] = field(default_factory=list)  # the lines with numbers blurred
     current: str = ""
     held: str = ""
     checked_at: int = 0
@@ -109,7 +119,8 @@ class RepetitionGuard:
                     shown.append(self._release(track))
                 continue
             track.lines.append(line)
-            del track.lines[:-_KEPT_LINES]
+            track.shapes.append(_DIGITS.sub("0", line))
+            del track.lines[:-_KEPT_LINES], track.shapes[:-_KEPT_LINES]
             if self._lines_loop(track):
                 track.held = ""
                 return "".join(shown), True
@@ -141,6 +152,14 @@ class RepetitionGuard:
                 first = track.lines[-block].strip()
                 sample = first if len(first) <= 60 else first[:57] + "…"
                 self.loop = f"the same {what} {copies} times: {sample!r}"
+                return True
+        for block in range(1, MAX_BLOCK_LINES + 1):
+            run = self._run(track.shapes, block)
+            if run >= max(MIN_NEAR_LOOP_LINES, MIN_NEAR_COPIES * block):
+                what = "line" if block == 1 else f"{block} lines"
+                first = track.lines[-block].strip()
+                sample = first if len(first) <= 60 else first[:57] + "…"
+                self.loop = f"the same {what} with other numbers {run // block} times: {sample!r}"
                 return True
         return False
 
