@@ -94,3 +94,26 @@ def test_chat_streams_tokens_as_they_are_generated(live_server: LiveServer, tmp_
     assert spread > 0.2, f"all output arrived within {spread:.3f} s: not streamed"
     # The status line with the measured speed goes to stderr, apart from the answer.
     assert "tok/s" in stderr
+
+
+def test_chat_without_max_tokens_stops_a_rambling_small_model(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """With the Alpaca format the small model writes itself the next question forever; koma
+    chat stops it (repetition guard or the default output limit) and says so."""
+    argv = chat_argv(live_server, "--json", "--temperature", "0")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*argv, "What is 2 + 2?"],
+        capture_output=True,
+        text=True,
+        env=koma_env(tmp_path),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["finish_reason"] in ("repetition", "length"), result
+    assert any(w.startswith("stopped") for w in result["warnings"]), result["warnings"]
+    assert result["text"].strip()
+    assert time.monotonic() - started < 240
