@@ -71,6 +71,8 @@ _NO_TEMPLATE_FIXES = {
     "openai": "start llama.cpp's llama-server with --jinja (or --chat-template NAME), "
     "llama-cpp-python's server with --chat_format NAME (e.g. chatml, gemma), "
     "or serve a model whose GGUF has a chat template",
+    "embedded": "set KOMA_MODEL to a GGUF that has a chat template (tokenizer.chat_template)",
+    "vllm": "start vLLM with --chat-template FILE, or serve a model that ships one",
     "ollama": "the model needs a TEMPLATE in its Modelfile: recreate it FROM a model that has one",
     "lmstudio": "set a prompt template for the model in LM Studio's model settings",
 }
@@ -349,7 +351,7 @@ def empty_answer_warning(
         )
     if finish_reason == "length" and generated:
         return f"the model gave no answer ({facts}); raise max_tokens (--max-tokens)"
-    fix = _NO_TEMPLATE_FIXES.get(provider, "use a model with a chat template")
+    fix = _NO_TEMPLATE_FIXES.get(provider) or _NO_TEMPLATE_FIXES["openai"]
     return (
         f"the model gave no answer ({facts}); the likely cause is a server running the model "
         f"without a chat template: {fix}"
