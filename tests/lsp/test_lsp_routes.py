@@ -154,3 +154,30 @@ async def test_chat_route_is_capped_by_a_stop_sequence(
     assert call.tokens_sent < 40  # nothing after the closing tag was generated
     row = await route_row(client)
     assert row["data"]["route"] == "chat" and "completion.route" in row["detail"]
+
+
+async def test_recent_places_and_yanked_text_reach_infill_but_secrets_never(
+    lsp: Any, llama_fim: Simulator, profile_capabilities: types.ClientCapabilities
+) -> None:
+    llama_fim.set_default_reply(Reply(content="math.pi * r * r"))
+    client = await lsp(
+        {
+            "provider": "openai",
+            "baseUrl": f"{llama_fim.url}/v1",
+            "model": "qwen2.5-coder:1.5b",
+        },
+        capabilities=with_inline(profile_capabilities),
+    )
+    client.open(".env", "API_TOKEN=super-secret-value\n")
+    client.protocol.notify(
+        "koma/contextChunk", {"uri": "file:///w/units.py", "text": "TAU = 2 * math.pi\n"}
+    )
+    client.protocol.notify("koma/contextChunk", {"text": "   "})  # nothing: ignored
+    uri = client.open("a.py", SOURCE)
+    assert await ghost_text(client, uri) == ["math.pi * r * r"]
+    (call,) = [r for r in calls(llama_fim, "infill") if r.body.get("n_predict")]
+    extra = call.body["input_extra"]
+    assert {"filename": "units.py", "text": "TAU = 2 * math.pi\n"} in extra
+    assert "super-secret-value" not in str(call.body)
+    # The document being completed is not sent back to the model as "another file".
+    assert all(chunk["filename"] != "a.py" for chunk in extra)

@@ -36,10 +36,14 @@ if TYPE_CHECKING:
         CompletionResult,
         ModelTarget,
     )
+    from koma.engine.completion.ring import ContextRing
     from koma.lsp.server import KomaLanguageServer
     from koma.settings import KomaSettings
 
 TRACE_MESSAGE = "koma/inlineCompletion"
+# Client → server: text the user yanked or copied, for the cross-file context (protocol.md).
+CONTEXT_CHUNK = "koma/contextChunk"
+MAX_CHUNK_CHARS = 4000
 MAX_NEIGHBOURS = 8
 _PIPELINES: weakref.WeakKeyDictionary[KomaLanguageServer, CompletionPipeline] = (
     weakref.WeakKeyDictionary()
@@ -196,6 +200,12 @@ async def serve(
     return result, result_range(ls, uri, position, result)
 
 
+def _ring(ls: KomaLanguageServer, pipeline: CompletionPipeline) -> ContextRing:
+    """The pipeline's context ring, told the secret patterns in force."""
+    pipeline.ring.secret_patterns = ls.settings.tools.secret_patterns
+    return pipeline.ring
+
+
 def register(server: KomaLanguageServer) -> None:
     """Attach inline completion and the document listeners it learns typing speed from."""
     # The pipeline is made on first use (the first edit or request), after `initialize`.
@@ -224,7 +234,37 @@ def register(server: KomaLanguageServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: KomaLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-        pipeline_for(ls).note_edit(params.text_document.uri)
+        pipeline = pipeline_for(ls)
+        uri = params.text_document.uri
+        pipeline.note_edit(uri)
+        change = params.content_changes[0] if params.content_changes else None
+        doc = ls.workspace.text_documents.get(uri)
+        if isinstance(change, types.TextDocumentContentChangePartial) and doc is not None:
+            _ring(ls, pipeline).note_edit(uri, doc.source, change.range.start.line)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def on_open(ls: KomaLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+        item = params.text_document
+        _ring(ls, pipeline_for(ls)).note_place(item.uri, item.text, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def on_save(ls: KomaLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
+        doc = ls.workspace.text_documents.get(params.text_document.uri)
+        if doc is not None:
+            _ring(ls, pipeline_for(ls)).note_place(doc.uri, doc.source)
+
+    @server.feature(CONTEXT_CHUNK)
+    def on_context_chunk(ls: KomaLanguageServer, params: object) -> None:
+        """`koma/contextChunk` {uri?, text}: text the user yanked or copied (protocol.md)."""
+        text = getattr(params, "text", None)
+        uri = getattr(params, "uri", None)
+        if not isinstance(text, str) or not text.strip():
+            return
+        from koma.engine.completion.ring import short_name
+
+        uri = uri if isinstance(uri, str) else ""
+        name = short_name(uri) if uri else "clipboard"
+        _ring(ls, pipeline_for(ls)).add(name, text[:MAX_CHUNK_CHARS], uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: KomaLanguageServer, params: types.DidCloseTextDocumentParams) -> None:

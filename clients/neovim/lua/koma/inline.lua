@@ -241,6 +241,17 @@ function M.attach(bufnr, client)
     return
   end
   set_keymaps(bufnr)
+  -- Yanked text is context the server may show the model (protocol.md: koma/contextChunk).
+  vim.api.nvim_create_autocmd('TextYankPost', {
+    group = vim.api.nvim_create_augroup('koma.yank.' .. bufnr, { clear = true }),
+    buffer = bufnr,
+    callback = function()
+      local text = table.concat(vim.v.event.regcontents or {}, '\n')
+      if text:match('%S') and not client:is_stopped() then
+        client:notify('koma/contextChunk', { uri = vim.uri_from_bufnr(bufnr), text = text:sub(1, 4000) })
+      end
+    end,
+  })
   if M.backend() == 'native' then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
   else

@@ -54,7 +54,8 @@ from koma.engine.completion.generation import (
     stream_text,
 )
 from koma.engine.completion.postprocess import CursorContext, Route, clean, fit_to_line
-from koma.engine.completion.prompt import Neighbour, build_prompt
+from koma.engine.completion.prompt import CHARS_PER_TOKEN, Neighbour, build_prompt
+from koma.engine.completion.ring import ContextRing
 from koma.engine.completion.routes import RouteChoice, RouteSetting, choose_route
 from koma.settings import CompletionSettings
 
@@ -141,6 +142,8 @@ class CompletionPipeline:
         # The model and route of the latest model call, for the status details.
         self.last_route: tuple[str, RouteChoice] | None = None
         self.stats = Stats()
+        # Cross-file chunks from where the user worked recently (`ring.py`).
+        self.ring = ContextRing()
 
     # -- events from the editor ----------------------------------------------------------------
 
@@ -317,9 +320,15 @@ class CompletionPipeline:
             target = await self._target()
             choice = await self.route_for(target, settings.route)
             route: Route = choice.route
+            extra: list[tuple[str, str]] = []
+            if settings.open_documents_context:
+                around = request.prefix[-2000:] + request.suffix[:500]
+                budget = int(settings.prefix_tokens * CHARS_PER_TOKEN / 4)
+                extra = [(c.name, c.text) for c in self.ring.chunks_for(around, budget)]
             parts = build_prompt(
                 request.prefix,
                 request.suffix,
+                extra=extra,
                 prefix_tokens=settings.prefix_tokens,
                 suffix_tokens=settings.suffix_tokens,
                 neighbours=request.neighbours if settings.open_documents_context else (),

@@ -87,11 +87,16 @@ class PromptParts:
     snippets: list[Snippet] = field(default_factory=list)
     language_id: str = "python"
     path: str = ""
+    # Cross-file chunks from the context ring (name, text), oldest first: they lead the prompt.
+    extra: list[tuple[str, str]] = field(default_factory=list)
 
     def context_header(self) -> str:
         """Snippets and the file path as comments: stable text that goes first in the prompt."""
         mark = comment_prefix(self.language_id)
         lines: list[str] = []
+        for name, text in self.extra:
+            lines.append(f"{mark} Path: {name}")
+            lines.extend(f"{mark} {line}" if line else mark for line in text.split("\n"))
         for snippet in self.snippets:
             lines.append(f"{mark} Path: {_short_path(snippet.uri)}")
             lines.extend(f"{mark} {line}" if line else mark for line in snippet.text.split("\n"))
@@ -101,7 +106,8 @@ class PromptParts:
 
     def extra_chunks(self) -> list[tuple[str, str]]:
         """The snippets as (file name, text) pairs: llama-server `/infill`'s `input_extra`."""
-        return [(_short_path(snippet.uri), snippet.text + "\n") for snippet in self.snippets]
+        chunks = [(name, text + "\n") for name, text in self.extra]
+        return chunks + [(_short_path(s.uri), s.text + "\n") for s in self.snippets]
 
     def fim_prompt(self) -> str:
         """The `prompt` of a FIM request: header + prefix window (the suffix travels apart)."""
@@ -110,6 +116,8 @@ class PromptParts:
     def chat_messages(self) -> list[Message]:
         """The hole-filler chat: fixed system prompt, then context, then the file with a hole."""
         parts: list[str] = []
+        for name, text in self.extra:
+            parts.append(f"Recently worked on, {name}:\n{text}\n")
         for snippet in self.snippets:
             parts.append(f"Another open file, {_short_path(snippet.uri)}:\n{snippet.text}\n")
         name = self.path or "the file"
@@ -214,13 +222,16 @@ def build_prompt(
     language_id: str = "python",
     path: str = "",
     prefix_offset: int = 0,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> PromptParts:
     """Window the text around the cursor and add snippets within the prefix budget.
 
     Snippets take at most a quarter of the prefix budget; the file's own text is worth more.
+    `extra` (the context ring's chunks, already budgeted) is taken from the window's share.
     """
     snippet_budget = prefix_tokens // 4 if neighbours else 0
-    window = prefix_window(prefix, prefix_tokens - snippet_budget, prefix_offset)
+    extra_tokens = min(sum(estimate_tokens(text) + 8 for _, text in extra), prefix_tokens // 2)
+    window = prefix_window(prefix, prefix_tokens - snippet_budget - extra_tokens, prefix_offset)
     snippets: list[Snippet] = []
     if snippet_budget:
         cursor_line_start = window.rfind("\n") + 1
@@ -232,4 +243,5 @@ def build_prompt(
         snippets=snippets,
         language_id=language_id,
         path=path,
+        extra=list(extra),
     )
