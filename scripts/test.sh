@@ -37,5 +37,24 @@ for _ in $(seq 1 240); do
 done
 export KOMA_LIVE_BASE_URL="http://127.0.0.1:$port/v1" KOMA_LIVE_SERVER_LOG="$live_log"
 
+echo "== llama.cpp's own llama-server (built once from the pinned sdist's llama.cpp source)"
+llama_bin=$(scripts/setup-llama-server.sh)
+# Gemma with FIM token ids named in its metadata, for /infill (tests/live/fim_model.py says why).
+fim_model=$(python tests/live/fim_model.py)
+llama_log=$(mktemp)
+llama_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# Same flags as tests/live/llama_server_support.py: one slot, so consecutive requests share its
+# cache; --swa-full, without which Gemma's sliding-window cache is never reused.
+"$llama_bin" --model "$fim_model" --host 127.0.0.1 --port "$llama_port" --ctx-size 4096 \
+    --parallel 1 --threads 2 --alias gemma-3-270m-fim --swa-full --verbose >"$llama_log" 2>&1 &
+llama_pid=$!
+trap 'kill $live_pid $llama_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 240); do
+    curl -sf "http://127.0.0.1:$llama_port/health" >/dev/null && break
+    kill -0 $llama_pid 2>/dev/null || { tail -c 4000 "$llama_log"; exit 1; }
+    sleep 0.5
+done
+export KOMA_LIVE_LLAMA_SERVER_URL="http://127.0.0.1:$llama_port" KOMA_LIVE_LLAMA_SERVER_LOG="$llama_log"
+
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider

@@ -62,3 +62,40 @@ def live_server() -> Iterator[LiveServer]:
             proc.kill()
             proc.wait(timeout=15)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LiveServer]:
+    """llama.cpp's C++ llama-server with the FIM-named Gemma (see llama_server_support.py)."""
+    from fim_model import fim_gemma_path
+    from llama_server_support import llama_server_binary, llama_server_command, wait_until_healthy
+
+    url = os.environ.get("KOMA_LIVE_LLAMA_SERVER_URL")
+    if url:
+        root = url.rstrip("/").removesuffix("/v1")
+        log = os.environ.get("KOMA_LIVE_LLAMA_SERVER_LOG")
+        yield LiveServer(root + "/v1", served_model(root + "/v1"), Path(log) if log else None)
+        return
+    binary = llama_server_binary()
+    workdir = Path(tempfile.mkdtemp(prefix="koma-llama-server-"))
+    log_path = workdir / "llama-server.log"
+    port = free_port()
+    root = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            llama_server_command(binary, str(fim_gemma_path()), port),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=server_env(),
+        )
+    try:
+        wait_until_healthy(root, proc, log_path)
+        yield LiveServer(root + "/v1", served_model(root + "/v1"), log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        shutil.rmtree(workdir, ignore_errors=True)
