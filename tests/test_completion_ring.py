@@ -48,3 +48,45 @@ def test_an_edit_far_from_the_last_keeps_the_old_place() -> None:
     (chunk,) = ring.chunks_for("", 10_000)
     assert chunk.name == "m.py" and chunk.text == lines_around(BODY, 5)
     assert "def f2(x):" in chunk.text
+
+
+async def test_idle_after_a_new_chunk_warms_the_llama_server_cache() -> None:
+    import asyncio
+
+    from koma.engine.completion.pipeline import CompletionInput, CompletionPipeline, ModelTarget
+    from koma.providers.openai_compat import OpenAICompatProvider
+    from koma.settings import CompletionSettings
+    from koma.simulator import Reply, Simulator
+    from koma.simulator.script import qwen_coder
+
+    sim = Simulator(models=[qwen_coder()], flavor="llamacpp")
+    sim.start()
+    provider = OpenAICompatProvider(f"{sim.url}/v1", backoff=0.01)
+    try:
+        sim.set_default_reply(Reply(content="1"))
+
+        async def target() -> ModelTarget:
+            return ModelTarget(provider, "qwen2.5-coder:1.5b")
+
+        current = CompletionSettings()
+        pipeline = CompletionPipeline(target, lambda: current)
+        pipeline.warm_up_idle_s = 0.2
+        await pipeline.complete(CompletionInput("file:///w/a.py", "x = ", "\n", invoked=True))
+        pipeline.ring.add("units.py", "TAU = 6.28", "file:///w/units.py")
+        pipeline.ring_changed()
+        # Typing again before the idle time passes calls the warm-up off…
+        await asyncio.sleep(0.05)
+        await pipeline.complete(CompletionInput("file:///w/a.py", "y = ", "\n", invoked=True))
+        await asyncio.sleep(0.4)
+        assert pipeline.stats.warm_ups == 0
+        # …and once idle, one zero-token /infill carries the ring's chunks.
+        pipeline.ring.add("more.py", "E = 2.718", "file:///w/more.py")
+        pipeline.ring_changed()
+        await asyncio.sleep(0.6)
+        assert pipeline.stats.warm_ups == 1
+    finally:
+        await provider.aclose()
+        sim.stop()
+    warm = [r for r in sim.requests if r.endpoint == "infill" and r.body.get("n_predict") == 0]
+    extra = warm[-1].body["input_extra"]
+    assert [c["filename"] for c in extra] == ["units.py", "more.py"]

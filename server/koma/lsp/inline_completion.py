@@ -201,8 +201,10 @@ async def serve(
 
 
 def _ring(ls: KomaLanguageServer, pipeline: CompletionPipeline) -> ContextRing:
-    """The pipeline's context ring, told the secret patterns in force."""
+    """The pipeline's context ring, told the secret patterns in force; a change it records
+    (after the handler returns) may warm the server's prompt cache once the user is idle."""
     pipeline.ring.secret_patterns = ls.settings.tools.secret_patterns
+    asyncio.get_running_loop().call_soon(pipeline.ring_changed)
     return pipeline.ring
 
 

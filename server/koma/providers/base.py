@@ -54,6 +54,8 @@ class InfillOptions:
     n_indent: int | None = None
     t_max_predict_ms: int | None = None
     cache_prompt: bool = True
+    # Overrides the token limit; 0 evaluates the prompt only (a prompt-cache warm-up).
+    n_predict: int | None = None
 
 
 @dataclass

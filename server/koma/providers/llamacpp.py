@@ -62,6 +62,8 @@ def infill_body(request: CompletionRequest) -> dict[str, Any]:
             body["n_indent"] = options.n_indent
         if options.t_max_predict_ms is not None:
             body["t_max_predict_ms"] = options.t_max_predict_ms
+        if options.n_predict is not None:
+            body["n_predict"] = options.n_predict
     return body
 
 

@@ -38,6 +38,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,6 +58,7 @@ from koma.engine.completion.postprocess import CursorContext, Route, clean, fit_
 from koma.engine.completion.prompt import CHARS_PER_TOKEN, Neighbour, build_prompt
 from koma.engine.completion.ring import ContextRing
 from koma.engine.completion.routes import RouteChoice, RouteSetting, choose_route
+from koma.providers.base import CompletionRequest, InfillOptions
 from koma.settings import CompletionSettings
 
 __all__ = ["CompletionInput", "CompletionPipeline", "CompletionResult", "ModelTarget", "Streams"]
@@ -64,6 +66,8 @@ __all__ = ["CompletionInput", "CompletionPipeline", "CompletionResult", "ModelTa
 logger = logging.getLogger("koma.completion")
 
 Source = Literal["cache", "model", "none"]
+# How long the user must be idle after the context ring changed before the cache is warmed.
+WARM_UP_IDLE_S = 1.0
 # How long a cancelled request's model call waits for the next keystroke's request to adopt it.
 ADOPT_GRACE_S = 0.005
 
@@ -108,6 +112,7 @@ class Stats:
     adopted: int = 0
     # Blocks that finished streaming into the cache after their first line was answered.
     blocks_after_first_line: int = 0
+    warm_ups: int = 0  # zero-token /infill requests sent while the user was idle
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -144,6 +149,10 @@ class CompletionPipeline:
         self.stats = Stats()
         # Cross-file chunks from where the user worked recently (`ring.py`).
         self.ring = ContextRing()
+        self.warm_up_idle_s = WARM_UP_IDLE_S
+        self._warm_version = 0
+        self._warm_timer: asyncio.TimerHandle | None = None
+        self._warm_task: asyncio.Task[None] | None = None
 
     # -- events from the editor ----------------------------------------------------------------
 
@@ -183,6 +192,7 @@ class CompletionPipeline:
         """Answer one request; never raises, never hangs once its task is cancelled."""
         task = asyncio.current_task()
         self.stats.requests += 1
+        self._cancel_warm_up()  # the user is not idle: the real request goes first
         previous = self._live.get(request.uri)
         if previous is not None and previous is not task and not previous.done():
             self._superseded.add(previous)
@@ -358,6 +368,60 @@ class CompletionPipeline:
         finally:
             if not answer.done():
                 answer.cancel()  # cancelled before it knew anything: waiters see a cancel
+
+    # -- background warm-up of the server's prompt cache -------------------------------------
+
+    def ring_changed(self) -> None:
+        """The context ring gained a chunk: once the user is idle, warm the server's cache.
+
+        Only for llama-server's `/infill` (the route of the latest completion): a zero-token
+        request with the ring's chunks as `input_extra` makes the server evaluate them now, so
+        the next suggestion finds them cached (llama.vim does the same). At most one runs; a
+        completion request cancels it.
+        """
+        if self.ring.version == self._warm_version:
+            return
+        if self.last_route is None or not self.last_route[1].infill:
+            return
+        self._cancel_warm_up()
+        loop = asyncio.get_running_loop()
+        self._warm_timer = loop.call_later(self.warm_up_idle_s, self._start_warm_up)
+
+    def _start_warm_up(self) -> None:
+        self._warm_timer = None
+        self._warm_version = self.ring.version
+        self._warm_task = asyncio.get_running_loop().create_task(self._warm_up())
+
+    def _cancel_warm_up(self) -> None:
+        if self._warm_timer is not None:
+            self._warm_timer.cancel()
+            self._warm_timer = None
+        if self._warm_task is not None and not self._warm_task.done():
+            self._warm_task.cancel()
+        self._warm_task = None
+
+    async def _warm_up(self) -> None:
+        settings = self._settings()
+        try:
+            target = await self._target()
+            choice = await self.route_for(target, settings.route)
+            if not choice.infill or not settings.open_documents_context:
+                return
+            budget = int(settings.prefix_tokens * CHARS_PER_TOKEN / 4)
+            chunks = [(c.name, c.text + "\n") for c in self.ring.chunks_for("", budget)]
+            request = CompletionRequest(
+                target.model,
+                prompt="",
+                suffix="",
+                infill=InfillOptions(extra=tuple(chunks), n_predict=0),
+            )
+            events = (self._streams or default_streams()).completion(target.provider, request)
+            async with aclosing(events):
+                async for _ in events:
+                    pass
+            self.stats.warm_ups += 1
+        except Exception as exc:  # a warm-up is an optimisation: never an error for the user
+            logger.info("prompt-cache warm-up failed: %s", exc)
 
     def _drop_stale_block(self, request: CompletionInput) -> None:
         """Stop a block still streaming after its first line once the user went elsewhere."""

@@ -78,6 +78,7 @@ class ContextRing:
         self._chunks: list[Chunk] = []
         self._last_edit: dict[str, int] = {}
         self.secret_patterns: Sequence[str] = ()
+        self.version = 0  # counts additions, so a change can be noticed cheaply
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -90,6 +91,7 @@ class ContextRing:
         self._chunks = [c for c in self._chunks if similarity(c.text, text) < SAME_CHUNK]
         self._chunks.append(Chunk(name, text))
         del self._chunks[: max(0, len(self._chunks) - self.max_chunks)]
+        self.version += 1
         return True
 
     def note_edit(self, uri: str, text: str, line: int) -> None:
