@@ -32,6 +32,7 @@ def test_a_repeated_line_stops_after_two_copies(size: int) -> None:
     assert looping
     assert shown == head + 'print(f("hello"))\n' * 2
     assert guard.loop is not None and "8 times" in guard.loop
+    assert "the repeated copies are not shown" in guard.warning()
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -61,6 +62,7 @@ def test_a_model_writing_itself_the_next_question_stops(size: int) -> None:
     assert looping
     assert shown.count("### Instruction") == 16  # all shown: near copies are not held back
     assert guard.loop is not None and "other numbers" in guard.loop
+    assert "not shown" not in guard.warning()
 
 
 @pytest.mark.parametrize("size", SIZES)

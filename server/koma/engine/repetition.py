@@ -66,6 +66,7 @@ class RepetitionGuard:
     def __init__(self) -> None:
         self._tracks: dict[Channel, _Track] = {}
         self.loop: str | None = None  # what repeated, once a loop was found
+        self.hidden = False  # whether copies were held back and dropped
 
     def feed(self, pieces: list[tuple[Channel, str]]) -> tuple[list[tuple[Channel, str]], bool]:
         """The pieces to show now, and whether the stream is looping (stop generating).
@@ -93,9 +94,10 @@ class RepetitionGuard:
 
     def warning(self) -> str:
         """The warning for the result once the stream was stopped."""
+        hidden = "; the repeated copies are not shown" if self.hidden else ""
         return (
-            f"stopped the answer: the model was repeating itself ({self.loop}); "
-            "the repeated copies are not shown — ask again, or lower the temperature"
+            f"stopped the answer: the model was repeating itself ({self.loop}){hidden} — "
+            "ask again, or lower the temperature"
         )
 
     # -- one channel -------------------------------------------------------------------------
@@ -152,6 +154,7 @@ class RepetitionGuard:
                 first = track.lines[-block].strip()
                 sample = first if len(first) <= 60 else first[:57] + "…"
                 self.loop = f"the same {what} {copies} times: {sample!r}"
+                self.hidden = True
                 return True
         for block in range(1, MAX_BLOCK_LINES + 1):
             run = self._run(track.shapes, block)
