@@ -88,6 +88,9 @@ class ProfileReport:
     tokens_discarded: int = 0
     to_suggestion_model: list[float] = field(default_factory=list)
     to_suggestion_cache: list[float] = field(default_factory=list)
+    # Where a model-served suggestion's time went (the server's trace of that answer).
+    debounce_model: list[float] = field(default_factory=list)
+    call_model: list[float] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     adopted: int = 0
     kept: int = 0
@@ -120,6 +123,10 @@ class ProfileReport:
                     report.to_suggestion_cache.append(latency)
                 else:
                     report.to_suggestion_model.append(latency)
+                    report.debounce_model.append(float(detail.get("debounceMs", 0.0)))
+                    report.call_model.append(
+                        float(detail.get("upstreamMs", 0.0)) + float(detail.get("waitedMs", 0.0))
+                    )
             if reason in DISCARDED_REASONS or not detail:
                 continue
             if detail.get("adopted"):
@@ -193,9 +200,16 @@ class ProfileReport:
             ("answers that took over a running call", str(self.adopted), ""),
             ("accepted with Tab (chars)", f"{self.accepted} ({self.accepted_chars})", ""),
             ("tokens generated / cut off by a cancel", f"{self.tokens} / {discarded:.0%}", ""),
+            ("time to suggestion p50 / p95, all shown", fmt_ms(self.to_suggestion), ""),
             ("time to suggestion p50 / p95, model", fmt_ms(self.to_suggestion_model), ""),
+            ("— of which the debounce", fmt_ms(self.debounce_model), ""),
+            ("— of which the model call (request → answer)", fmt_ms(self.call_model), ""),
             ("time to suggestion p50 / p95, cache", fmt_ms(self.to_suggestion_cache), ""),
         ]
+
+    @property
+    def to_suggestion(self) -> list[float]:
+        return self.to_suggestion_model + self.to_suggestion_cache
 
     def verdicts(self) -> list[str]:
         """Each target of issue 3, met or missed, with the number that decides it."""
