@@ -766,6 +766,7 @@ def test_a_looping_answer_is_stopped_with_a_warning(
     assert result["finish_reason"] == "repetition"
     assert any("repeating itself" in w and "print(f" in w for w in result["warnings"])
     (request,) = chat_requests(ollama)
+    request.finished.wait(10)
     assert request.client_disconnected  # the generation was stopped, not just hidden
     assert request.tokens_sent < len(tokenize(script))
 

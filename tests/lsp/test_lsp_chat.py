@@ -193,6 +193,23 @@ async def test_provider_down_gives_a_clear_error(lsp: Any, dead_url: str) -> Non
     assert status["state"] == "error"
 
 
+async def test_a_looping_answer_is_stopped_and_the_editor_told(lsp: Any, sim: Simulator) -> None:
+    """The repetition guard works in the editor too: two copies, a warning, upstream closed."""
+    loop = "print(add(1, 2))\n"
+    script = "def add(a, b):\n    return a + b\n\n" + loop * 60
+    sim.add_reply(Reply(content=script, token_delay_ms=5))
+    client = await lsp()
+    result = await client.command("koma.chat", {"chatId": "loop", "message": "add two numbers"})
+    assert result["text"] == "def add(a, b):\n    return a + b\n\n" + loop * 2
+    assert "stopped the answer: the model was repeating itself" in result["warning"]
+    events = client.events_of("loop")
+    deltas = "".join(e["text"] for e in events if e["type"] == "delta" and e["channel"] == "final")
+    assert deltas == result["text"]  # the held-back copies never reached the editor
+    (request,) = chat_requests(sim)
+    await asyncio.to_thread(request.finished.wait, 10)
+    assert request.client_disconnected  # stopped upstream, not only hidden
+
+
 async def test_empty_answer_is_reported_not_hidden(lsp: Any, sim: Simulator) -> None:
     sim.add_reply(Reply(thinking="Hmm.", content=""))
     client = await lsp()
