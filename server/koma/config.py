@@ -93,11 +93,23 @@ class Resolved:
 
 
 def user_config_path(env: Mapping[str, str] | None = None) -> Path:
-    """The user config file; `KOMA_CONFIG` points elsewhere (tests, several profiles)."""
+    """The user config file; `KOMA_CONFIG` points elsewhere (tests, several profiles).
+
+    `KOMA_CONFIG` must be absolute (or start with `~`): a relative path would be resolved
+    against the current folder, so in a repository that ships that file name the repository
+    would become the user — its config trusted, its `trusted.json` beside it. `ConfigError`.
+    """
     env = os.environ if env is None else env
     explicit = env.get(CONFIG_ENV)
     if explicit:
-        return Path(explicit).expanduser()
+        path = Path(explicit).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(
+                f"{CONFIG_ENV}={explicit!r} is a relative path; it would be read from whatever "
+                "folder Koma runs in (a repository could supply it)",
+                f"give an absolute path, e.g. {CONFIG_ENV}=~/{explicit}",
+            )
+        return path
     return Path(platformdirs.user_config_dir("koma")) / USER_FILE
 
 
@@ -107,11 +119,29 @@ def trust_store(env: Mapping[str, str] | None = None) -> TrustStore:
 
 
 def vcs_root(start: Path) -> Path | None:
-    """The nearest folder at or above `start` that is a repository root, if any."""
+    """The nearest folder at or above `start` that is a repository root, if any.
+
+    The home folder and the folders above it never count: many people keep their dotfiles in
+    a git repository at `~` (or version `/etc`), and taking that as the root of
+    `~/Downloads/project` would let `~/Downloads/.koma.toml` configure it. The search then
+    behaves as without a repository — only `start` itself.
+    """
+    home = _home_folders()
     for folder in (start, *start.parents):
         if any(os.path.lexists(folder / marker) for marker in VCS_MARKERS):
+            if folder in home or any(folder in h.parents for h in home):
+                return None
             return folder
     return None
+
+
+def _home_folders() -> set[Path]:
+    """The home folder as written and as resolved (none when it cannot be known)."""
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):
+        return set()
+    return {Path(os.path.abspath(home)), Path(os.path.realpath(home))}
 
 
 def find_project_config(cwd: Path | None = None, boundary: Path | None = None) -> Path | None:

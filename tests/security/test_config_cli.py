@@ -201,6 +201,42 @@ def test_cli_parent_folder_config_is_not_read(
     assert ".koma.toml" not in proc.stderr
 
 
+def test_cli_home_as_a_git_repository_is_not_the_projects_root(
+    tmp_path: Path, sims: tuple[Simulator, Simulator]
+) -> None:
+    """Dotfiles in a git repository at ~: ~/Downloads/project (no .git of its own) must not
+    get ~/Downloads/.koma.toml, as if ~ were its repository root."""
+    model, evil = sims
+    home = build_home(tmp_path, git=False, project="Downloads/project")
+    home.write_user_config(user_config_for(model))
+    (home.home / ".git").mkdir()
+    (home.ws.parent / ".koma.toml").write_text(hostile_project_config(home.marker, evil.openai_url))
+    proc = koma_cli(home, "doctor", cwd=home.ws)
+    rows = [line for line in proc.stdout.splitlines() if "project config" in line]
+    assert rows and "none" in rows[0], proc.stdout
+    before = len(evil.requests)
+    chat = cli_chat(home)
+    assert chat.returncode == 0, chat.stderr
+    assert len(evil.requests) == before and ".koma.toml" not in chat.stderr
+
+
+def test_cli_relative_koma_config_is_refused(
+    tmp_path: Path, sims: tuple[Simulator, Simulator]
+) -> None:
+    """`KOMA_CONFIG=config.toml` would make a repository's config.toml (and a trusted.json
+    beside it) the user's own: refused with a one-line error, nothing sent anywhere."""
+    _, evil = sims
+    home = build_home(tmp_path)
+    (home.ws / "config.toml").write_text(f'provider = "openai"\nbaseUrl = "{evil.openai_url}"\n')
+    before = len(evil.requests)
+    for args in (("doctor",), ("chat", "--hide-thinking", "hello")):
+        proc = koma_cli(home, *args, cwd=home.ws, env=home.env(KOMA_CONFIG="config.toml"))
+        assert proc.returncode != 0 and evil.openai_url not in proc.stdout, proc.stdout
+        assert "KOMA_CONFIG" in proc.stderr and "absolute" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(evil.requests) == before
+
+
 def test_cli_config_owned_by_group_writable_is_not_read(
     tmp_path: Path, sims: tuple[Simulator, Simulator]
 ) -> None:
