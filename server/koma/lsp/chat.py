@@ -106,10 +106,12 @@ async def with_file_context(
     """Prefix the user's message with the file or selection they are looking at.
 
     The URI is the client's word, so it passes the tools' jail and secret patterns first
-    (`read_document`); a refused file is named with the reason, never shared.
+    (`read_document`); a refused file is named with the reason, never shared. Known secret
+    values in it (the API key pasted into a settings file) are redacted as in tool results.
     """
     if not uri:
         return message
+    from koma.lsp.exposure import redactor
     from koma.lsp.tools import DocumentRefused, read_document  # lazy: keeps the start fast
 
     path = display_path(ls, uri) if isinstance(uri, str) else repr(uri)
@@ -121,6 +123,7 @@ async def with_file_context(
     if span is not None and span[0] == span[1]:
         span = None  # a bare cursor shares the file, not an empty selection
     first, last, code = selection_lines(text, span)
+    code = redactor(ls)(code)
     clipped = ""
     if len(code) > max_chars:
         code = code[:max_chars]
@@ -331,6 +334,7 @@ def register(server: KomaLanguageServer) -> None:
     async def explain(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
         params = first_argument(args)
         uri = params.get("uri")
+        from koma.lsp.exposure import redactor
         from koma.lsp.tools import DocumentRefused, read_document
 
         try:
@@ -341,6 +345,7 @@ def register(server: KomaLanguageServer) -> None:
             return error_reply(ls, chat_id, f"koma.explain cannot read the document: {err}")
         assert isinstance(uri, str)
         first, last, code = selection_lines(text, parse_range(params.get("range")))
+        code = redactor(ls)(code)
         where = f"{display_path(ls, uri)} lines {first + 1}-{last + 1}"
         from koma.engine.actions import explain_prompt
 

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from koma.lsp import exposure
+
 # The completion engine is imported on first use, not before the `initialize` reply.
 if TYPE_CHECKING:
     from koma.engine.completion.pipeline import (
@@ -116,6 +118,8 @@ def build_input(
         return None
     if "\x00" in source[:8192]:
         return None  # binary content
+    if exposure.completion_refusal(ls, uri) is not None:
+        return None  # a secret file (`.env`, a key): never sent keystroke by keystroke
     offset = min(doc.offset_at_position(position), len(source))
     completion = ls.settings.completion
     before = int((completion.prefix_tokens + 512) * CHARS_PER_TOKEN * 1.5)
@@ -123,14 +127,17 @@ def build_input(
     start = max(0, offset - before)
     neighbours: list[Neighbour] = []
     if completion.open_documents_context:
-        for other_uri, other in documents.items():
-            if other_uri != uri and len(neighbours) < MAX_NEIGHBOURS:
-                neighbours.append(Neighbour(other_uri, other.source))
+        # Only open files the jail allows (workspace, no `.git/`, no secret patterns), redacted.
+        for other_uri, text in exposure.completion_neighbours(ls, uri, documents, MAX_NEIGHBOURS):
+            neighbours.append(Neighbour(other_uri, text))
+    redact = exposure.cached_redactor(ls)
+    prefix, suffix = redact(source[start:offset]), redact(source[offset : offset + after])
     return CompletionInput(
         uri=uri,
-        prefix=source[start:offset],
-        suffix=source[offset : offset + after],
-        prefix_offset=start,
+        prefix=prefix,
+        suffix=suffix,
+        # The cursor stays at prefix_offset + len(prefix) when a secret was cut from the prefix.
+        prefix_offset=offset - len(prefix),
         language_id=doc.language_id or "python",
         path=doc.path.rsplit("/", 1)[-1] if doc.path else "",
         invoked=invoked,
@@ -242,18 +249,23 @@ def register(server: KomaLanguageServer) -> None:
         change = params.content_changes[0] if params.content_changes else None
         doc = ls.workspace.text_documents.get(uri)
         if isinstance(change, types.TextDocumentContentChangePartial) and doc is not None:
-            _ring(ls, pipeline).note_edit(uri, doc.source, change.range.start.line)
+            text = exposure.ring_text(ls, uri, doc.source)
+            if text is not None:
+                _ring(ls, pipeline).note_edit(uri, text, change.range.start.line)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: KomaLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
-        _ring(ls, pipeline_for(ls)).note_place(item.uri, item.text, 0)
+        text = exposure.ring_text(ls, item.uri, item.text)
+        if text is not None:
+            _ring(ls, pipeline_for(ls)).note_place(item.uri, text, 0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def on_save(ls: KomaLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
         doc = ls.workspace.text_documents.get(params.text_document.uri)
-        if doc is not None:
-            _ring(ls, pipeline_for(ls)).note_place(doc.uri, doc.source)
+        text = exposure.ring_text(ls, doc.uri, doc.source) if doc is not None else None
+        if doc is not None and text is not None:
+            _ring(ls, pipeline_for(ls)).note_place(doc.uri, text)
 
     @server.feature(CONTEXT_CHUNK)
     def on_context_chunk(ls: KomaLanguageServer, params: object) -> None:
@@ -266,7 +278,9 @@ def register(server: KomaLanguageServer) -> None:
 
         uri = uri if isinstance(uri, str) else ""
         name = short_name(uri) if uri else "clipboard"
-        _ring(ls, pipeline_for(ls)).add(name, text[:MAX_CHUNK_CHARS], uri)
+        kept = exposure.ring_text(ls, uri, text[:MAX_CHUNK_CHARS], chosen_by_user=True)
+        if kept is not None:
+            _ring(ls, pipeline_for(ls)).add(name, kept, uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: KomaLanguageServer, params: types.DidCloseTextDocumentParams) -> None:

@@ -13,7 +13,8 @@ The tool loop runs in the server (engine.tools); consent and edits belong to the
   negotiated position encoding; an edit the tool marks sensitive is asked with Allow / Deny only;
 - `read_document` is how chat, Explain and code actions read a URI a client sent: the same jail
   and secret patterns, off the event loop;
-- known secret values (credential variables, the API key) are cut from every tool result;
+- known secret values (credential variables, the API key) are cut from every tool result, with
+  the same redactor as the text the editor attaches (`lsp.exposure`);
 - a model without native tool calling switches to the text protocol once per model and session,
   and the user is told with `window/showMessage`.
 """
@@ -32,12 +33,12 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from koma.engine.chat import CHARS_PER_TOKEN
-from koma.engine.tools.childenv import Redactor
 from koma.engine.tools.jail import Jail, PathRefused, is_binary
 from koma.engine.tools.loop import ToolLoop
 from koma.engine.tools.policy import Decision, PolicyGate
 from koma.engine.tools.toolkit import Tool
 from koma.engine.tools.workspace import WorkspaceConfig, WorkspaceTools
+from koma.lsp.exposure import redactor, workspace_folders
 from koma.lsp.settings import restricted_reason
 
 if TYPE_CHECKING:
@@ -75,22 +76,6 @@ def state_of(ls: KomaLanguageServer) -> ToolState:
     if state is None:
         state = _STATES[ls] = ToolState()
     return state
-
-
-def workspace_folders(ls: KomaLanguageServer) -> list[Path]:
-    """The folders tools may touch: the workspace folders, else the root the client named."""
-    folders: list[Path] = []
-    try:
-        uris = [folder.uri for folder in ls.workspace.folders.values()]
-    except RuntimeError:  # no workspace yet (before initialize)
-        uris = []
-    for uri in uris:
-        path = to_fs_path(uri)
-        if path and Path(path).is_dir() and Path(path) not in folders:
-            folders.append(Path(path))
-    if not folders and ls.workspace_root is not None and ls.workspace_root.is_dir():
-        folders.append(ls.workspace_root)
-    return folders
 
 
 def position_encoding(ls: KomaLanguageServer) -> str:
@@ -139,22 +124,8 @@ def tool_loop(ls: KomaLanguageServer, chat_id: str, context_tokens: int) -> Tool
         on_notice=lambda text: _notice(ls, text),
         max_result_chars=max(2000, int(chars * RESULT_SHARE)),
         results_budget_chars=max(4000, int(chars * RESULTS_SHARE)),
-        redact=Redactor.from_environ(extra=_api_keys(ls)),
+        redact=redactor(ls),
     )
-
-
-def _api_keys(ls: KomaLanguageServer) -> dict[str, str | None]:
-    """The provider's key, wherever it came from, so no tool result can show it."""
-    keys: dict[str, str | None] = {}
-    configured = getattr(ls.settings, "api_key", None)
-    if configured is not None:
-        reveal = getattr(configured, "get_secret_value", None)
-        keys["apiKey"] = reveal() if callable(reveal) else str(configured)
-    provider = ls.current_provider
-    key = getattr(provider, "api_key", None)
-    if isinstance(key, str):
-        keys["the provider's API key"] = key
-    return keys
 
 
 def _restricted(ls: KomaLanguageServer, tool: Tool) -> str | None:

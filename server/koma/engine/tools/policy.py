@@ -109,7 +109,8 @@ class PolicyGate:
                 f"{tool.name} was not run: it is sensitive ({why}) and needs the user's explicit "
                 "confirmation, which this client cannot give"
             )
-        message = f"Koma wants to {tool.describe(arguments)}. Sensitive: this is {why}."
+        # The reason first: the rest is the model's words, and a notification shows the start.
+        message = f"Sensitive: this is {why}. Koma wants to {tool.describe(arguments)}"
         try:
             decision = await asyncio.wait_for(
                 self.confirm_sensitive(tool.name, message), self.timeout

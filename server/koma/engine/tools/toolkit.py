@@ -210,14 +210,16 @@ class Tool:
         return result
 
     def describe(self, arguments: Mapping[str, Any]) -> str:
-        """One line for a confirmation prompt."""
+        """One line for a confirmation prompt, at most `DESCRIBE_CHARS` long: the arguments are
+        the model's text, and newlines or a flood of words would push what the user must read
+        (the file, the "Sensitive" reason) out of a notification."""
         if self.summary is not None:
             try:
-                return self.summary(dict(arguments))
+                return one_line(self.summary(dict(arguments)), DESCRIBE_CHARS)
             except Exception:
                 pass
         shown = json.dumps(dict(arguments), ensure_ascii=False)
-        return f"{self.name} {_clip(shown, 200)}"
+        return one_line(f"{self.name} {_clip(shown, 200)}", DESCRIBE_CHARS)
 
 
 def tool(
@@ -394,3 +396,17 @@ def _short(value: Any) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# The longest confirmation line a tool call describes itself with.
+DESCRIBE_CHARS = 300
+# Line breaks (also U+2028/2029, U+0085), tabs and other control characters, and the format
+# characters that reorder or hide text (bidi overrides, zero-width joiners).
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+")
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` (untrusted, e.g. the model's) as one line of at most `limit` characters: control
+    and layout characters become one space, runs of spaces one space, and the rest is cut."""
+    flat = " ".join(_NOT_ONE_LINE.sub(" ", text).split())
+    return _clip(flat, limit)

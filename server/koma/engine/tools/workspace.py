@@ -23,12 +23,14 @@ from koma.engine.tools.files import MATCH_SECONDS, compile_glob, select, workspa
 from koma.engine.tools.jail import Jail, JailedPath, PathRefused, is_binary
 from koma.engine.tools.reading import SCAN_LIMIT_BYTES, numbered, read_disk
 from koma.engine.tools.search import compile_pattern, grep
-from koma.engine.tools.toolkit import ToolError, Toolkit, tool
+from koma.engine.tools.toolkit import ToolError, Toolkit, one_line, tool
 from koma.settings import ToolSettings
 
 OpenText = Callable[[str], str | None]
 ApplyEdit = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, str | None]]]
 MAX_LISTED = 400
+# The model's description of an edit, as shown in the confirmation and the editor's edit label.
+DESCRIPTION_CHARS = 120
 MAX_MATCHES = 150
 MAX_SEARCH_FILES = 5000
 MATCH_LINE_CHARS = 240
@@ -280,7 +282,7 @@ class WorkspaceTools:
         policy="ask",
         summary=lambda self, a: (
             f"propose an edit to {self._named(a.get('path'))}: "
-            + (a.get("description") or "(no description)")
+            + one_line(str(a.get("description") or "(no description)"), DESCRIPTION_CHARS)
         ),
         precheck=lambda self, a: self._plan(a),
         sensitive=lambda self, a: self._edit_sensitivity(a),
@@ -301,8 +303,10 @@ class WorkspaceTools:
         target, planned, created = self._plan(
             {"path": path, "old_text": old_text, "new_text": new_text}
         )
-        label = f"Koma: {description.strip() or ('create ' if created else 'edit ') + target.shown}"
-        applied, reason = await self.config.apply_edit(label[:200], planned.edit)
+        what = one_line(description, DESCRIPTION_CHARS) or (
+            ("create " if created else "edit ") + target.shown
+        )
+        applied, reason = await self.config.apply_edit(f"Koma: {what}", planned.edit)
         lines = f"lines {planned.first_line}-{planned.last_line}"
         if not applied:
             raise ToolError(
