@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from lsprotocol import types
 from sec_support import (
+    STATUS_BUDGET_S,
     Home,
     KomaClient,
     assert_responsive,
@@ -29,6 +30,7 @@ from sec_support import (
     probe_during,
     script_calls,
     start_lsp,
+    status_time,
     stop_lsp,
     tool_results,
     user_config_for,
@@ -217,3 +219,28 @@ async def test_malformed_uris_are_a_clear_error_not_a_crash(
         answer = await client.command("koma.chat", {"message": "x", "uri": uri})
         assert isinstance(answer, dict)
     await assert_responsive(client)
+
+
+async def test_first_chat_after_start_keeps_status_answering(
+    tmp_path: Path, model: Simulator
+) -> None:
+    """The first chat needs the engine and the providers, which the server does not import
+    before its `initialize` reply. They are imported in a worker thread, so `koma.status`
+    answers within 1 s throughout — every probe, no retry. Without compiled bytecode (the
+    first run after an install or upgrade) the import takes longest: when it ran on the event
+    loop, status waited 1.2 s here."""
+    home = build_home(tmp_path)
+    home.write_user_config(user_config_for(model))
+    env = home.env(PYTHONPYCACHEPREFIX=str(tmp_path / "no-bytecode-yet"))
+    client, _ = await start_lsp(home, env=env)
+    try:
+        chat = asyncio.ensure_future(client.command("koma.chat", {"message": "hello"}))
+        took: list[float] = []
+        while not chat.done():
+            took.append(await status_time(client))
+            await asyncio.sleep(0.05)
+        reply = await asyncio.wait_for(chat, 30)
+    finally:
+        await stop_lsp(client)
+    assert reply.get("text") == "Done.", reply
+    assert max(took) < STATUS_BUDGET_S, f"koma.status took {max(took):.2f} s (all: {took})"

@@ -200,6 +200,7 @@ async def run_chat(
     ls: KomaLanguageServer, chat_id: str | None, message: Any, effort: Any, context: dict[str, Any]
 ) -> dict[str, Any]:
     """One chat turn from request to reply; see the module docstring for the failure rules."""
+    await ls.engine_loaded()  # imported off the event loop: koma.status answers meanwhile
     from koma.engine.chat import CHARS_PER_TOKEN, estimate_tokens, run_turn
     from koma.types import GenerationSettings, TextDelta
 
@@ -334,6 +335,7 @@ def register(server: KomaLanguageServer) -> None:
     async def explain(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
         params = first_argument(args)
         uri = params.get("uri")
+        await ls.engine_loaded()
         from koma.lsp.exposure import redactor
         from koma.lsp.tools import DocumentRefused, read_document
 

@@ -131,6 +131,7 @@ async def resolve_action(ls: KomaLanguageServer, action: types.CodeAction) -> ty
             arguments=[{"uri": uri, "range": data["range"]}],
         )
         return action
+    await ls.engine_loaded()  # off the event loop
     from koma.lsp.tools import DocumentRefused, read_document  # lazy: keeps the start fast
 
     try:

@@ -9,7 +9,10 @@ Startup must stay fast (an editor waits for the `initialize` reply), so nothing 
 network or imports the engine, pydantic or the providers before that reply: the settings sent
 with `initialize` are validated when first read (at the latest on `initialized`), the
 conversation store and ledger are made on first use, and the provider is resolved the first
-time a feature needs it. `benchmarks/cold_start.py` measures what is left.
+time a feature needs it. Right after `initialized`, a worker thread imports the engine and the
+providers (`preload_engine`); chat, actions and the provider wait for that without holding the
+event loop, so `koma.status` keeps answering during the first chat. `benchmarks/cold_start.py`
+measures what is left.
 
 Several features need the same document and lifecycle notifications; the base class in
 `koma.lsp.fanout` hands each of them to every module that registers a listener.
@@ -60,6 +63,33 @@ _PROVIDER_KEYS = (
 )
 
 
+# What the first chat, action or completion would otherwise import on the event loop (over a
+# second on a busy machine, with `koma.status` waiting behind it). Imported in a worker thread
+# right after `initialized` — after the `initialize` reply, so the cold start does not pay.
+_ENGINE_MODULES = (
+    "koma.settings",
+    "koma.types",
+    "koma.providers.registry",
+    "koma.engine.lifecycle.context",
+    "koma.engine.cache",
+    "koma.engine.chat",
+    "koma.engine.actions",
+    "koma.lsp.tools",
+)
+
+
+def _import_engine() -> None:
+    """Import `_ENGINE_MODULES` (in a worker thread). A failure is only logged: the feature
+    that needs the module imports it again and reports the error where the user sees it."""
+    import importlib
+
+    for name in _ENGINE_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            logger.exception("preloading %s failed", name)
+
+
 def _version() -> str:
     """Koma's version (`importlib.metadata` would cost the editor tens of milliseconds)."""
     from koma import __version__
@@ -96,6 +126,7 @@ class KomaLanguageServer(FanoutLanguageServer):
         self._cache_clearers: list[Callable[[], int]] = []
         self._ledger: ReasoningLedger | None = None
         self._chats: ChatStore | None = None
+        self._engine_loading: asyncio.Future[None] | None = None
 
     @property
     def ledger(self) -> ReasoningLedger:
@@ -203,6 +234,19 @@ class KomaLanguageServer(FanoutLanguageServer):
         effort: Effort = getattr(self.settings.reasoning_effort, feature)
         return effort
 
+    # -- engine ---------------------------------------------------------------------------------
+
+    def preload_engine(self) -> asyncio.Future[None]:
+        """Start importing the engine and providers in a worker thread (once)."""
+        if self._engine_loading is None:
+            loop = asyncio.get_running_loop()
+            self._engine_loading = loop.run_in_executor(None, _import_engine)
+        return self._engine_loading
+
+    async def engine_loaded(self) -> None:
+        """Wait, without holding the event loop, until the engine modules are imported."""
+        await asyncio.shield(self.preload_engine())
+
     # -- provider ------------------------------------------------------------------------------
 
     async def provider(self) -> Provider:
@@ -211,6 +255,8 @@ class KomaLanguageServer(FanoutLanguageServer):
         Raises `KomaError` (e.g. `ProviderUnreachable`) when none can be resolved; the failure
         is not cached, so the next request tries again.
         """
+        if self._provider is None:
+            await self.engine_loaded()
         async with self._provider_lock:
             if self._provider is None:
                 from koma.engine.lifecycle.context import SafeContextPolicy
@@ -337,6 +383,10 @@ def _register_core(server: KomaLanguageServer) -> None:
     def on_initialize(ls: KomaLanguageServer, params: types.InitializeParams) -> None:
         ls.workspace_root = _workspace_root(params)
         ls.client_supports_inline_completion = _declares_inline_completion(params.capabilities)
+
+    @server.feature(types.INITIALIZED)
+    def on_initialized(ls: KomaLanguageServer, params: types.InitializedParams) -> None:
+        ls.preload_engine()
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: KomaLanguageServer, params: Any) -> None:
