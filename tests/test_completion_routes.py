@@ -154,7 +154,7 @@ async def test_llama_server_fim_model_goes_to_infill_with_its_extras(
     assert not [r for r in llama_fim_sim.requests if r.endpoint == "completions"]
 
 
-async def test_infill_keeps_the_cursor_line_out_of_the_cached_prefix(
+async def test_infill_sends_the_cursor_line_apart_from_the_lines_above(
     llama_fim_sim: Simulator,
 ) -> None:
     llama_fim_sim.set_default_reply(Reply(content="b"))

@@ -63,8 +63,8 @@ class CompletionRequest:
     """A raw or fill-in-the-middle completion (`/api/generate`, `/v1/completions`, `/infill`).
 
     With `infill` set the request goes to llama-server's `/infill`: `prompt` is the text before
-    the cursor (the provider puts the cursor line in `prompt` and the lines above it in
-    `input_prefix`, as llama.vim does, so typing changes only the end of the cached prompt).
+    the cursor (the provider sends the lines above it as `input_prefix` and the cursor line as
+    `prompt`, as llama.vim does; the server appends `prompt` to the prefix, before the suffix).
     """
 
     model: str

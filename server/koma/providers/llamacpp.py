@@ -32,8 +32,10 @@ INFILL_PATH = "/infill"
 def infill_body(request: CompletionRequest) -> dict[str, Any]:
     """The `/infill` body: lines above the cursor as `input_prefix`, the cursor line as `prompt`.
 
-    The cursor line goes after the FIM middle token in llama-server's layout, so while the user
-    types on one line only the end of the prompt changes and `cache_prompt` reuses the rest.
+    llama-server lays the prompt out as `input_extra` chunks, FIM prefix, `input_prefix` +
+    `prompt`, FIM suffix, `input_suffix`, FIM middle: a keystroke changes the prompt from the
+    cursor line on, so `cache_prompt` reuses the chunks and the lines above, and the cursor
+    line and the suffix window are evaluated again (keep `completion.suffixTokens` small).
     """
     options = request.infill
     cut = request.prompt.rfind("\n") + 1

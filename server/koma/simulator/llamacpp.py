@@ -59,17 +59,17 @@ def _extra_problem(extra: Any) -> str | None:
 
 
 def _rendered(body: dict[str, Any]) -> str:
-    """The prompt llama-server builds for /infill: extra chunks, prefix, suffix, then `prompt`.
+    """The prompt llama-server builds for /infill: extra chunks, prefix + `prompt`, suffix.
 
     (tools/server: `format_infill` puts the `input_extra` chunks first, each after a file
-    separator, then FIM_PRE prefix, FIM_SUF suffix, FIM_MID and the `prompt` text.)
+    separator, then FIM_PRE, `input_prefix` followed by the `prompt` text, FIM_SUF, the
+    suffix, and FIM_MID.)
     """
     parts = []
     for chunk in body.get("input_extra") or []:
         parts.append(f"<|file_sep|>{chunk.get('filename', '')}\n{chunk.get('text', '')}")
-    parts.append(f"<|fim_prefix|>{_text(body.get('input_prefix'))}")
-    parts.append(f"<|fim_suffix|>{_text(body.get('input_suffix'))}")
-    parts.append(f"<|fim_middle|>{_text(body.get('prompt'))}")
+    parts.append(f"<|fim_prefix|>{_text(body.get('input_prefix'))}{_text(body.get('prompt'))}")
+    parts.append(f"<|fim_suffix|>{_text(body.get('input_suffix'))}<|fim_middle|>")
     return "".join(parts)
 
 
