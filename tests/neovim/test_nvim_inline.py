@@ -13,6 +13,9 @@ from koma.simulator import Reply, Simulator
 SECRETS = ("SECRET", "analysis", "<think>", "<|channel|>")
 
 VISIBLE = "require('koma.inline').visible()"
+# The scripted answers are hole-filler chat replies: gpt-oss on the chat route (on Ollama it
+# would otherwise be continued raw).
+CHAT_ROUTE = {"route": "chat"}
 
 
 def script_replies(sim: Simulator) -> None:
@@ -74,7 +77,7 @@ def test_ghost_text_appears_and_tab_accepts_it(
 
 def test_harmony_reasoning_never_reaches_the_buffer(editor: Editor, sim: Simulator) -> None:
     script_replies(sim)
-    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b")
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b", completion=CHAT_ROUTE)
     editor.edit("mul.py", "def times(a, b):\n    \n")
     editor.nvim.input("2GAreturn ")
     ghost = editor.wait(VISIBLE, what="ghost text from a Harmony reply")
@@ -88,7 +91,7 @@ def test_harmony_reasoning_never_reaches_the_buffer(editor: Editor, sim: Simulat
 
 def test_dismiss_hides_and_tab_falls_back_to_a_tab(editor: Editor, sim: Simulator) -> None:
     script_replies(sim)
-    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b")
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b", completion=CHAT_ROUTE)
     editor.edit("calc.py", "def add_numbers(a, b):\n    \n")
     editor.nvim.input("2GAreturn ")
     editor.wait(VISIBLE, what="ghost text")
@@ -141,7 +144,7 @@ def test_without_native_inline_completion_the_fallback_still_declares_it(
     menu with the same suggestion."""
     script_replies(sim)
     editor.lua("vim.lsp.inline_completion = false")  # what 0.11 looks like to the plugin
-    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b")
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b", completion=CHAT_ROUTE)
     editor.edit("calc.py", "def add_numbers(a, b):\n    \n")
     assert editor.lua("return require('koma.inline').backend()") == "extmark"
     caps = editor.lua(
