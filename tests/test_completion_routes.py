@@ -320,3 +320,44 @@ async def test_infill_reports_the_prompt_cache_reuse(llama_fim_sim: Simulator) -
     first, second = usages
     assert first.cached_tokens == 0 and second.prompt_tokens
     assert second.cached_tokens is not None and second.cached_tokens / second.prompt_tokens > 0.8
+
+
+# -- speculative next suggestion ---------------------------------------------------------------
+
+
+async def test_the_suggestion_after_an_acceptance_is_fetched_ahead(
+    ollama_sim: Simulator, ollama: OllamaProvider
+) -> None:
+    ollama_sim.add_reply(Reply(content="    total = 0", times=1))
+    ollama_sim.set_default_reply(Reply(content="for x in xs:"))
+    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b", speculative=True, multiline="never")
+    prefix, suffix = "def total(xs):\n", "\n    return 0\n"
+    first = await pipeline.complete(CompletionInput(URI, prefix, suffix, invoked=True))
+    assert first.text == "    total = 0"
+    for _ in range(100):  # the speculative call runs in the background
+        if len(model_calls(ollama_sim)) == 2 and model_calls(ollama_sim)[1].completed:
+            break
+        await asyncio.sleep(0.05)
+    speculative = model_calls(ollama_sim)[1]
+    assert speculative.body["prompt"].endswith("    total = 0")
+    # Tab, then the editor asks at the end of the accepted text: no new model call.
+    after = await pipeline.complete(CompletionInput(URI, prefix + "    total = 0", suffix))
+    assert after.source == "cache" and len(model_calls(ollama_sim)) == 2
+    assert pipeline.stats.speculative == 1
+
+
+async def test_a_speculative_call_is_closed_when_the_user_types_something_else(
+    ollama_sim: Simulator, ollama: OllamaProvider
+) -> None:
+    ollama_sim.add_reply(Reply(content="a + b", times=1))
+    ollama_sim.set_default_reply(Reply(content=" # slow" * 200, token_delay_ms=50))
+    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b", speculative=True)
+    first = await pipeline.complete(CompletionInput(URI, "x = ", "\n", invoked=True))
+    assert first.text == "a + b"
+    record = await asyncio.to_thread(ollama_sim.wait_for_requests, 3, 10.0, None)
+    speculative = [r for r in record if r.endpoint == "generate" and r.body][-1]
+    assert speculative.body["prompt"].endswith("x = a + b")
+    # The user typed something other than the suggestion: the speculative stream is shut.
+    ollama_sim.set_default_reply(Reply(content="1"))
+    await pipeline.complete(CompletionInput(URI, "x = 4", "\n", invoked=True))
+    assert await asyncio.to_thread(ollama_sim.wait_for_disconnect, speculative, 5.0)

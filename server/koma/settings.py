@@ -69,6 +69,8 @@ class CompletionSettings(_Camel):
     cache_size: int = safe(200, ge=0)
     # How inline completion asks the model: auto detects it per model (engine/completion/routes.py).
     route: Literal["auto", "fim", "raw", "chat"] = safe("auto")
+    # Fetch the suggestion that follows a shown one's acceptance (one more call per suggestion).
+    speculative: bool = safe(False)
 
 
 class ChatSettings(_Camel):

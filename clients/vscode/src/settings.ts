@@ -28,6 +28,7 @@ export const SERVER_SETTING_KEYS: readonly string[] = [
   'completion.openDocumentsContext',
   'completion.cacheSize',
   'completion.route',
+  'completion.speculative',
   'chat.maxTokens',
   'chat.systemPrompt',
   'chat.temperature',

@@ -102,6 +102,7 @@ local server_schema = {
       open_documents_context = { 'openDocumentsContext', 'boolean' },
       cache_size = { 'cacheSize', 'number' },
       route = { 'route', one_of({ 'auto', 'fim', 'raw', 'chat' }) },
+      speculative = { 'speculative', 'boolean' },
     },
   },
   chat = {

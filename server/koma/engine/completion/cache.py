@@ -97,6 +97,13 @@ class CompletionCache:
         self.misses += 1
         return None
 
+    def peek(self, uri: str, prefix: str, suffix: str) -> bool:
+        """Whether a suggestion is cached for this cursor (no hit or miss is counted)."""
+        hits, misses = self.hits, self.misses
+        found = self.get(uri, prefix, suffix) is not None
+        self.hits, self.misses = hits, misses
+        return found
+
     def _valid(self, entry: _Entry, uri: str, tail: str, skey: str, typed: int) -> bool:
         if self._clock() - entry.created > self.ttl:
             return False

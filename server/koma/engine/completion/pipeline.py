@@ -66,6 +66,9 @@ __all__ = ["CompletionInput", "CompletionPipeline", "CompletionResult", "ModelTa
 logger = logging.getLogger("koma.completion")
 
 Source = Literal["cache", "model", "none"]
+# `completion.speculative`: how long after an answer the next suggestion is fetched (the
+# answered call closes its stream first).
+SPECULATE_AFTER_S = 0.05
 # How long the user must be idle after the context ring changed before the cache is warmed.
 WARM_UP_IDLE_S = 1.0
 # How long a cancelled request's model call waits for the next keystroke's request to adopt it.
@@ -113,6 +116,7 @@ class Stats:
     # Blocks that finished streaming into the cache after their first line was answered.
     blocks_after_first_line: int = 0
     warm_ups: int = 0  # zero-token /infill requests sent while the user was idle
+    speculative: int = 0  # calls started for the suggestion after an acceptance
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -224,7 +228,55 @@ class CompletionPipeline:
         result.took_over = took_over
         result.started_call = started_call
         self.stats.by_reason[result.reason] = self.stats.by_reason.get(result.reason, 0) + 1
+        if result.text is not None and result.source == "model" and self._settings().speculative:
+            # Once the answered call has closed its stream (a few milliseconds).
+            asyncio.get_running_loop().call_later(
+                SPECULATE_AFTER_S, self._speculate, request, result
+            )
         return result
+
+    def _speculate(self, request: CompletionInput, result: CompletionResult) -> None:
+        """`completion.speculative`: fetch the suggestion that follows this one's acceptance.
+
+        The call is an ordinary in-flight generation for the text with the suggestion
+        accepted, so the request that comes after Tab adopts it (or finds its answer cached);
+        any other request for the document closes it (`typed_since` no longer matches). At most
+        one runs at a time, never on the chat route, never over a call still running.
+        """
+        settings = self._settings()
+        if not settings.speculative or result.replace_chars or result.route == "chat":
+            return
+        if request.uri in self._live:
+            return  # the user typed on: a newer request is being served
+        if any(not g.task.done() for g in self._generations.values()):
+            return  # a call still runs (a block after its first line, another document)
+        prefix = request.prefix + (result.text or "")
+        if self.cache.peek(request.uri, prefix, request.suffix):
+            return
+        ctx = CursorContext.from_text(
+            prefix, request.suffix, settings.multiline, request.language_id
+        )
+        if ctx.mode is None:
+            return
+        following = CompletionInput(
+            request.uri,
+            prefix,
+            request.suffix,
+            request.prefix_offset,
+            request.language_id,
+            request.path,
+            neighbours=request.neighbours,
+        )
+        answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._generations[request.uri] = Generation(
+            request.uri,
+            prefix,
+            request.prefix_offset + len(prefix),
+            key_suffix(request.suffix),
+            answer,
+            asyncio.create_task(self._generate(following, ctx, settings, answer)),
+        )
+        self.stats.speculative += 1
 
     async def _complete(
         self, request: CompletionInput, task: asyncio.Task[Any] | None
