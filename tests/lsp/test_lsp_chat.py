@@ -157,6 +157,26 @@ async def test_cancel_stops_the_turn_and_closes_the_upstream_stream(
     assert await client.command("koma.chat.cancel", {"chatId": "c-cancel"}) == {"cancelled": False}
 
 
+async def test_shutdown_during_a_chat_ends_it_as_cancelled_before_closing_the_provider(
+    lsp: Any, sim: Simulator
+) -> None:
+    """The editor quits while an answer streams: the turn replies "cancelled" (not the HTTP
+    client's "client has been closed"), and the shutdown request itself succeeds (pygls used to
+    fail it while cancelling the still-running chat request)."""
+    sim.add_reply(Reply(content="word " * 400, token_delay_ms=20))
+    client = await lsp()
+    turn = asyncio.create_task(client.command("koma.chat", {"chatId": "c-quit", "message": "go"}))
+    await client.wait_for(
+        lambda: any(e["type"] == "delta" for e in client.events_of("c-quit")), "first delta"
+    )
+    await asyncio.wait_for(client.shutdown_async(None), 10)
+    result = await asyncio.wait_for(turn, 10)
+    client.exit(None)  # the session is over; the fixture has nothing left to shut down
+    assert result.get("cancelled") is True and "error" not in result, result
+    errors = [e for e in client.events_of("c-quit") if e["type"] == "error"]
+    assert errors == [], errors
+
+
 async def test_stream_dying_midway_gives_an_error_and_the_server_keeps_serving(
     lsp: Any, sim: Simulator
 ) -> None:

@@ -320,6 +320,23 @@ def _runner(ls: KomaLanguageServer) -> ChatRunner:
     return runner
 
 
+async def stop_running_turns(ls: KomaLanguageServer, grace_seconds: float) -> None:
+    """Cancel every running turn and give each `grace_seconds` to reply as cancelled.
+
+    At shutdown the providers are closed next; a turn still streaming would otherwise fail
+    with the HTTP client's "client has been closed" instead of ending as cancelled, and pygls
+    would then cancel the request itself while it walks its table of running requests.
+    """
+    runner = _RUNNERS.get(ls)
+    tasks = [task for task in (runner.running.values() if runner else ()) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=grace_seconds)
+        for _ in range(3):  # let each command handler send its "cancelled" reply
+            await asyncio.sleep(0)
+
+
 def register(server: KomaLanguageServer) -> None:
     """Register the chat commands."""
     _runner(server)

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("koma.lsp")
 
 Feature = Literal["completion", "actions", "chat"]
+# How long shutdown waits for running chat turns to end after cancelling them.
+SHUTDOWN_GRACE_SECONDS = 2.0
 
 # Settings whose change means a different provider object (URL, backend, placement).
 _PROVIDER_KEYS = (
@@ -390,6 +392,10 @@ def _register_core(server: KomaLanguageServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: KomaLanguageServer, params: Any) -> None:
+        from koma.lsp.chat import stop_running_turns
+
+        # Turns end (as cancelled) before the providers they stream from are closed.
+        await stop_running_turns(ls, SHUTDOWN_GRACE_SECONDS)
         await ls.close_providers()
 
 
