@@ -40,3 +40,15 @@ def test_a_yanked_line_is_sent_with_the_next_completion(editor: Editor, sim: Sim
     assert prompts, "no completion request reached the model"
     assert MARKER in prompts[-1]
     assert prompts[-1].index(MARKER) < prompts[-1].index("def add(a, b):")
+
+
+def test_koma_status_names_the_completion_route(editor: Editor, sim: Simulator) -> None:
+    sim.set_default_reply(Reply(content="a + b"))
+    editor.setup(provider="ollama", base_url=sim.url, model="gpt-oss:120b")
+    editor.edit("calc.py", "def add(a, b):\n    \n")
+    editor.nvim.input("2GAreturn ")
+    editor.wait("require('koma.inline').visible() ~= nil", what="ghost text")
+    editor.nvim.input("<Esc>")
+    editor.nvim.command("Koma status")
+    editor.until(lambda: "completion: raw" in editor.messages(), "the status details")
+    assert "/api/generate raw" in editor.messages()

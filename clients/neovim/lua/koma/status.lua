@@ -129,6 +129,15 @@ function M.show()
         str('ttftMs', '?')
       )
     end
+    local route = result.completionRoute
+    if type(route) == 'table' and type(route.route) == 'string' then
+      -- How ghost text asks the completion model, and why (protocol.md: koma.status).
+      lines[#lines + 1] = ('completion: %s via %s — %s'):format(
+        route.route,
+        type(route.endpoint) == 'string' and route.endpoint or route.route,
+        type(route.why) == 'string' and route.why or ''
+      )
+    end
     vim.notify(table.concat(lines, '\n'), vim.log.levels.INFO, { title = 'Koma' })
   end)
 end
