@@ -83,16 +83,11 @@ class PolicyGate:
                 f"{tool.name} needs the user's confirmation, but this client cannot ask; "
                 f"the user can set tools.policies.{tool.name} = allow"
             )
-        message = f"Koma wants to {tool.describe(arguments)}"
-        try:
-            decision = await asyncio.wait_for(self.confirm(tool.name, message), self.timeout)
-        except TimeoutError:
-            return f"the user did not answer the request to run {tool.name}; it was not run"
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            logger.warning("asking for confirmation failed: %s", err)
-            return f"the editor could not ask the user about {tool.name} ({err}); it was not run"
+        decision, failed = await self._ask(
+            self.confirm, tool, f"Koma wants to {tool.describe(arguments)}"
+        )
+        if failed:
+            return failed
         if decision == "allow_chat":
             self.remembered.add(tool.name)
             return None
@@ -111,20 +106,28 @@ class PolicyGate:
             )
         # The reason first: the rest is the model's words, and a notification shows the start.
         message = f"Sensitive: this is {why}. Koma wants to {tool.describe(arguments)}"
-        try:
-            decision = await asyncio.wait_for(
-                self.confirm_sensitive(tool.name, message), self.timeout
-            )
-        except TimeoutError:
-            return f"the user did not answer the request to run {tool.name}; it was not run"
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            logger.warning("asking for confirmation failed: %s", err)
-            return f"the editor could not ask the user about {tool.name} ({err}); it was not run"
+        decision, failed = await self._ask(self.confirm_sensitive, tool, message)
+        if failed:
+            return failed
         if decision in ("allow", "allow_chat"):
             return None
         return (
             f"the user denied {tool.name} (sensitive: {why}); it was not run. Do not retry it "
             "in this turn"
         )
+
+    async def _ask(
+        self, confirm: ConfirmFn, tool: Tool, message: str
+    ) -> tuple[str | None, str | None]:
+        """Ask the user within the timeout: (their decision, None), or (None, why not asked)."""
+        try:
+            return await asyncio.wait_for(confirm(tool.name, message), self.timeout), None
+        except TimeoutError:
+            return None, f"the user did not answer the request to run {tool.name}; it was not run"
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            logger.warning("asking for confirmation failed: %s", err)
+            return None, (
+                f"the editor could not ask the user about {tool.name} ({err}); it was not run"
+            )
