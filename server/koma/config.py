@@ -290,7 +290,7 @@ def gather_sources(
     if from_env.values:
         layers.append(from_env)
     if overrides:
-        layers.append(Layer("command-line flags", normalize_keys(_drop_none(overrides))))
+        layers.append(Layer("command-line flags", normalize_keys(drop_none(overrides))))
     return Sources(layers, project)
 
 
@@ -502,10 +502,12 @@ def _last_setting(layers: Sequence[Layer], key: str) -> Layer | None:
     return None
 
 
-def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
-    """`None` in overrides means "not given", as for `deep_merge`."""
+def drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop `None` values at any depth: in CLI overrides and in what an editor sent, `None`
+    (`null`) means "not given", so the key falls back to env, files and defaults (as for
+    `deep_merge`)."""
     return {
-        str(k): _drop_none(v) if isinstance(v, Mapping) else v
+        str(k): drop_none(v) if isinstance(v, Mapping) else v
         for k, v in data.items()
         if v is not None
     }

@@ -105,15 +105,6 @@ def editor_section(raw: Any) -> dict[str, Any] | None:
     return None
 
 
-def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Editors send `null` for "not set"; such keys fall back to env, files and defaults."""
-    return {
-        str(k): _drop_none(v) if isinstance(v, Mapping) else v
-        for k, v in data.items()
-        if v is not None
-    }
-
-
 def apply_editor_settings(
     server: KomaLanguageServer, section: Mapping[str, Any] | None, *, initial: bool = False
 ) -> bool:
@@ -122,7 +113,7 @@ def apply_editor_settings(
     `section` is what the editor sent now (None: re-apply what is in force). Later sections
     are laid over the `initializationOptions` one, so a key given only at startup stays.
     """
-    from koma.config import Layer, Sources, gather_sources, normalize_keys, resolve
+    from koma.config import Layer, Sources, drop_none, gather_sources, normalize_keys, resolve
     from koma.settings import deep_merge
 
     if initial:
@@ -145,7 +136,7 @@ def apply_editor_settings(
         )
         layers = list(sources.layers)
         if editor:
-            layers.append(Layer(EDITOR_SOURCE, normalize_keys(_drop_none(editor))))
+            layers.append(Layer(EDITOR_SOURCE, normalize_keys(drop_none(editor))))
         if session:
             layers.append(Layer(SESSION_SOURCE, normalize_keys(session)))
         resolved = resolve(Sources(layers, sources.project))
