@@ -109,6 +109,22 @@ class WireChunk:
     raw: dict[str, Any] | None = None
 
 
+def llama_samplers(settings: GenerationSettings) -> dict[str, Any]:
+    """The set sampler values under llama.cpp's names, shared by llama-cpp-python and llama-server.
+
+    One list for both so a sampler added to one reaches the other; the length limit is left to
+    the caller because the two name it differently (`max_tokens`, `n_predict`).
+    """
+    out: dict[str, Any] = {}
+    for key in ("temperature", "top_p", "top_k", "repeat_penalty", "seed"):
+        value = getattr(settings, key)
+        if value is not None:
+            out[key] = value
+    if settings.stop:
+        out["stop"] = list(settings.stop)
+    return out
+
+
 class Provider(ABC):
     """One model server. Instances are cheap and hold a pooled HTTP client."""
 

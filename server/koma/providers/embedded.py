@@ -35,6 +35,7 @@ from koma.providers.base import (
     Provider,
     RouteSupport,
     WireChunk,
+    llama_samplers,
 )
 from koma.providers.embedded_text import TRANSCRIPT_STOPS, AnswerStart, transcript
 from koma.types import GenerationSettings, Message, Metrics, ModelDetails, ModelInfo, Usage
@@ -134,20 +135,7 @@ def _quiet_native_logs() -> None:
 
 
 def _sampling(settings: GenerationSettings, default_max: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"max_tokens": settings.max_tokens or default_max}
-    if settings.temperature is not None:
-        out["temperature"] = settings.temperature
-    if settings.top_p is not None:
-        out["top_p"] = settings.top_p
-    if settings.top_k is not None:
-        out["top_k"] = settings.top_k
-    if settings.repeat_penalty is not None:
-        out["repeat_penalty"] = settings.repeat_penalty
-    if settings.seed is not None:
-        out["seed"] = settings.seed
-    if settings.stop:
-        out["stop"] = list(settings.stop)
-    return out
+    return {"max_tokens": settings.max_tokens or default_max, **llama_samplers(settings)}
 
 
 def _encode(message: Message) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from koma.errors import KomaError, StreamError
-from koma.providers.base import CompletionRequest, WireChunk
+from koma.providers.base import CompletionRequest, WireChunk, llama_samplers
 from koma.providers.http import SSE_DONE, iter_sse
 from koma.types import Metrics, Usage
 
@@ -49,14 +49,7 @@ def infill_body(request: CompletionRequest) -> dict[str, Any]:
     settings = request.settings
     if settings.max_tokens is not None:
         body["n_predict"] = settings.max_tokens
-    for key in ("temperature", "top_p", "top_k", "seed"):
-        value = getattr(settings, key)
-        if value is not None:
-            body[key] = value
-    if settings.repeat_penalty is not None:
-        body["repeat_penalty"] = settings.repeat_penalty
-    if settings.stop:
-        body["stop"] = list(settings.stop)
+    body.update(llama_samplers(settings))
     if options is not None:
         if options.extra:
             body["input_extra"] = [{"filename": name, "text": text} for name, text in options.extra]
