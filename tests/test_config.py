@@ -10,12 +10,12 @@ from pydantic import ValidationError
 
 from koma.config import (
     find_project_config,
-    format_validation_error,
     load_settings,
     normalize_keys,
     trust_store,
     user_config_path,
 )
+from koma.config_errors import format_validation_error
 from koma.errors import ConfigError
 from koma.settings import KomaSettings
 

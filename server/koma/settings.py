@@ -204,6 +204,14 @@ def _nested_model(info: FieldInfo) -> type[BaseModel] | None:
     return None
 
 
+def field_name(model: type[BaseModel], key: str) -> str | None:
+    """The model's field for `key`, whether it is written in camelCase or snake_case."""
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias, to_camel(name)):
+            return name
+    return None
+
+
 def leaf_fields(
     model: type[BaseModel] = KomaSettings, prefix: str = ""
 ) -> Iterator[tuple[str, FieldInfo]]:
