@@ -71,6 +71,8 @@ Source = Literal["cache", "model", "none"]
 SPECULATE_AFTER_S = 0.05
 # How long the user must be idle after the context ring changed before the cache is warmed.
 WARM_UP_IDLE_S = 1.0
+# The share of the prefix budget the context ring's chunks of other files may take.
+RING_SHARE = 0.25
 # How long a cancelled request's model call waits for the next keystroke's request to adopt it.
 ADOPT_GRACE_S = 0.005
 
@@ -385,7 +387,7 @@ class CompletionPipeline:
             extra: list[tuple[str, str]] = []
             if settings.open_documents_context:
                 around = request.prefix[-2000:] + request.suffix[:500]
-                budget = int(settings.prefix_tokens * CHARS_PER_TOKEN / 4)
+                budget = ring_budget_chars(settings.prefix_tokens)
                 extra = [(c.name, c.text) for c in self.ring.chunks_for(around, budget)]
             parts = build_prompt(
                 request.prefix,
@@ -459,7 +461,7 @@ class CompletionPipeline:
             choice = await self.route_for(target, settings.route)
             if not choice.infill or not settings.open_documents_context:
                 return
-            budget = int(settings.prefix_tokens * CHARS_PER_TOKEN / 4)
+            budget = ring_budget_chars(settings.prefix_tokens)
             chunks = [(c.name, c.text + "\n") for c in self.ring.chunks_for("", budget)]
             request = CompletionRequest(
                 target.model,
@@ -515,6 +517,11 @@ def _result(outcome: Outcome, typed: str, line_suffix: str, debounce_ms: float) 
         if fitted:
             result.text, result.reason = fitted, "ok"
     return result
+
+
+def ring_budget_chars(prefix_tokens: int) -> int:
+    """Characters of other files' chunks one prompt carries; the warm-up must send the same."""
+    return int(prefix_tokens * CHARS_PER_TOKEN * RING_SHARE)
 
 
 def _line_suffix(suffix: str) -> str:
