@@ -417,3 +417,31 @@ def test_tool_results_also_hide_keys_the_settings_loaded() -> None:
     out = redact("env ghp_abcdefghijkl and config cfg-key-0123456789abcdef")
     assert "ghp_abcdefghijkl" not in out and "[redacted: GITHUB_TOKEN]" in out
     assert "cfg-key-0123456789abcdef" not in out and "[redacted]" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("credentialſ.json", "secret"),  # LATIN SMALL LETTER LONG S folds to "s"
+        ("terraform.tfﬆate", "secret"),  # the "st" ligature folds to "st"
+        (".baſhrc", "sensitive"),
+        (".github/workflowſ/ci.yml", "sensitive"),
+    ],
+)
+def test_names_that_fold_to_a_guarded_name_are_guarded_too(
+    tmp_path: Path, name: str, kind: str
+) -> None:
+    """A case-insensitive file system (macOS APFS) compares names by Unicode case folding, so
+    `credentialſ.json` opens `credentials.json` there; the jail and the sensitive-edit check
+    must fold the same way, not with str.lower() (which leaves `ſ` alone)."""
+    from pathlib import PurePosixPath
+
+    from koma.engine.tools import edits
+    from koma.engine.tools.jail import Jail
+    from koma.settings import DEFAULT_SECRET_PATTERNS
+
+    parts = PurePosixPath(name).parts
+    if kind == "secret":
+        assert Jail([tmp_path], DEFAULT_SECRET_PATTERNS).refusal(PurePosixPath(name)) is not None
+    else:
+        assert edits.sensitive_reason(parts) is not None

@@ -172,7 +172,8 @@ _SENSITIVE_PAIRS = {
 
 def sensitive_reason(parts: tuple[str, ...]) -> str | None:
     """Why changing the file at these workspace-relative path parts needs an explicit yes."""
-    lowered = [part.lower() for part in parts]
+    # casefold, as a case-insensitive file system compares names (`.baſhrc` is `.bashrc`).
+    lowered = [part.casefold() for part in parts]
     if not lowered:
         return None
     name = lowered[-1]

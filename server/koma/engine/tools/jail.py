@@ -64,7 +64,7 @@ class Jail:
             raise ValueError("the jail needs at least one workspace folder")
         self.given = [Path(os.path.abspath(r)) for r in roots]
         self.roots = [Path(os.path.realpath(r)) for r in roots]
-        self.secret_patterns = [p.lower() for p in secret_patterns if p]
+        self.secret_patterns = [p.casefold() for p in secret_patterns if p]
         self.max_read_bytes = max_read_bytes
 
     # -- checks -----------------------------------------------------------------------------
@@ -72,10 +72,12 @@ class Jail:
     def refusal(self, relative: PurePosixPath | Path) -> str | None:
         """Why a workspace-relative path is off limits (`.git/`, a secret), or None."""
         parts = [p for p in Path(relative).parts if p not in ("", ".")]
+        # casefold, not lower: a case-insensitive file system (APFS) folds `ſ` to `s`, so
+        # `credentialſ.json` opens `credentials.json` there.
         for part in parts:
-            if part.lower() == ".git":
+            if part.casefold() == ".git":
                 return "is inside .git/ (repository internals are never read)"
-        lowered = [part.lower() for part in parts]
+        lowered = [part.casefold() for part in parts]
         for pattern in self.secret_patterns:
             if "/" in pattern:
                 # `.aws/credentials` hides that file in any folder; `/x/y` only at the top.
@@ -86,7 +88,7 @@ class Jail:
                     return f"matches the secret pattern {pattern!r} (tools.secretPatterns)"
                 continue
             for part in parts:
-                if fnmatch.fnmatchcase(part.lower(), pattern):
+                if fnmatch.fnmatchcase(part.casefold(), pattern):
                     return f"matches the secret pattern {pattern!r} (tools.secretPatterns)"
         return None
 
