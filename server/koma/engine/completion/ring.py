@@ -42,8 +42,14 @@ class Chunk:
 
 def similarity(a: str, b: str) -> float:
     """Share of distinct non-blank lines the two texts have in common (Jaccard)."""
-    left = {line.strip() for line in a.split("\n") if line.strip()}
-    right = {line.strip() for line in b.split("\n") if line.strip()}
+    return _jaccard(_line_set(a), _line_set(b))
+
+
+def _line_set(text: str) -> set[str]:
+    return {line.strip() for line in text.split("\n") if line.strip()}
+
+
+def _jaccard(left: set[str], right: set[str]) -> float:
     if not left or not right:
         return 0.0
     return len(left & right) / len(left | right)
@@ -116,7 +122,9 @@ class ContextRing:
     def chunks_for(self, around_cursor: str, budget_chars: int) -> list[Chunk]:
         """The chunks for one prompt, oldest first: none too like the cursor's surroundings,
         within `budget_chars` (the oldest dropped first, so the newest places stay)."""
-        kept = [c for c in self._chunks if similarity(c.text, around_cursor) < NEAR_CURSOR]
+        # Runs on every keystroke: the cursor's lines are split once, not once per chunk.
+        cursor = _line_set(around_cursor)
+        kept = [c for c in self._chunks if _jaccard(_line_set(c.text), cursor) < NEAR_CURSOR]
         total = sum(len(c.text) for c in kept)
         while kept and total > budget_chars:
             total -= len(kept.pop(0).text)
