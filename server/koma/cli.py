@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from koma._lazy import lazy_attributes
 from koma.errors import ConfigError, KomaError, ModelNotFound
+from koma.lsp.args import add_lsp_arguments
 
 # `koma lsp` must answer the editor's `initialize` fast (docs/performance.md), so rich, the
 # configuration code and pydantic (settings, types) are imported by the commands that use them.
@@ -516,25 +517,7 @@ def _confirm(question: str) -> bool:
 # ---------------------------------------------------------------- lsp
 
 
-def _configure_lsp(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
-    parser.add_argument(
-        "--tcp",
-        action="store_true",
-        help="listen on a loopback TCP port instead; a client must first send the token "
-        "(printed on stderr, or taken from KOMA_LSP_TOKEN)",
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="TCP host, loopback only (default: 127.0.0.1)"
-    )
-    parser.add_argument("--port", type=int, default=2087, help="TCP port (default: 2087, 0: any)")
-    parser.add_argument("--log-file", metavar="PATH", help="write the server log here")
-    parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-
-
-@command("lsp", "run the language server (stdio by default)", _configure_lsp)
+@command("lsp", "run the language server (stdio by default)", add_lsp_arguments)
 def run_lsp(args: argparse.Namespace) -> int:
     """Flags become environment defaults: the editor's own settings still win over them."""
     for var, value in (

@@ -35,6 +35,7 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from koma.errors import KomaError, ModelNotFound
+from koma.lsp.args import add_lsp_arguments
 from koma.lsp.fanout import FanoutLanguageServer
 from koma.lsp.status import StatusReporter
 
@@ -439,21 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     # collector stops walking them (a full collection during startup cost ~50 ms).
     gc.freeze()
     parser = argparse.ArgumentParser(prog="koma lsp", description="The Koma language server.")
-    parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
-    parser.add_argument(
-        "--tcp",
-        action="store_true",
-        help="listen on a loopback TCP port instead; a client must first send the token "
-        "(printed on stderr, or taken from KOMA_LSP_TOKEN): docs/protocol.md",
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="TCP host, loopback only (default 127.0.0.1)"
-    )
-    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087, 0: any)")
-    parser.add_argument("--log-file", help="write the server log here")
-    parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    add_lsp_arguments(parser)
     args = parser.parse_args(argv)
     handler: logging.Handler = (
         logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
