@@ -445,3 +445,18 @@ def test_names_that_fold_to_a_guarded_name_are_guarded_too(
         assert Jail([tmp_path], DEFAULT_SECRET_PATTERNS).refusal(PurePosixPath(name)) is not None
     else:
         assert edits.sensitive_reason(parts) is not None
+
+
+@pytest.mark.parametrize(
+    "name", [".hg/hgrc", "lefthook.yml", ".lefthook.yml", "mise.toml", ".mise.toml"]
+)
+def test_other_tools_that_run_commands_from_the_repository_make_an_edit_sensitive(
+    name: str,
+) -> None:
+    """Mercurial's `.hg/hgrc` hooks run on hg commands like `.git/hooks` on git's; lefthook's
+    config installs git hooks like `.husky/`; mise's `[hooks]`/`[env]` run on `cd` like `.envrc`."""
+    from pathlib import PurePosixPath
+
+    from koma.engine.tools import edits
+
+    assert edits.sensitive_reason(PurePosixPath(name).parts) is not None

@@ -123,6 +123,8 @@ _EDITOR = "editor configuration (tasks, launch configurations and settings can r
 _GIT = "git's configuration or hooks (they run commands on git operations)"
 _CI = "CI configuration (it runs commands, often with the repository's secrets)"
 _SHELL = "a shell startup file (it runs in every shell you open)"
+_HG = "Mercurial's configuration or hooks (they run commands on hg operations)"
+_MISE = "mise's configuration (its hooks and env run when you enter the folder)"
 _SENSITIVE_NAMES = {
     ".koma.toml": _KOMA,
     ".gitlab-ci.yml": _CI,
@@ -134,6 +136,10 @@ _SENSITIVE_NAMES = {
     "appveyor.yml": _CI,
     ".gitmodules": _GIT,
     ".pre-commit-config.yaml": _GIT,
+    "lefthook.yml": _GIT,
+    ".lefthook.yml": _GIT,
+    "mise.toml": _MISE,
+    ".mise.toml": _MISE,
     ".bashrc": _SHELL,
     ".bash_profile": _SHELL,
     ".bash_login": _SHELL,
@@ -156,6 +162,7 @@ _SENSITIVE_FOLDERS = {
     ".idea": _EDITOR,
     ".devcontainer": _EDITOR,
     ".git": _GIT,
+    ".hg": _HG,
     ".githooks": _GIT,
     ".husky": _GIT,
     ".circleci": _CI,
