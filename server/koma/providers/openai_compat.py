@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from koma.errors import ConfigError, KomaError, StreamError
-from koma.providers.base import ChatRequest, CompletionRequest, RouteSupport, WireChunk
+from koma.providers.base import (
+    ChatRequest,
+    CompletionRequest,
+    RouteSupport,
+    WireChunk,
+    llama_samplers,
+)
 from koma.providers.http import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
@@ -182,17 +188,14 @@ class OpenAICompatProvider(HttpProvider):
             # OpenAI's reasoning models only take max_completion_tokens.
             key = "max_completion_tokens" if self.preset == "openai" else "max_tokens"
             out[key] = settings.max_tokens
+        if self.preset in _LOCAL_SAMPLERS:
+            return out | llama_samplers(settings)
         for key in ("temperature", "top_p", "seed"):
             if getattr(settings, key) is not None:
                 out[key] = getattr(settings, key)
         if settings.stop:
             out["stop"] = list(settings.stop)
-        if self.preset in _LOCAL_SAMPLERS:
-            if settings.top_k is not None:
-                out["top_k"] = settings.top_k
-            if settings.repeat_penalty is not None:
-                out["repeat_penalty"] = settings.repeat_penalty
-        elif self.preset == "vllm":
+        if self.preset == "vllm":
             if settings.top_k is not None:
                 out["top_k"] = settings.top_k
             if settings.repeat_penalty is not None:
