@@ -235,15 +235,6 @@ def env_layer(env: Mapping[str, str]) -> Layer:
     return Layer(source="environment (" + ", ".join(names) + ")", values=values)
 
 
-def collect_layers(
-    overrides: Mapping[str, Any] | None = None,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> list[Layer]:
-    """All sources, lowest precedence first; missing files simply contribute nothing."""
-    return gather_sources(overrides, cwd, env).layers
-
-
 def gather_sources(
     overrides: Mapping[str, Any] | None = None,
     cwd: Path | None = None,
@@ -422,11 +413,6 @@ def load_settings(
     for warning in resolved.warnings:
         logger.warning(warning)
     return resolved.settings
-
-
-def load_layers(layers: Sequence[Layer]) -> KomaSettings:
-    """Validate each layer alone (to blame the right source), then their merge."""
-    return resolve(Sources(list(layers))).settings
 
 
 def resolve(sources: Sources) -> Resolved:
