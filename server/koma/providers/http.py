@@ -12,17 +12,16 @@ Every provider talks to a server through the same few rules, kept here so they c
 - two waits bound a streamed answer: a long one for its first byte (a model loading) and a short
   one between chunks once it flows (a stalled server); each ends in its own typed error;
 - a server's error text reaches the user as one line (tags stripped, whitespace collapsed, cut
-  short, the status kept); the whole body goes to the debug log.
+  short, the status kept; `errortext.py` reduces and classifies it); the whole body goes to the
+  debug log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import html
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -32,17 +31,15 @@ from typing import Any
 import httpx
 
 from koma.errors import (
-    CapabilityMissing,
-    ContextOverflow,
     FirstByteTimeout,
     IdleTimeout,
     KomaError,
-    ModelNotFound,
     ProviderError,
     ProviderTimeout,
     ProviderUnreachable,
     StreamError,
 )
+from koma.providers.errortext import classify_error, error_message, one_line, text_of
 from koma.providers.wire import cut
 
 logger = logging.getLogger("koma.providers.http")
@@ -55,21 +52,6 @@ DEFAULT_BACKOFF = 0.2
 # Idle: generous enough for Ollama, which holds back a gpt-oss tool call until it is complete.
 DEFAULT_FIRST_BYTE_SECONDS = 600.0
 DEFAULT_IDLE_SECONDS = 60.0
-# A server error as the user sees it: one line, at most this long.
-ERROR_CHARS = 300
-
-_CONTEXT_PATTERNS = (
-    "exceeds the available context size",
-    "exceed_context_size",
-    "context length",
-    "context_length_exceeded",
-    "context size",
-    "context window",
-    "maximum context",
-    "too many tokens",
-    "prompt is too long",
-)
-_CAPABILITY_PATTERNS = ("does not support", "not support tools", "not supported by this model")
 
 
 @dataclass(frozen=True)
@@ -122,88 +104,6 @@ def make_client(
         timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         trust_env=False,
     )
-
-
-def error_message(body: Any) -> str | None:
-    """The human text of an error body, whatever its shape; None when it is no error."""
-    if not isinstance(body, dict) or body.get("error") is None:
-        return None
-    err = body["error"]
-    if isinstance(err, dict):
-        found = err.get("message") or err.get("msg")
-        text = found if isinstance(found, str) else json.dumps(err, ensure_ascii=False)
-    else:
-        text = err if isinstance(err, str) else json.dumps(err, ensure_ascii=False)
-    return one_line(text)
-
-
-_DROPPED_ELEMENTS = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-
-
-def one_line(text: str, limit: int = ERROR_CHARS) -> str:
-    """A server's error text fit for one line: HTML tags stripped, whitespace collapsed, cut.
-
-    A proxy's 503 page or a multi-line traceback would otherwise fill the terminal or the
-    editor's message box; the full text goes to the debug log where it is produced.
-    """
-    if "<" in text and ">" in text:
-        text = _TAG.sub(" ", _DROPPED_ELEMENTS.sub(" ", text))
-        text = html.unescape(text)
-    return cut(_SPACE.sub(" ", text).strip(), limit)
-
-
-def _text_of(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace").lstrip("\ufeff").strip()
-    if not text:
-        return "(no error text)"
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return one_line(text)
-    found = error_message(body)
-    if found is not None:
-        return found
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return one_line(str(body["message"]))
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return one_line(str(body["detail"]))
-    return one_line(text)
-
-
-def classify_error(
-    message: str, status: int | None, label: ServerLabel, model: str | None = None
-) -> KomaError:
-    """Turn a server's error text and status into the most specific typed error."""
-    message = one_line(message)
-    low = message.lower()
-    where = f"{label.name} at {label.base_url}"
-    if status in (401, 403) or "invalid api key" in low or "incorrect api key" in low:
-        return ProviderError(
-            f"{where} rejected the request ({status}): {message}",
-            "set KOMA_API_KEY to a valid key for this server",
-            status=status,
-        )
-    if any(p in low for p in _CONTEXT_PATTERNS):
-        return ContextOverflow(
-            f"the prompt does not fit the model's context: {message}",
-            "shorten the conversation or raise numCtx",
-        )
-    if any(p in low for p in _CAPABILITY_PATTERNS):
-        return CapabilityMissing(message, "pick a model with that capability (see `koma models`)")
-    # Only a message about a model: a bare 404 ("page not found") is a missing route.
-    if "model" in low and ("not found" in low or "does not exist" in low):
-        name = model or "the model"
-        return ModelNotFound(
-            f"model {name!r} not found on {where}: {message}", label.model_hint(name)
-        )
-    if "error parsing tool call" in low:
-        return ProviderError(
-            message, "the model wrote a malformed tool call; try again", status, True
-        )
-    retryable = status in (429, 502, 503) or "loading" in low
-    return ProviderError(f"{where} answered {status}: {message}", None, status, retryable)
 
 
 def _is_loading(err: KomaError) -> bool:
@@ -445,7 +345,7 @@ async def open_stream(
                 path,
                 raw.decode("utf-8", "replace"),
             )
-            err = classify_error(_text_of(raw), response.status_code, label, model)
+            err = classify_error(text_of(raw), response.status_code, label, model)
             # A 503 means "still loading": worth asking again; any other status is final.
             if attempt < retries and _is_loading(err):
                 await asyncio.sleep(backoff * 2 ** (attempt - 1))
