@@ -460,3 +460,21 @@ def test_other_tools_that_run_commands_from_the_repository_make_an_edit_sensitiv
     from koma.engine.tools import edits
 
     assert edits.sensitive_reason(PurePosixPath(name).parts) is not None
+
+
+def test_jwts_webhooks_and_connection_string_passwords_are_kept_from_the_test_process() -> None:
+    """A CI job's OIDC JWT, a chat webhook URL (its path is the credential) and a .NET/ODBC
+    connection string with `Password=` are credentials like `*_TOKEN` and `postgres://u:pw@`:
+    the test process does not get them and their secrets are cut from what the model sees."""
+    from koma.engine.tools.childenv import Redactor, child_env
+
+    environ = {
+        "CI_JOB_JWT": "eyJhbGciOiJSUzI1NiJ9.payload.signature",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+        "ConnectionStrings__Default": "Server=db;User Id=sa;Password=Hunter2-CANARY;",
+        "ODBC_DSN": "DRIVER={x};UID=app;PWD=odbc-CANARY-pw",
+        "PATH": "/usr/bin",
+    }
+    assert child_env(environ=environ) == {"PATH": "/usr/bin"}
+    shown = Redactor.from_environ(environ)("pw Hunter2-CANARY and odbc-CANARY-pw printed")
+    assert "Hunter2-CANARY" not in shown and "odbc-CANARY-pw" not in shown

@@ -41,6 +41,8 @@ CREDENTIAL_NAMES = (
     "*ACCESS_KEY*",
     "*PRIVATE_KEY*",
     "*CREDENTIAL*",
+    "*JWT*",
+    "*WEBHOOK*",
     "*_KEY",
     "*_AUTH",
     "AWS_*",
@@ -73,11 +75,14 @@ MIN_SECRET_CHARS = 6
 # `scheme://user:password@host` anywhere in a value (also in a list such as `NO_PROXY`-style
 # values or `pip`'s space-separated extra index URLs); group 1 is the password.
 _URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:([^\s/@]+)@")
+# `Password=pw;` / `PWD=pw` in a .NET, ODBC or JDBC-style connection string; group 1 is it.
+_CONNECTION_PASSWORD = re.compile(r"(?i)(?:^|[;\s&?])(?:password|pwd)\s*=\s*([^;\s]+)")
 
 
 def url_passwords(value: str) -> list[str]:
-    """The passwords written inside URLs in `value` (`postgres://app:pw@db` gives `pw`)."""
-    return _URL_PASSWORD.findall(value)
+    """The passwords written inside `value`: in URLs (`postgres://app:pw@db` gives `pw`) or as
+    a connection string's `Password=` / `PWD=` part."""
+    return _URL_PASSWORD.findall(value) + _CONNECTION_PASSWORD.findall(value)
 
 
 def is_credential(name: str, value: str | None = None) -> bool:
