@@ -14,6 +14,7 @@ or everyone is never read at all, since someone other than the user could change
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -49,8 +50,9 @@ class ProjectFile:
     path: Path
     data: bytes
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
+        """Hashed once: the bytes never change, and trust, status and prompts all ask."""
         return hashlib.sha256(self.data).hexdigest()
 
 
