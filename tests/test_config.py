@@ -8,16 +8,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from koma.config import (
-    find_project_config,
-    load_settings,
-    normalize_keys,
-    trust_store,
-    user_config_path,
-)
-from koma.config_errors import format_validation_error
 from koma.errors import ConfigError
 from koma.settings import KomaSettings
+from koma.settings.errors import format_validation_error
+from koma.settings.files import find_project_config, trust_store, user_config_path
+from koma.settings.keys import normalize_keys
+from koma.settings.layers import load_settings
 
 
 @pytest.fixture

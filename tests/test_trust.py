@@ -12,18 +12,14 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from koma.config import find_project_config, gather_sources, resolve, trust_store
 from koma.errors import ConfigError, KomaError
 from koma.redaction import remember_secret
-from koma.settings import (
-    DEFAULT_SECRET_PATTERNS,
-    ToolSettings,
-    _Camel,
-    safe,
-    sensitive,
-    sensitive_keys,
-    unmarked_keys,
-)
+from koma.settings import DEFAULT_SECRET_PATTERNS, ToolSettings, sensitive_keys
+from koma.settings.files import find_project_config, trust_store
+from koma.settings.keys import unmarked_keys
+from koma.settings.layers import gather_sources, resolve
+from koma.settings.markers import safe, sensitive
+from koma.settings.schema import _Camel
 from koma.trust import UnsafeConfigFile, read_project_file
 
 

@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from koma.settings import DEFAULT_SECRET_PATTERNS, sensitive_keys
+from koma.settings.keys import leaf_fields
+from koma.settings.markers import in_editor
 
 MANIFEST = Path(__file__).resolve().parents[1] / "clients" / "vscode" / "package.json"
 # Settings of the extension itself that choose the server program and its environment.
 LAUNCH_KEYS = {"koma.server.command", "koma.server.args", "koma.server.env"}
-# Sensitive keys with no VS Code setting, and why.
-NOT_IN_VSCODE = {
-    # settings.json is a plain file that is synced and shared; a key goes in the environment
-    # (`koma.server.env`: KOMA_API_KEY) or the user's Koma config file.
-    "apiKey",
-}
+# Keys the schema gives no editor setting (`in_editor=False`).
+NOT_IN_VSCODE = {key for key, info in leaf_fields() if not in_editor(info)}
 
 
 def manifest() -> dict[str, Any]:
@@ -50,3 +48,10 @@ def test_the_secret_patterns_default_shown_is_the_servers() -> None:
     # drop the credential files the server hides by default.
     properties = manifest()["contributes"]["configuration"]["properties"]
     assert properties["koma.tools.secretPatterns"]["default"] == list(DEFAULT_SECRET_PATTERNS)
+
+
+def test_only_the_api_key_stays_out_of_vscode() -> None:
+    # settings.json is a plain file that is synced and shared; a key goes in the environment
+    # (`koma.server.env`: KOMA_API_KEY) or the user's Koma config file. Any other key needs a
+    # setting, or editor users could not set it at all.
+    assert NOT_IN_VSCODE == {"apiKey"}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koma._lazy import lazy_attributes
+from koma.choices import EFFORTS, PROVIDERS
 from koma.errors import ConfigError, KomaError, ModelNotFound
 from koma.lsp.args import add_lsp_arguments
 
@@ -32,9 +33,9 @@ from koma.lsp.args import add_lsp_arguments
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from koma.config import Resolved
     from koma.providers.base import Provider
     from koma.settings import KomaSettings
+    from koma.settings.layers import Resolved
     from koma.types import GenerationResult, GenerationSettings, ModelInfo
 
 # What command modules (`koma.cli_lifecycle`) import from here, loaded on first use.
@@ -44,8 +45,6 @@ __getattr__ = lazy_attributes(
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-PROVIDERS = ("auto", "ollama", "lmstudio", "openai", "embedded")
-EFFORTS = ("low", "medium", "high")
 # Modules that register more subcommands when imported (model lifecycle, benchmarks, …).
 EXTRA_COMMAND_MODULES: tuple[str, ...] = ("koma.cli_lifecycle",)
 
@@ -119,7 +118,7 @@ def config_from_args(
     args: argparse.Namespace, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> tuple[Resolved, list[str]]:
     """Resolved settings (with their warnings) plus the sources they came from."""
-    from koma.config import gather_sources, resolve
+    from koma.settings.layers import gather_sources, resolve
 
     sources = gather_sources(flag_overrides(args), cwd, env)
     return resolve(sources), [layer.source for layer in sources.layers]
@@ -429,7 +428,8 @@ def _configure_trust(parser: argparse.ArgumentParser) -> None:
 )
 def run_trust(args: argparse.Namespace) -> int:
     """Show exactly what the file would enable, ask, and record its real path and sha256."""
-    from koma.config import read_project, sensitive_keys_in, trust_store
+    from koma.settings.files import read_project, trust_store
+    from koma.settings.layers import sensitive_keys_in
 
     path = _trust_target(args.path)
     store = trust_store()
@@ -469,7 +469,7 @@ def run_trust(args: argparse.Namespace) -> int:
 
 def _trust_target(given: Path | None) -> Path:
     """The file to trust: the argument (a folder means its .koma.toml), else the project's."""
-    from koma.config import PROJECT_FILE, find_project_config
+    from koma.settings.files import PROJECT_FILE, find_project_config
 
     if given is None:
         found = find_project_config()
@@ -489,7 +489,7 @@ def _trust_target(given: Path | None) -> Path:
 
 def _validate_project(path: Path, values: dict[str, Any]) -> None:
     """A file with invalid settings is not trusted: the error names the key, as elsewhere."""
-    from koma.config import Layer, Sources, resolve
+    from koma.settings.layers import Layer, Sources, resolve
 
     resolve(Sources([Layer(str(path), values, path, trust="project")]))
 

@@ -1,7 +1,8 @@
 """The vocabulary every layer shares: messages, settings, stream events and results.
 
-This module imports nothing from Koma, so providers, the engine, the CLI and the language
-server can all speak it without depending on each other.
+This module imports nothing from Koma but `koma.choices` (which imports nothing), so providers,
+the engine, the CLI and the language server can all speak it without depending on each other.
+`Effort` is re-exported from there for the code that speaks of requests.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from koma.choices import Effort
+
 Channel = Literal["thinking", "analysis", "commentary", "final"]
 CHANNELS: tuple[Channel, ...] = ("thinking", "analysis", "commentary", "final")
 REASONING_CHANNELS: tuple[Channel, ...] = ("thinking", "analysis")
-Effort = Literal["low", "medium", "high"]
 Role = Literal["system", "user", "assistant", "tool"]
 
 

@@ -6,86 +6,24 @@
  * actually set — never VS Code's defaults. Pure functions: the vscode API is passed in.
  */
 
-/**
- * Keys under `koma.` the server understands, as dotted paths. `package.json` contributes one
- * setting for each; the unit tests keep the two (and docs/protocol.md) in step.
- */
-export const SERVER_SETTING_KEYS: readonly string[] = [
-  'provider',
-  'baseUrl',
-  'model',
-  'completionModel',
-  'reasoningEffort.completion',
-  'reasoningEffort.actions',
-  'reasoningEffort.chat',
-  'completion.enabled',
-  'completion.debounceMs',
-  'completion.maxTokens',
-  'completion.prefixTokens',
-  'completion.suffixTokens',
-  'completion.multiline',
-  'completion.temperature',
-  'completion.openDocumentsContext',
-  'completion.cacheSize',
-  'completion.route',
-  'completion.speculative',
-  'chat.maxTokens',
-  'chat.systemPrompt',
-  'chat.temperature',
-  'tools.policies',
-  'tools.runTestsCommand',
-  'tools.runTestsTimeoutSeconds',
-  'tools.maxSteps',
-  'tools.maxReadBytes',
-  'tools.secretPatterns',
-  'tools.passEnv',
-  'cache.mode',
-  'cache.persistent',
-  'cache.maxEntries',
-  'memory.maxMemoryGb',
-  'memory.autoUnloadMinutes',
-  'gpu.numGpu',
-  'gpu.numThread',
-  'gpu.mainGpu',
-  'gpu.useMmap',
-  'keepAlive',
-  'numCtx',
-  'preloadOnOpen',
-  'firstByteTimeoutSeconds',
-  'idleTimeoutSeconds',
-];
+import { CLIENT_SETTING_KEYS, LAUNCH_SETTING_KEYS, SENSITIVE_SETTING_KEYS, SERVER_SETTING_KEYS } from './settingKeys.generated';
 
 /**
- * Server keys that choose where code and prompts go or what runs (the server's
- * `koma.settings.sensitive_keys()`; tests/test_vscode_manifest.py keeps the two equal). VS Code
- * takes them from the user's own settings only: `package.json` gives them `machine` scope and
- * lists them as restricted, and `trustedInspection` drops workspace and folder values, because a
- * repository's `.vscode/settings.json` is as untrusted as its `.koma.toml` and Workspace Trust,
- * once granted, is never asked again when a `git pull` changes that file. A project that needs
- * one of them sets it in `.koma.toml`, which applies only once the user trusts that exact file.
+ * The key lists come from the server's settings schema (`scripts/gen_settings.py` writes them
+ * with `package.json`'s settings; tests/test_settings_generated.py fails when they drift):
+ *
+ * - `SERVER_SETTING_KEYS`: keys under `koma.` the server understands, as dotted paths;
+ * - `SENSITIVE_SETTING_KEYS`: those marked sensitive in the schema, choosing where code and
+ *   prompts go or what runs. VS Code takes them from the user's own settings only: `package.json`
+ *   gives them `machine` scope and lists them as restricted, and `trustedInspection` drops
+ *   workspace and folder values, because a repository's `.vscode/settings.json` is as untrusted as
+ *   its `.koma.toml` and Workspace Trust, once granted, is never asked again when a `git pull`
+ *   changes that file. A project that needs one of them sets it in `.koma.toml`, which applies
+ *   only once the user trusts that exact file;
+ * - `CLIENT_SETTING_KEYS`: settings only the extension reads, never sent to the server;
+ *   `LAUNCH_SETTING_KEYS`: those that choose the server program and its environment.
  */
-export const SENSITIVE_SETTING_KEYS: readonly string[] = [
-  'provider',
-  'baseUrl',
-  'chat.systemPrompt',
-  'tools.policies',
-  'tools.runTestsCommand',
-  'tools.runTestsTimeoutSeconds',
-  'tools.maxSteps',
-  'tools.maxReadBytes',
-  'tools.secretPatterns',
-  'tools.passEnv',
-  'cache.persistent',
-];
-
-/** Settings only the extension reads; a change to them restarts the server process. */
-export const CLIENT_SETTING_KEYS: readonly string[] = [
-  'server.command',
-  'server.args',
-  'server.env',
-  'trace.server',
-  'install.systemSitePackages',
-];
+export { CLIENT_SETTING_KEYS, LAUNCH_SETTING_KEYS, SENSITIVE_SETTING_KEYS, SERVER_SETTING_KEYS };
 
 /** The part of `WorkspaceConfiguration.inspect()` that says where a value was set. */
 export interface Inspection {
@@ -95,9 +33,6 @@ export interface Inspection {
 }
 
 export type Inspect = (key: string) => Inspection | undefined;
-
-/** Extension settings that choose the program run as the server and its environment. */
-export const LAUNCH_SETTING_KEYS: readonly string[] = ['server.command', 'server.args', 'server.env'];
 
 /**
  * The part of an inspection that may be used: for a sensitive or launch key only the user's own

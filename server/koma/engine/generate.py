@@ -161,7 +161,7 @@ async def _tool_loop(
 
 
 def _load_settings() -> KomaSettings:
-    from koma.config import load_settings  # lazy: keeps `import koma` light
+    from koma.settings.layers import load_settings  # lazy: keeps `import koma` light
 
     return load_settings()
 

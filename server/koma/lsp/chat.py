@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pygls.uris import to_fs_path
 
+from koma.choices import EFFORTS
 from koma.errors import KomaError
 
 # The engine is imported by the handlers, not before the `initialize` reply (cold start).
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("koma.lsp.chat")
 
 EVENT_METHOD = "koma/chat/event"
-EFFORTS = ("low", "medium", "high")
 # The share of the context window a file or selection may take in a chat message.
 CONTEXT_SHARE = 0.5
 # The most of a file Explain reads from disk (its selection is then cut from it).

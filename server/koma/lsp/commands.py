@@ -150,8 +150,8 @@ async def lifecycle(ls: KomaLanguageServer, params: dict[str, Any], load: bool) 
 
 async def doctor(ls: KomaLanguageServer) -> dict[str, Any]:
     """The `koma doctor --json` report for the server's current settings."""
-    from koma.config import gather_sources
     from koma.engine.doctor import run_doctor
+    from koma.settings.layers import gather_sources
 
     # The lifecycle module registers the local-model rows (memory, quantization, …) on import,
     # as `koma doctor` does, so both reports match.

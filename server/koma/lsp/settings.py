@@ -27,7 +27,7 @@ from lsprotocol import types
 
 from koma.errors import KomaError
 
-# koma.config and koma.settings (pydantic) are imported where settings are read, after the
+# koma.settings (pydantic) are imported where settings are read, after the
 # `initialize` reply: an editor waits for that reply (docs/performance.md, cold start).
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
@@ -113,8 +113,8 @@ def apply_editor_settings(
     `section` is what the editor sent now (None: re-apply what is in force). Later sections
     are laid over the `initializationOptions` one, so a key given only at startup stays.
     """
-    from koma.config import Layer, Sources, drop_none, gather_sources, normalize_keys, resolve
-    from koma.settings import deep_merge
+    from koma.settings.keys import deep_merge, drop_none, normalize_keys
+    from koma.settings.layers import Layer, Sources, gather_sources, resolve
 
     if initial:
         editor = dict(section or {})
@@ -201,7 +201,8 @@ def trust_config(server: KomaLanguageServer, params: Mapping[str, Any]) -> dict[
     its bytes still hash to what the user was shown: a file changed after the prompt is not
     trusted, so a click can never approve contents the user did not see.
     """
-    from koma.config import read_project, sensitive_keys_in, trust_store
+    from koma.settings.files import read_project, trust_store
+    from koma.settings.layers import sensitive_keys_in
 
     path, sha = params.get("path"), params.get("sha256")
     if not isinstance(path, str) or not isinstance(sha, str) or not path or not sha:

@@ -110,7 +110,7 @@ class OpenAICompatProvider(HttpProvider):
         if self.preset and self.preset != "openai":
             self.name = self.preset
         # Only the key the caller passes: settings decide which URL may get which key
-        # (`koma.config.withhold_key`); reading KOMA_API_KEY here would send it anywhere.
+        # (`koma.settings.layers.withhold_key`); reading KOMA_API_KEY here would send it anywhere.
         self.api_key = api_key or None
         remember_secret(self.api_key)
         self.fim = fim

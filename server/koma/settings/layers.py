@@ -7,42 +7,39 @@ bad value; then the layers are deep-merged and validated together.
 
 Trust is separate from precedence. Everything but the project file is the user's own word; the
 project file comes with the repository, so its sensitive keys (`sensitive_keys()`) apply only
-once the user trusted that exact file (`koma.trust`), and it is looked for only inside the
-project: from the start folder up to the VCS root, never above the workspace folder. An API key
-is sent only to a base URL that came from a layer at least as trusted as the key's own layer.
+once the user trusted that exact file (`koma.trust`); where it is looked for is in `files.py`.
+An API key is sent only to a base URL that came from a layer at least as trusted as the key's
+own layer.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import platformdirs
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from koma.config_errors import config_error
-from koma.errors import ConfigError
 from koma.redaction import remember_secret
-from koma.settings import KomaSettings, deep_merge, field_name, field_trust, leaf_fields
-from koma.trust import (
-    ProjectConfig,
-    ProjectFile,
-    TrustStore,
-    UnsafeConfigFile,
-    read_project_file,
-    store_path,
+from koma.settings.errors import config_error
+from koma.settings.files import (
+    find_project_config,
+    parse_toml,
+    read_toml,
+    trust_store,
+    user_config_path,
 )
+from koma.settings.keys import deep_merge, drop_none, leaf_fields, normalize_keys
+from koma.settings.markers import field_trust
+from koma.settings.schema import KomaSettings
+from koma.trust import ProjectConfig, UnsafeConfigFile, read_project_file
 
-logger = logging.getLogger("koma.config")
+logger = logging.getLogger("koma.settings")
 
-PROJECT_FILE = ".koma.toml"
-USER_FILE = "config.toml"
 # Environment variables that carry settings. KOMA_API_KEY becomes `apiKey`, a SecretStr that
 # prints as asterisks, so the key is never shown in a log, an error or an editor.
 ENV_KEYS: Mapping[str, str] = {
@@ -51,9 +48,6 @@ ENV_KEYS: Mapping[str, str] = {
     "KOMA_MODEL": "model",
     "KOMA_API_KEY": "apiKey",
 }
-CONFIG_ENV = "KOMA_CONFIG"
-# A folder holding one of these is a repository root: the project file search stops there.
-VCS_MARKERS = (".git", ".hg", ".svn", ".jj")
 # Hosts that are the provider's own service: a key may always go there over https.
 OFFICIAL_HOSTS = frozenset({"api.openai.com"})
 
@@ -89,138 +83,6 @@ class Resolved:
     settings: KomaSettings
     warnings: list[str] = field(default_factory=list)
     project: ProjectConfig | None = None
-
-
-def user_config_path(env: Mapping[str, str] | None = None) -> Path:
-    """The user config file; `KOMA_CONFIG` points elsewhere (tests, several profiles).
-
-    `KOMA_CONFIG` must be absolute (or start with `~`): a relative path would be resolved
-    against the current folder, so in a repository that ships that file name the repository
-    would become the user — its config trusted, its `trusted.json` beside it. `ConfigError`.
-    """
-    env = os.environ if env is None else env
-    explicit = env.get(CONFIG_ENV)
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_absolute():
-            raise ConfigError(
-                f"{CONFIG_ENV}={explicit!r} is a relative path; it would be read from whatever "
-                "folder Koma runs in (a repository could supply it)",
-                f"give an absolute path, e.g. {CONFIG_ENV}=~/{explicit}",
-            )
-        return path
-    return Path(platformdirs.user_config_dir("koma")) / USER_FILE
-
-
-def trust_store(env: Mapping[str, str] | None = None) -> TrustStore:
-    """The user's trust store: `trusted.json` beside their config file."""
-    return TrustStore(store_path(user_config_path(env).parent))
-
-
-def vcs_root(start: Path) -> Path | None:
-    """The nearest folder at or above `start` that is a repository root, if any.
-
-    The home folder and the folders above it never count: many people keep their dotfiles in
-    a git repository at `~` (or version `/etc`), and taking that as the root of
-    `~/Downloads/project` would let `~/Downloads/.koma.toml` configure it. The search then
-    behaves as without a repository — only `start` itself.
-    """
-    home = _home_folders()
-    for folder in (start, *start.parents):
-        if any(os.path.lexists(folder / marker) for marker in VCS_MARKERS):
-            if folder in home or any(folder in h.parents for h in home):
-                return None
-            return folder
-    return None
-
-
-def _home_folders() -> set[Path]:
-    """The home folder as written and as resolved (none when it cannot be known)."""
-    try:
-        home = Path.home()
-    except (RuntimeError, KeyError):
-        return set()
-    return {Path(os.path.abspath(home)), Path(os.path.realpath(home))}
-
-
-def find_project_config(cwd: Path | None = None, boundary: Path | None = None) -> Path | None:
-    """The nearest `.koma.toml` from `cwd` up to `boundary` (inclusive), never above it.
-
-    Without a boundary it is the repository root above `cwd`, or `cwd` itself when there is
-    none — so a `.koma.toml` in `/tmp` or `~/Downloads` never applies to a folder below it.
-    Anything under the name counts (a FIFO too), so that `read_project_file` can refuse it
-    with a reason instead of it being silently skipped.
-    """
-    here = Path(os.path.abspath(cwd or Path.cwd()))
-    if boundary is None:
-        boundary = vcs_root(here) or here
-    boundary = Path(os.path.abspath(boundary))
-    if here != boundary and boundary not in here.parents:
-        here = boundary  # the start lies outside the workspace: only the workspace itself
-    for folder in (here, *here.parents):
-        candidate = folder / PROJECT_FILE
-        if os.path.lexists(candidate):
-            return candidate
-        if folder == boundary or any(os.path.lexists(folder / m) for m in VCS_MARKERS):
-            return None
-    return None
-
-
-def normalize_keys(
-    data: Mapping[str, Any], model: type[BaseModel] = KomaSettings
-) -> dict[str, Any]:
-    """Rename snake_case keys to the camelCase aliases, following the settings model's shape.
-
-    Free-form mappings (such as `tools.policies`, keyed by tool name) keep their keys as they
-    are; unknown keys are kept too so validation can report them.
-    """
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = field_name(model, str(key))
-        if name is None:
-            out[str(key)] = value
-            continue
-        info = model.model_fields[name]
-        alias = info.alias or name
-        nested = info.annotation
-        if (
-            isinstance(value, Mapping)
-            and isinstance(nested, type)
-            and issubclass(nested, BaseModel)
-        ):
-            out[alias] = normalize_keys(value, nested)
-        else:
-            out[alias] = value
-    return out
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse one config file; a top-level `[koma]` table is accepted like the editor section."""
-    try:
-        with path.open("rb") as handle:
-            return parse_toml(handle.read(), path)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read {path}: {exc.strerror or exc}", "check its permissions"
-        ) from exc
-
-
-def parse_toml(raw: bytes, path: Path) -> dict[str, Any]:
-    """Parse config bytes read already (the project file is hashed and parsed from one read)."""
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file's syntax") from exc
-    except UnicodeDecodeError as exc:  # TOML must be UTF-8; tomllib lets this one through
-        raise ConfigError(
-            f"{path} is not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})",
-            "save the file as UTF-8",
-        ) from exc
-    inner = data.get("koma")
-    if isinstance(inner, dict) and "koma" not in KomaSettings.model_fields:
-        rest = {k: v for k, v in data.items() if k != "koma"}
-        data = deep_merge(rest, inner)
-    return data
 
 
 def env_layer(env: Mapping[str, str]) -> Layer:
@@ -306,15 +168,6 @@ def project_layer(
         values, ignored = untrusted_values(values, below)
     info = ProjectConfig(read.path, state, read.sha256, present, ignored)
     return Layer(str(read.path), values, read.path, trust="project"), info
-
-
-def read_project(path: Path) -> tuple[ProjectFile, dict[str, Any]]:
-    """The project file's bytes and camelCase values, for `koma trust` (raises ConfigError)."""
-    try:
-        read = read_project_file(path)
-    except UnsafeConfigFile as exc:
-        raise ConfigError(f"not reading {exc.reason}", exc.fix) from exc
-    return read, normalize_keys(parse_toml(read.data, read.path))
 
 
 def sensitive_keys_in(values: Mapping[str, Any]) -> list[str]:
@@ -477,14 +330,3 @@ def _last_setting(layers: Sequence[Layer], key: str) -> Layer | None:
         if layer.values.get(key) not in (None, ""):
             return layer
     return None
-
-
-def drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop `None` values at any depth: in CLI overrides and in what an editor sent, `None`
-    (`null`) means "not given", so the key falls back to env, files and defaults (as for
-    `deep_merge`)."""
-    return {
-        str(k): drop_none(v) if isinstance(v, Mapping) else v
-        for k, v in data.items()
-        if v is not None
-    }

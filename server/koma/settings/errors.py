@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from koma.errors import ConfigError
-from koma.settings import KomaSettings, field_name
+from koma.settings.keys import field_name
+from koma.settings.schema import KomaSettings
 
 
 def config_error(err: ValidationError, source: str) -> ConfigError:
