@@ -173,6 +173,9 @@ def test_user_config_path_defaults_to_the_platform_dir() -> None:
         ("[completion]\nmax_tokens = 0\n", ["completion.maxTokens", "greater than 0"]),
         ('modle = "x"\n', ["unknown key 'modle'", "did you mean 'model'"]),
         ("[completion]\nmaxTokns = 3\n", ["completion.maxTokns", "'completion.maxTokens'"]),
+        # A key in the wrong table points at the one it belongs in, not at a neighbour.
+        ('[completion]\nmodel = "x"\n', ["'completion.model'", "did you mean 'completionModel'"]),
+        ("[completion]\nzzzzz = 3\n", ["'completion.zzzzz'", "known keys: completion.enabled"]),
         ('completion = "fast"\n', ["completion must be a table"]),
         ("keep_alive = [1]\n", ["keepAlive", "string", "integer"]),
     ],

@@ -35,7 +35,7 @@ def test_healthy_setup_and_missing_model(editor: Editor, sim: Simulator) -> None
         provider="ollama",
         base_url=sim.url,
         model="gpt-oss:120b",
-        completion={"model": "qwen2.5-coder:1.5b"},
+        completion_model="qwen2.5-coder:1.5b",
     )
     editor.edit("a.py", "x = 1\n")
     report = checkhealth(editor)

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from koma.errors import ConfigError
-from koma.settings.keys import field_name
+from koma.settings.keys import field_name, leaf_fields
 from koma.settings.schema import KomaSettings
 
 
@@ -126,4 +126,11 @@ def _suggest(loc: Sequence[int | str]) -> str:
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     if close:
         return f"did you mean {prefix + close[0]!r}?"
+    # A key put in the wrong table (`completion.model` for `completionModel`): compare the
+    # whole dotted key with every key of the schema.
+    written = ".".join(str(part) for part in loc)
+    elsewhere = [key for key, _ in leaf_fields() if not key.startswith(prefix or "\0")]
+    anywhere = difflib.get_close_matches(written, elsewhere, n=1, cutoff=0.8)
+    if anywhere:
+        return f"did you mean {anywhere[0]!r}?"
     return "known keys: " + ", ".join(prefix + k for k in known)

@@ -1,7 +1,9 @@
---- Koma's options: plugin options (how Neovim runs and shows Koma) and server settings (what
---- `koma lsp` does, see docs/protocol.md).
+--- Koma's options: plugin options (how Neovim runs and shows Koma), validated here, and server
+--- settings (what `koma lsp` does), passed to the server as written.
 ---
---- Server settings are written in snake_case here and sent in the camelCase of the protocol.
+--- The server is the one validator of its settings (its schema is the one description of them,
+--- docs/protocol.md#settings): a key written here that is not a plugin option is sent untouched,
+--- snake_case or camelCase, and a wrong one is reported by the server in one line naming the key.
 --- Only the settings the user wrote are sent, so `KOMA_*` environment variables and Koma's
 --- config files keep working for everything else.
 
@@ -64,115 +66,11 @@ local function one_of(values)
   end
 end
 
-local effort = one_of({ 'low', 'medium', 'high' })
 local list = function(v)
   return vim.islist(v) and vim.iter(v):all(function(x)
     return type(x) == 'string'
   end), 'a list of strings'
 end
-local null_or = function(t)
-  return function(v)
-    return v == vim.NIL or type(v) == t, t .. ' or vim.NIL'
-  end
-end
-
---- Server settings: snake_case key → { camelCase key, validator or nested schema }.
---- A validator is a type name or a function returning ok, expected.
-local server_schema = {
-  provider = { 'provider', one_of({ 'auto', 'ollama', 'lmstudio', 'openai', 'embedded' }) },
-  base_url = { 'baseUrl', 'string' },
-  model = { 'model', 'string' },
-  completion_model = { 'completionModel', 'string' },
-  reasoning_effort = {
-    'reasoningEffort',
-    { completion = { 'completion', effort }, actions = { 'actions', effort }, chat = { 'chat', effort } },
-  },
-  completion = {
-    'completion',
-    {
-      -- `completion.model` is a Lua convenience for the top-level `completionModel`.
-      model = { '@completionModel', 'string' },
-      enabled = { 'enabled', 'boolean' },
-      debounce_ms = { 'debounceMs', null_or('number') },
-      max_tokens = { 'maxTokens', 'number' },
-      prefix_tokens = { 'prefixTokens', 'number' },
-      suffix_tokens = { 'suffixTokens', 'number' },
-      multiline = { 'multiline', one_of({ 'auto', 'always', 'never' }) },
-      temperature = { 'temperature', 'number' },
-      open_documents_context = { 'openDocumentsContext', 'boolean' },
-      cache_size = { 'cacheSize', 'number' },
-      route = { 'route', one_of({ 'auto', 'fim', 'raw', 'chat' }) },
-      speculative = { 'speculative', 'boolean' },
-    },
-  },
-  chat = {
-    'chat',
-    {
-      max_tokens = { 'maxTokens', null_or('number') },
-      system_prompt = { 'systemPrompt', null_or('string') },
-      temperature = { 'temperature', null_or('number') },
-    },
-  },
-  tools = {
-    'tools',
-    {
-      -- Tool names are server identifiers: copied verbatim, never camel-cased.
-      policies = {
-        'policies',
-        function(v)
-          if type(v) ~= 'table' then
-            return false, 'a table of tool = "allow"|"ask"|"deny"'
-          end
-          for k, p in pairs(v) do
-            if type(k) ~= 'string' or not vim.tbl_contains({ 'allow', 'ask', 'deny' }, p) then
-              return false, 'a table of tool = "allow"|"ask"|"deny"'
-            end
-          end
-          return true
-        end,
-      },
-      run_tests_command = { 'runTestsCommand', list },
-      run_tests_timeout_seconds = { 'runTestsTimeoutSeconds', 'number' },
-      max_steps = { 'maxSteps', 'number' },
-      max_read_bytes = { 'maxReadBytes', 'number' },
-      secret_patterns = { 'secretPatterns', list },
-      pass_env = { 'passEnv', list },
-    },
-  },
-  cache = {
-    'cache',
-    {
-      mode = { 'mode', one_of({ 'off', 'deterministic', 'always' }) },
-      persistent = { 'persistent', 'boolean' },
-      max_entries = { 'maxEntries', 'number' },
-    },
-  },
-  memory = {
-    'memory',
-    {
-      max_memory_gb = { 'maxMemoryGb', null_or('number') },
-      auto_unload_minutes = { 'autoUnloadMinutes', null_or('number') },
-    },
-  },
-  gpu = {
-    'gpu',
-    {
-      num_gpu = { 'numGpu', null_or('number') },
-      num_thread = { 'numThread', null_or('number') },
-      main_gpu = { 'mainGpu', null_or('number') },
-      use_mmap = { 'useMmap', null_or('boolean') },
-    },
-  },
-  keep_alive = {
-    'keepAlive',
-    function(v)
-      return type(v) == 'string' or type(v) == 'number', 'a duration string or seconds'
-    end,
-  },
-  num_ctx = { 'numCtx', null_or('number') },
-  preload_on_open = { 'preloadOnOpen', 'boolean' },
-}
-M.server_schema = server_schema
 
 local plugin_schema = {
   cmd = { 'table', 'function' },
@@ -196,49 +94,23 @@ local function check(path, value, validator)
   end
 end
 
---- Translate user server settings into the protocol's camelCase table.
----@param user table
----@param schema table
----@param prefix string
----@param out table camelCase result for this level
----@param root table camelCase result at the top level (for keys hoisted with '@')
-local function translate(user, schema, prefix, out, root)
-  for key, value in pairs(user) do
-    local path = prefix .. key
-    local entry = schema[key]
-    if not entry then
-      error(('unknown option %q'):format(path), 0)
-    end
-    local camel, rule = entry[1], entry[2]
-    local target = out
-    if camel:sub(1, 1) == '@' then
-      camel, target = camel:sub(2), root
-    end
-    if type(rule) == 'table' and not vim.islist(rule) then
-      check(path, value, 'table')
-      target[camel] = target[camel] or {}
-      translate(value, rule, path .. '.', target[camel], root)
-      if next(target[camel]) == nil then
-        -- e.g. `completion = { model = ... }` only sets the top-level completionModel.
-        target[camel] = nil
-      end
-    else
-      check(path, value, rule)
-      if camel == 'policies' and next(value) == nil then
-        -- An empty Lua table would be encoded as a JSON array; policies is an object.
-        value = vim.empty_dict()
-      end
-      target[camel] = value
-    end
+--- A server setting must survive the trip as JSON (no functions, userdata or cycles); what it
+--- means is the server's to judge.
+---@param key string
+---@param value any
+local function check_json(key, value)
+  local ok = pcall(vim.json.encode, value)
+  if not ok then
+    error(('%s: expected a value JSON can carry (server setting), got %s'):format(key, vim.inspect(value)), 0)
   end
 end
 
 ---@class koma.ResolvedConfig
 ---@field plugin koma.PluginOptions
----@field server table camelCase settings the user set (the `koma` section)
+---@field server table the server settings the user set, as written (the `koma` section)
 
---- Validate `opts` and split it into plugin options and server settings.
---- Raises a readable error naming the offending key.
+--- Validate the plugin options in `opts` and split off the server settings (every other key).
+--- Raises a readable error naming the offending plugin option.
 ---@param opts table?
 ---@return koma.ResolvedConfig
 function M.resolve(opts)
@@ -247,7 +119,7 @@ function M.resolve(opts)
     error('setup() expects a table', 0)
   end
   local plugin = vim.deepcopy(M.plugin_defaults)
-  local user_server = {}
+  local server = {}
   for key, value in pairs(opts) do
     if key == 'keymaps' then
       check('keymaps', value, 'table')
@@ -284,14 +156,11 @@ function M.resolve(opts)
     elseif plugin_schema[key] then
       check(key, value, plugin_schema[key])
       plugin[key] = value
-    elseif server_schema[key] then
-      user_server[key] = value
     else
-      error(('unknown option %q'):format(key), 0)
+      check_json(key, value)
+      server[key] = vim.deepcopy(value)
     end
   end
-  local server = {}
-  translate(user_server, server_schema, '', server, server)
   return { plugin = plugin, server = next(server) and server or vim.empty_dict() }
 end
 
