@@ -84,3 +84,14 @@ def test_vscode_offers_every_editor_key_with_the_schemas_type_default_and_bounds
         for key in properties
         if key.removeprefix("koma.") not in {k for k, _ in leaf_fields()}
     }
+
+
+def test_the_check_command_names_the_stale_files_and_the_fix(
+    gen: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert gen.main(["--check"]) == 0
+    monkeypatch.setattr(KomaSettings.model_fields["num_ctx"], "description", "x.")
+    assert gen.main(["--check"]) == 1  # and writes nothing
+    out = capsys.readouterr().out
+    assert "clients/vscode/package.json is out of date: run `python scripts/gen_settings.py`" in out
+    assert "docs/protocol.md is out of date" in out

@@ -101,7 +101,8 @@ end
 local function check_json(key, value)
   local ok = pcall(vim.json.encode, value)
   if not ok then
-    error(('%s: expected a value JSON can carry (server setting), got %s'):format(key, vim.inspect(value)), 0)
+    local message = '%s: expected a value JSON can carry (server setting), got %s'
+    error(message:format(key, vim.inspect(value)), 0)
   end
 end
 
