@@ -1,9 +1,9 @@
 """Where settings come from, and in which order they win.
 
-Precedence (DESIGN.md): overrides (CLI flags, or what the editor sent) > `KOMA_*` environment
-variables > the project's `.koma.toml` > the user's `config.toml` > defaults. Each layer is
-validated on its own first, so an error names the exact file, variable or flag that holds the
-bad value; then the layers are deep-merged and validated together.
+Precedence (docs/protocol.md#settings): overrides (CLI flags, or what the editor sent) >
+`KOMA_*` environment variables > the project's `.koma.toml` > the user's `config.toml` >
+defaults. Each layer is validated on its own first, so an error names the exact file, variable
+or flag that holds the bad value; then the layers are deep-merged and validated together.
 
 Trust is separate from precedence. Everything but the project file is the user's own word; the
 project file comes with the repository, so its sensitive keys (`sensitive_keys()`) apply only
