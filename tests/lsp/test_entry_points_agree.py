@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import isolated_project  # noqa: F401  (autouse: an empty project, no KOMA_*)
 
+from cli_support import isolated_project  # noqa: F401  (autouse: an empty project, no KOMA_*)
 from koma import generate
 from koma.cli import main as koma_main
 
