@@ -1,9 +1,12 @@
-"""Chat conversations: history per chat id, context-window fitting, and the turn runner.
+"""Chat conversations: history per chat id, context-window fitting, shared code, the turn runner.
 
 A conversation keeps the system prompt and the finished turns. Before each request the history
 is fitted into the model's context window: the system prompt and the new message always stay,
 then whole earlier turns are kept newest-first while they fit — a local model's context is
 small and silently truncated by some servers (Ollama), so Koma trims it deliberately instead.
+Tokens are estimated with `koma.engine.tokens`, like every other budget. A file or selection
+the user shares goes in front of their message (`with_shared_code`), clipped to its share of
+the window.
 
 Reasoning is not carried across turns: once a turn ends with a final answer its analysis is
 dropped from history (the gpt-oss / Harmony rule, and llama.cpp's template rejects it anyway).
