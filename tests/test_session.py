@@ -167,3 +167,18 @@ async def test_the_cache_follows_its_settings(old: Simulator) -> None:
         assert (session.response_cache.mode, session.response_cache.max_entries) == ("always", 7)
     finally:
         await session.aclose()
+
+
+async def test_settings_that_move_while_auto_probes_never_get_the_old_server(
+    old: Simulator, new: Simulator
+) -> None:
+    session = Session(KomaSettings.model_validate({"provider": "auto", "baseUrl": old.url}))
+    try:
+        resolving = asyncio.create_task(session.provider())
+        await asyncio.sleep(0)  # the probe of the old URL is on the wire
+        session.reconfigure(KomaSettings.model_validate({"provider": "auto", "baseUrl": new.url}))
+        provider = await resolving
+        assert provider.base_url == new.url
+        assert "/api/version" in [r.path for r in new.requests]  # probed anew
+    finally:
+        await session.aclose()

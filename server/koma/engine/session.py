@@ -81,6 +81,7 @@ class Session:
         self._settings = settings
         self._given = provider
         self._cache = cache
+        self._cache_configured = False
         self._provider: InFlightProvider | None = None
         self._cached: Provider | None = None
         self._lock = asyncio.Lock()
@@ -103,13 +104,16 @@ class Session:
         if self._given is not None:
             return self._given
         async with self._lock:
-            if self._provider is None:
+            while self._provider is None:
                 from koma.engine.lifecycle.context import SafeContextPolicy
                 from koma.providers.registry import resolve_provider
 
-                resolved = await resolve_provider(
-                    self._settings, context_policy=SafeContextPolicy()
-                )
+                wanted = self._settings
+                resolved = await resolve_provider(wanted, context_policy=SafeContextPolicy())
+                if _provider_changed(wanted, self._settings):
+                    # The settings moved while `auto` probed: never hand out the old server.
+                    await resolved.aclose()
+                    continue
                 self._provider = InFlightProvider(resolved)
             return self._provider
 
@@ -120,17 +124,26 @@ class Session:
 
     @property
     def response_cache(self) -> ResponseCache:
-        """The response cache, made on first use and kept in step with `cache.*`."""
+        """The response cache, made on first use; `reconfigure` keeps it in step with `cache.*`.
+
+        A cache passed in (the Python API's process-wide one) is configured on first use too.
+        """
         cache = self._settings.cache
         if self._cache is None:
             self._cache = ResponseCache(
                 max_entries=cache.max_entries, persistent=cache.persistent, mode=cache.mode
             )
-        else:
+        elif not self._cache_configured:
+            self._configure_cache()
+        self._cache_configured = True
+        return self._cache
+
+    def _configure_cache(self) -> None:
+        if self._cache is not None:
+            cache = self._settings.cache
             self._cache.configure(
                 mode=cache.mode, max_entries=cache.max_entries, persistent=cache.persistent
             )
-        return self._cache
 
     async def cached_provider(self) -> Provider:
         """The provider behind the response cache, for chat and actions.
@@ -250,10 +263,10 @@ class Session:
         old, self._settings = self._settings, settings
         if settings == old:
             return False
-        if any(getattr(old, key) != getattr(settings, key) for key in PROVIDER_KEYS):
+        if _provider_changed(old, settings):
             self._retire()
-        if self._cache is not None and old.cache != settings.cache:
-            self.response_cache  # noqa: B018  (configures the cache from the new settings)
+        if old.cache != settings.cache:
+            self._configure_cache()
         if any(getattr(old, key) != getattr(settings, key) for key in MODEL_KEYS):
             self._chosen_model = None
         return True
@@ -277,6 +290,10 @@ class Session:
                 await provider.close_now()
             except Exception:
                 logger.exception("closing provider failed")
+
+
+def _provider_changed(old: KomaSettings, new: KomaSettings) -> bool:
+    return any(getattr(old, key) != getattr(new, key) for key in PROVIDER_KEYS)
 
 
 async def choose_model(provider: Provider) -> str:
