@@ -15,10 +15,12 @@ import pytest
 
 from koma import generate_text
 from koma.engine.cache import CachedProvider
+from koma.engine.doctor import DoctorContext, check_model
 from koma.engine.inflight import InFlightProvider, ProviderRetired
 from koma.engine.session import Session
 from koma.settings import KomaSettings
 from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
+from koma.types import ModelInfo
 
 LONG_ANSWER = " ".join(f"word{i}" for i in range(200))
 
@@ -182,3 +184,13 @@ async def test_settings_that_move_while_auto_probes_never_get_the_old_server(
         assert "/api/version" in [r.path for r in new.requests]  # probed anew
     finally:
         await session.aclose()
+
+
+async def test_koma_doctor_names_the_model_the_session_would_use() -> None:
+    listed = [ModelInfo(name="first"), ModelInfo(name="in-memory", loaded=True)]
+    context = DoctorContext(KomaSettings(), None, facts={"models": listed})
+    check = await check_model(context)
+    assert check is not None and "in-memory" in check.detail
+    assert context.facts["model"] == "in-memory"
+    empty = DoctorContext(KomaSettings(), None, facts={"models": []})
+    assert (await check_model(empty)) is not None and "model" not in empty.facts

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 from koma.engine.cache import ResponseCache
@@ -43,7 +43,7 @@ from koma.engine.tokens import DEFAULT_CONTEXT_TOKENS
 from koma.errors import ModelNotFound
 from koma.providers.base import Provider
 from koma.settings import KomaSettings
-from koma.types import Effort, GenerationSettings
+from koma.types import Effort, GenerationSettings, ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -296,14 +296,21 @@ def _provider_changed(old: KomaSettings, new: KomaSettings) -> bool:
     return any(getattr(old, key) != getattr(new, key) for key in PROVIDER_KEYS)
 
 
+def server_choice(models: Sequence[ModelInfo]) -> str | None:
+    """The model used when none is configured: a loaded one (no wait for a load, no second
+    model pushed into memory), else the first listed; None when the server has none."""
+    loaded = [m for m in models if m.loaded]
+    chosen = (loaded or list(models))[:1]
+    return chosen[0].name if chosen else None
+
+
 async def choose_model(provider: Provider) -> str:
-    """The server's model when none is configured: a loaded one, else the first listed."""
-    models = await provider.list_models()
-    if not models:
+    """`server_choice` of what the provider lists; `ModelNotFound` when it lists nothing."""
+    chosen = server_choice(await provider.list_models())
+    if chosen is None:
         raise ModelNotFound(
             f"{provider.name} at {provider.base_url or 'its default address'} has no models",
             "pull or load one (e.g. `koma pull gpt-oss:20b`), or name one: --model, the "
             "koma.model setting, KOMA_MODEL or model=...",
         )
-    loaded = [m for m in models if m.loaded]
-    return (loaded or models)[0].name
+    return chosen
