@@ -69,11 +69,10 @@ def _make_pipeline(server: KomaLanguageServer) -> CompletionPipeline:
         provider = await session.provider()
         model = await session.model("completion")
         settings = session.request_settings("completion")
-        assert settings.reasoning_effort is not None  # always set for a feature
         return ModelTarget(
             provider,
             model,
-            effort=settings.reasoning_effort,
+            effort=session.effort("completion"),
             keep_alive=settings.keep_alive,
             num_ctx=settings.num_ctx,
         )
