@@ -17,15 +17,15 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koma._lazy import lazy_attributes
 from koma.choices import EFFORTS, PROVIDERS
-from koma.errors import ConfigError, KomaError, ModelNotFound
+from koma.errors import ConfigError, KomaError
 from koma.lsp.args import add_lsp_arguments
 
 # `koma lsp` must answer the editor's `initialize` fast (docs/performance.md), so rich, the
@@ -33,6 +33,7 @@ from koma.lsp.args import add_lsp_arguments
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from koma.engine.session import Session
     from koma.providers.base import Provider
     from koma.settings import KomaSettings
     from koma.settings.layers import Resolved
@@ -153,29 +154,29 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
-async def open_provider(settings: KomaSettings) -> Provider:
-    """The configured provider; `auto` probes Ollama, then LM Studio (engine's registry).
+def open_session(settings: KomaSettings) -> Session:
+    """The engine session of one command: provider, model and request settings.
 
-    Ollama gets the largest num_ctx that fits this machine when `numCtx` is not set.
+    The same object the language server and the Python API hold, so `koma chat` sends what
+    the editor and `koma.generate` send for the same settings; close it with `aclose()`.
     """
-    from koma.engine.lifecycle.context import SafeContextPolicy
-    from koma.providers.registry import resolve_provider
+    from koma.engine.session import Session
 
-    return await resolve_provider(settings, context_policy=SafeContextPolicy())
+    return Session(settings)
 
 
-async def pick_model(settings: KomaSettings, provider: Provider) -> str:
-    """The configured model, or the server's first one so a bare `koma chat` just works."""
-    if settings.model:
-        return settings.model
-    models = await provider.list_models()
-    loaded = [m.name for m in models if m.loaded]
-    if loaded or models:
-        return (loaded or [m.name for m in models])[0]
-    raise ModelNotFound(
-        f"{provider.name} at {provider.base_url} has no models",
-        "pull or load one (e.g. `ollama pull gpt-oss:20b`), then pass --model",
-    )
+@asynccontextmanager
+async def open_provider(settings: KomaSettings) -> AsyncIterator[Provider]:
+    """The configured provider for one command, closed when the block ends.
+
+    `auto` probes Ollama, then LM Studio; Ollama gets the largest num_ctx that fits this
+    machine when `numCtx` is not set (`Session.provider`).
+    """
+    session = open_session(settings)
+    try:
+        yield await session.provider()
+    finally:
+        await session.aclose()
 
 
 # ---------------------------------------------------------------- chat
@@ -212,12 +213,17 @@ async def run_chat(args: argparse.Namespace) -> int:
     if system:
         messages.append(Message.system(system))
     messages.append(Message.user(prompt))
-    generation = chat_generation_settings(settings, args)
+    if args.no_cache:
+        settings = settings.model_copy(
+            update={"cache": settings.cache.model_copy(update={"mode": "off"})}
+        )
+    session = open_session(settings)
+    generation = chat_generation_settings(session, args)
     out, err = make_console(), make_console(stderr=True)
     printer = ChatPrinter(out, err, show_thinking=not args.hide_thinking and not args.json)
-    provider = with_cache(await open_provider(settings), settings, enabled=not args.no_cache)
     try:
-        model = await pick_model(settings, provider)
+        provider = await session.cached_provider()
+        model = await session.model("chat")
         stream = stream_text(model=model, messages=messages, settings=generation, provider=provider)
         async with aclosing(stream) as events:
             async for event in events:
@@ -226,7 +232,7 @@ async def run_chat(args: argparse.Namespace) -> int:
                 elif isinstance(event, Done):
                     printer.result = event.result
     finally:
-        await provider.aclose()
+        await session.aclose()
     result: GenerationResult | None = printer.result
     if result is None:
         raise KomaError("the stream ended without a result", "run `koma doctor`")
@@ -239,36 +245,15 @@ async def run_chat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def chat_generation_settings(
-    settings: KomaSettings, args: argparse.Namespace
-) -> GenerationSettings:
-    """Flags first, then the `chat.*` and placement settings; None leaves the server default."""
-    from koma.types import GenerationSettings
-
-    gpu = settings.gpu
-    return GenerationSettings(
-        reasoning_effort=args.effort or settings.reasoning_effort.chat,
-        max_tokens=args.max_tokens or settings.chat.max_tokens,
-        temperature=args.temperature if args.temperature is not None else settings.chat.temperature,
+def chat_generation_settings(session: Session, args: argparse.Namespace) -> GenerationSettings:
+    """The session's chat request settings, with the flags given laid over them."""
+    return session.request_settings(
+        "chat",
+        effort=args.effort,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
         seed=args.seed,
-        num_ctx=settings.num_ctx,
-        keep_alive=settings.keep_alive,
-        num_gpu=gpu.num_gpu,
-        num_thread=gpu.num_thread,
-        main_gpu=gpu.main_gpu,
-        use_mmap=gpu.use_mmap,
     )
-
-
-def with_cache(provider: Provider, settings: KomaSettings, *, enabled: bool) -> Provider:
-    """Each `koma` run is a new process, so only the persistent cache can ever answer."""
-    cache = settings.cache
-    if not enabled or cache.mode == "off" or not cache.persistent:
-        return provider
-    from koma.engine.cache import ResponseCache
-
-    store = ResponseCache(max_entries=cache.max_entries, persistent=True, mode=cache.mode)
-    return store.wrap(provider)
 
 
 def read_prompt(prompt: str | None) -> str:
@@ -308,12 +293,9 @@ async def run_models(args: argparse.Namespace) -> int:
     from koma.cli_render import make_console, models_table, print_json
 
     settings, _ = settings_from_args(args)
-    provider = await open_provider(settings)
-    try:
+    async with open_provider(settings) as provider:
         models = await with_capabilities(provider, await provider.list_models())
         maxima = await with_context_windows(provider, models, settings.num_ctx)
-    finally:
-        await provider.aclose()
     out = make_console()
     if args.json:
         data = {
@@ -379,13 +361,14 @@ async def run_doctor_command(args: argparse.Namespace) -> int:
 
     resolved, sources = config_from_args(args)
     settings = resolved.settings
+    session = open_session(settings)
     provider: Provider | None = None
     error: KomaError | None = None
     try:
-        provider = await open_provider(settings)
-    except KomaError as exc:
-        error = exc
-    try:
+        try:
+            provider = await session.provider()
+        except KomaError as exc:
+            error = exc
         report = await run_doctor(
             settings,
             provider,
@@ -395,8 +378,7 @@ async def run_doctor_command(args: argparse.Namespace) -> int:
             warnings=resolved.warnings,
         )
     finally:
-        if provider is not None:
-            await provider.aclose()
+        await session.aclose()
     out = make_console()
     if args.json:
         print_json(out, report.to_dict())

@@ -25,6 +25,7 @@ from koma.cli import (
     command,
     make_console,
     open_provider,
+    open_session,
     print_json,
     settings_from_args,
 )
@@ -41,7 +42,6 @@ from koma.engine.lifecycle.pull import PullSnapshot, format_eta, pull_model
 from koma.engine.lifecycle.variants import create_variant, harmony_warnings
 from koma.errors import ConfigError, KomaError
 from koma.settings import KomaSettings
-from koma.types import GenerationSettings
 
 
 def _model_argument(args: argparse.Namespace, settings: KomaSettings) -> str:
@@ -73,7 +73,6 @@ async def run_pull(args: argparse.Namespace) -> int:
     settings, _ = settings_from_args(args)
     model = _model_argument(args, settings)
     err = make_console(stderr=True)
-    provider = await open_provider(settings)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -100,13 +99,12 @@ async def run_pull(args: argparse.Namespace) -> int:
         )
 
     try:
-        with progress:
-            final = await pull_model(provider, model, show)
+        async with open_provider(settings) as provider:
+            with progress:
+                final = await pull_model(provider, model, show)
     except asyncio.CancelledError:
         err.print(Text(f"pull of {model} stopped; `koma pull {model}` resumes it", style="yellow"))
         raise
-    finally:
-        await provider.aclose()
     took = time.perf_counter() - started
     if args.json:
         print_json(make_console(), {"model": model, "seconds": round(took, 3), **final.to_dict()})
@@ -142,11 +140,8 @@ async def run_preload(args: argparse.Namespace) -> int:
     settings, _ = settings_from_args(args)
     model = _model_argument(args, settings)
     keep = _keep_alive(args.keep_alive)
-    provider = await open_provider(settings)
-    try:
+    async with open_provider(settings) as provider:
         message = await provider.load(model, keep_alive=keep)
-    finally:
-        await provider.aclose()
     _report(args, {"ok": True, "model": model, "message": message})
     return EXIT_OK
 
@@ -160,11 +155,8 @@ def _configure_unload(parser: argparse.ArgumentParser) -> None:
 async def run_unload(args: argparse.Namespace) -> int:
     settings, _ = settings_from_args(args)
     model = _model_argument(args, settings)
-    provider = await open_provider(settings)
-    try:
+    async with open_provider(settings) as provider:
         message = await provider.unload(model)
-    finally:
-        await provider.aclose()
     _report(args, {"ok": True, "model": model, "message": message})
     return EXIT_OK
 
@@ -239,8 +231,7 @@ async def run_model(args: argparse.Namespace) -> int:
         body.update({k: {n: str(p) for n, p in v.items()} for k, v in _uploads(request).items()})
         print_json(make_console(), body)
         return EXIT_OK
-    provider = await open_provider(settings)
-    try:
+    async with open_provider(settings) as provider:
         architecture = None
         if "from" in request.body:
             try:
@@ -250,8 +241,6 @@ async def run_model(args: argparse.Namespace) -> int:
         for warning in request.warnings + harmony_warnings(request, architecture):
             err.print(Text(f"warning: {warning}", style="yellow"))
         await create_variant(provider, request, lambda status: err.print(status, style="dim"))
-    finally:
-        await provider.aclose()
     make_console().print(f"created {args.name}")
     return EXIT_OK
 
@@ -282,12 +271,11 @@ async def run_bench(args: argparse.Namespace) -> int:
     if args.max_tokens <= 0:
         raise ConfigError("--max-tokens must be positive")
     prompts = args.prompt or list(DEFAULT_PROMPTS)
-    generation = GenerationSettings(
-        max_tokens=args.max_tokens,
-        reasoning_effort=args.effort or "low",
-        temperature=0,
-        keep_alive=settings.keep_alive,
-        num_ctx=settings.num_ctx,
+    session = open_session(settings)
+    # A chat request as `koma chat` would send it (placement too), at low effort unless
+    # --effort says otherwise, greedy so runs compare.
+    generation = session.request_settings(
+        "chat", effort=args.effort or "low", max_tokens=args.max_tokens, temperature=0
     )
     err = make_console(stderr=True)
 
@@ -295,11 +283,10 @@ async def run_bench(args: argparse.Namespace) -> int:
         if not args.json:
             err.print(f"prompt {index + 1}/{len(prompts)} done", style="dim")
 
-    provider = await open_provider(settings)
     try:
-        report = await bench(provider, model, prompts, generation, progress)
+        report = await bench(await session.provider(), model, prompts, generation, progress)
     finally:
-        await provider.aclose()
+        await session.aclose()
     if args.json:
         print_json(make_console(), report.to_dict())
     else:

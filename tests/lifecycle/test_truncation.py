@@ -86,12 +86,13 @@ async def test_an_oversized_completion_prompt_is_reported(
 
 
 def test_request_token_estimates() -> None:
+    # The engine's one estimate (engine.tokens): 3.5 characters a token, rounded up.
     assert estimate_tokens("") == 0
-    assert estimate_tokens("abcd" * 100) == 100
-    chat = ChatRequest("m", [Message.system("x" * 40), Message.user("y" * 400)])
-    assert request_tokens(chat) == (4 + 10) + (4 + 100)
-    fim = CompletionRequest("m", "a" * 400, suffix="b" * 40, system="c" * 4)
-    assert request_tokens(fim) == 100 + 10 + 1
+    assert estimate_tokens("abcdefg" * 100) == 200
+    chat = ChatRequest("m", [Message.system("x" * 35), Message.user("y" * 700)])
+    assert request_tokens(chat) == (4 + 10) + (4 + 200)
+    fim = CompletionRequest("m", "a" * 700, suffix="b" * 35, system="c" * 4)
+    assert request_tokens(fim) == 200 + 10 + 2
 
 
 def turn(i: int) -> list[Message]:

@@ -1,9 +1,12 @@
-"""Chat conversations: history per chat id, context-window fitting, and the turn runner.
+"""Chat conversations: history per chat id, context-window fitting, shared code, the turn runner.
 
 A conversation keeps the system prompt and the finished turns. Before each request the history
 is fitted into the model's context window: the system prompt and the new message always stay,
 then whole earlier turns are kept newest-first while they fit — a local model's context is
 small and silently truncated by some servers (Ollama), so Koma trims it deliberately instead.
+Tokens are estimated with `koma.engine.tokens`, like every other budget. A file or selection
+the user shares goes in front of their message (`with_shared_code`), clipped to its share of
+the window.
 
 Reasoning is not carried across turns: once a turn ends with a final answer its analysis is
 dropped from history (the gpt-oss / Harmony rule, and llama.cpp's template rejects it anyway).
@@ -17,13 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from koma.engine.tokens import DEFAULT_CONTEXT_TOKENS, file_context_chars, message_tokens
 from koma.errors import ContextOverflow, StreamError
 from koma.providers.base import ChatRequest, Provider
 from koma.types import (
@@ -41,24 +44,9 @@ DEFAULT_SYSTEM_PROMPT = (
     "language name. When the user shares a file or selection, refer to it by its path and "
     "line numbers."
 )
-# Rough characters per token for code and English; errs towards over-counting.
-CHARS_PER_TOKEN = 3.5
-PER_MESSAGE_TOKENS = 4
-DEFAULT_CONTEXT_TOKENS = 8192
 MAX_CONVERSATIONS = 100
 
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
-
-
-def message_tokens(message: Message) -> int:
-    total = PER_MESSAGE_TOKENS + estimate_tokens(message.content)
-    if message.thinking:
-        total += estimate_tokens(message.thinking)
-    for call in message.tool_calls:
-        total += estimate_tokens(call.name + call.arguments_json())
-    return total
+Span = tuple[tuple[int, int], tuple[int, int]]
 
 
 def reserve_for_answer(context_tokens: int, max_tokens: int | None) -> int:
@@ -105,6 +93,60 @@ def fit_history(
         used += cost
     earlier = [m for turn in reversed(kept) for m in turn]
     return ([system] if system else []) + earlier + list(current)
+
+
+def selection_lines(text: str, span: Span | None) -> tuple[int, int, str]:
+    """Whole lines of a selection (all lines without one), clamped to the document.
+
+    Returns (first line, last line, their text), 0-based. A selection that ends at the start
+    of a line does not take that line.
+    """
+    lines = text.split("\n")
+    if span is None:
+        return 0, len(lines) - 1, text
+    first = min(max(span[0][0], 0), len(lines) - 1)
+    last = min(max(span[1][0], first), len(lines) - 1)
+    if last > first and span[1][1] == 0:
+        last -= 1
+    return first, last, "\n".join(lines[first : last + 1])
+
+
+def with_shared_code(
+    message: str,
+    *,
+    path: str,
+    language: str,
+    text: str,
+    span: Span | None,
+    context_tokens: int,
+    redact: Callable[[str], str] = lambda code: code,
+) -> str:
+    """The user's message prefixed with the file or selection they shared, fitted to the model.
+
+    The code takes at most `tokens.file_context_chars(context_tokens)` characters (clipped and
+    said so), so the message and the history still fit; `redact` cuts known secret values
+    before anything is measured or sent. A bare cursor (empty span) shares the whole file.
+    """
+    if span is not None and span[0] == span[1]:
+        span = None
+    first, last, code = selection_lines(text, span)
+    code = redact(code)
+    max_chars = file_context_chars(context_tokens)
+    clipped = ""
+    if len(code) > max_chars:
+        code = code[:max_chars]
+        clipped = " (clipped)"
+    what = "selection" if span is not None else "file"
+    fence = "````" if "```" in code else "```"
+    return (
+        f"The user's {what}: {path}, lines {first + 1}-{last + 1}{clipped}\n"
+        f"{fence}{language}\n{code}\n{fence}\n\n{message}"
+    )
+
+
+def shared_code_read_limit(context_tokens: int) -> int:
+    """How many bytes of a shared file to read: enough for what `with_shared_code` keeps."""
+    return file_context_chars(context_tokens) * 4 + 4
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from koma.engine.lifecycle.context import ContextWindow
+from koma.engine.session import server_choice
 from koma.errors import KomaError, ModelNotFound, ProviderUnreachable
 from koma.providers.base import Provider
 from koma.settings import KomaSettings
@@ -230,14 +231,15 @@ async def check_model(ctx: DoctorContext) -> Check | None:
     wanted = ctx.settings.model
     names = [m.name for m in models]
     if wanted is None:
-        if not names:
+        chosen = server_choice(models)  # the rule chat and completion use
+        if chosen is None:
             return Check("model", "warn", "no model configured and none available", "koma models")
-        ctx.facts["model"] = names[0]
+        ctx.facts["model"] = chosen
         return Check(
             "model",
             "warn",
-            f"no model configured; Koma uses the first one listed: {names[0]}",
-            f'set model = "{names[0]}" in .koma.toml, or pass --model',
+            f"no model configured; Koma uses {chosen} (a loaded model, else the first listed)",
+            f'set model = "{chosen}" in .koma.toml, or pass --model',
         )
     if _present(wanted, names):
         ctx.facts["model"] = wanted

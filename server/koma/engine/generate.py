@@ -19,10 +19,14 @@ makes are then run and their results fed back until it answers (`tools.maxSteps`
 and the stream carries each step's events with one `Done` at the end. A list of raw JSON tool
 definitions is only sent along: the calls come back in `result.tool_calls` unanswered.
 
-Without an explicit `provider`, Koma's own settings decide (flags are absent here, so `KOMA_*`
-variables, `.koma.toml`, the user config and defaults), the provider is resolved as the CLI
-would (probing for `auto`), wrapped in the shared response cache as `cache.mode` says, and
-closed again when the stream ends.
+Whatever the call leaves out, Koma's own settings decide (flags are absent here, so `KOMA_*`
+variables, `.koma.toml`, the user config and defaults) through the same engine `Session` the
+CLI and the language server hold (`koma.engine.session`): the provider is resolved as they
+resolve it (probing for `auto`, with the context planned from free memory for Ollama), wrapped
+in the process-wide response cache as `cache.*` says, and closed again when the stream ends;
+the model is `model`, else a loaded one, else the first listed; the request settings are the
+chat's (`reasoningEffort.chat`, `chat.*`, `numCtx`, `keepAlive`, `gpu.*`). A `provider` you
+pass is used as it is: not cached, not closed.
 """
 
 from __future__ import annotations
@@ -33,15 +37,14 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
-from koma.engine.cache import ResponseCache
 from koma.engine.stream import collect, stream_events
 from koma.engine.tools.toolkit import is_tool_definitions
-from koma.errors import ConfigError, ModelNotFound
+from koma.errors import ConfigError
 from koma.providers.base import ChatRequest, Provider
 from koma.types import GenerationResult, GenerationSettings, Message, StreamEvent
 
 if TYPE_CHECKING:
-    from koma.settings import KomaSettings
+    from koma.engine.session import Session
 
 
 def stream_text(
@@ -99,30 +102,23 @@ async def _stream(
     provider: Provider | None,
     tools: object,
 ) -> AsyncGenerator[StreamEvent, None]:
-    owned = provider is None
-    koma_settings: KomaSettings | None = None
-    if provider is None or model is None or settings is None:
-        koma_settings = _load_settings()
-    if provider is None:
-        assert koma_settings is not None
-        provider = await _resolve(koma_settings)
+    session = _session(provider, needs_settings=model is None or settings is None)
     try:
+        used = await session.cached_provider()
         if settings is None:
-            assert koma_settings is not None
-            settings = _default_settings(koma_settings)
+            settings = session.request_settings("chat")
         if model is None:
-            model = await _pick_model(provider, koma_settings)
+            model = await session.model("chat")
         if tools is not None and not is_tool_definitions(tools):
-            async for event in _tool_loop(provider, model, messages, settings, tools):
+            async for event in _tool_loop(used, model, messages, settings, tools):
                 yield event
             return
         request = ChatRequest(model, messages, settings, tools=tools or None)  # type: ignore[arg-type]
-        async with aclosing(stream_events(provider, request)) as events:
+        async with aclosing(stream_events(used, request)) as events:
             async for event in events:
                 yield event
     finally:
-        if owned:
-            await provider.aclose()
+        await session.aclose()
 
 
 async def _tool_loop(
@@ -160,43 +156,17 @@ async def _tool_loop(
                 await task
 
 
-def _load_settings() -> KomaSettings:
-    from koma.settings.layers import load_settings  # lazy: keeps `import koma` light
+def _session(provider: Provider | None, *, needs_settings: bool) -> Session:
+    """The call's session: Koma's settings unless everything is given (then none are read),
+    the caller's provider if any, and the process-wide response cache."""
+    from koma.engine.cache import ResponseCache  # lazy: keeps `import koma` light
+    from koma.engine.session import Session
+    from koma.settings import KomaSettings
 
-    return load_settings()
+    if provider is None or needs_settings:
+        from koma.settings.layers import load_settings
 
-
-async def _resolve(koma_settings: KomaSettings) -> Provider:
-    from koma.providers.registry import resolve_provider
-
-    provider = await resolve_provider(koma_settings)
-    cache = koma_settings.cache
-    if cache.mode == "off":
-        return provider
-    shared = ResponseCache.local_model_cache()
-    shared.configure(mode=cache.mode, max_entries=cache.max_entries, persistent=cache.persistent)
-    return shared.wrap(provider)
-
-
-def _default_settings(koma_settings: KomaSettings) -> GenerationSettings:
-    """Chat defaults from Koma's settings: effort, token limit, temperature, context."""
-    chat = koma_settings.chat
-    return GenerationSettings(
-        reasoning_effort=koma_settings.reasoning_effort.chat,
-        max_tokens=chat.max_tokens,
-        temperature=chat.temperature,
-        num_ctx=koma_settings.num_ctx,
-        keep_alive=koma_settings.keep_alive,
-    )
-
-
-async def _pick_model(provider: Provider, koma_settings: KomaSettings | None) -> str:
-    if koma_settings is not None and koma_settings.model:
-        return koma_settings.model
-    models = await provider.list_models()
-    if not models:
-        raise ModelNotFound(
-            f"{provider.name} at {provider.base_url or 'its default address'} serves no model",
-            "pull one (`ollama pull gpt-oss:20b`) or load one in LM Studio, or pass model=...",
-        )
-    return models[0].name
+        settings = load_settings()
+    else:
+        settings = KomaSettings()
+    return Session(settings, provider=provider, cache=ResponseCache.local_model_cache())

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("koma.lsp.chat")
 
 EVENT_METHOD = "koma/chat/event"
-# The share of the context window a file or selection may take in a chat message.
-CONTEXT_SHARE = 0.5
 # The most of a file Explain reads from disk (its selection is then cut from it).
 EXPLAIN_MAX_BYTES = 2_000_000
 
@@ -86,53 +84,35 @@ def language_of(ls: KomaLanguageServer, uri: str) -> str:
     return language or PurePath(uri).suffix.lstrip(".")
 
 
-def selection_lines(
-    text: str, span: tuple[tuple[int, int], tuple[int, int]] | None
-) -> tuple[int, int, str]:
-    """Whole lines of a selection (all lines without one), clamped to the document."""
-    lines = text.split("\n")
-    if span is None:
-        return 0, len(lines) - 1, text
-    first = min(max(span[0][0], 0), len(lines) - 1)
-    last = min(max(span[1][0], first), len(lines) - 1)
-    if last > first and span[1][1] == 0:
-        last -= 1
-    return first, last, "\n".join(lines[first : last + 1])
-
-
 async def with_file_context(
-    ls: KomaLanguageServer, message: str, uri: Any, raw_range: Any, max_chars: int
+    ls: KomaLanguageServer, message: str, uri: Any, raw_range: Any, context_tokens: int
 ) -> str:
     """Prefix the user's message with the file or selection they are looking at.
 
     The URI is the client's word, so it passes the tools' jail and secret patterns first
     (`read_document`); a refused file is named with the reason, never shared. Known secret
     values in it (the API key pasted into a settings file) are redacted as in tool results.
+    How much of it fits, and the text around it, are the engine's (`engine.chat`).
     """
     if not uri:
         return message
+    from koma.engine.chat import shared_code_read_limit, with_shared_code
     from koma.lsp.exposure import redactor
     from koma.lsp.tools import DocumentRefused, read_document  # lazy: keeps the start fast
 
     path = display_path(ls, uri) if isinstance(uri, str) else repr(uri)
     try:
-        text = await read_document(ls, uri, max_chars * 4 + 4)
+        text = await read_document(ls, uri, shared_code_read_limit(context_tokens))
     except DocumentRefused as err:
         return f"(The file {path} could not be read: {err}.)\n\n{message}"
-    span = parse_range(raw_range)
-    if span is not None and span[0] == span[1]:
-        span = None  # a bare cursor shares the file, not an empty selection
-    first, last, code = selection_lines(text, span)
-    code = redactor(ls)(code)
-    clipped = ""
-    if len(code) > max_chars:
-        code = code[:max_chars]
-        clipped = " (clipped)"
-    what = "selection" if span is not None else "file"
-    fence = "````" if "```" in code else "```"
-    return (
-        f"The user's {what}: {path}, lines {first + 1}-{last + 1}{clipped}\n"
-        f"{fence}{language_of(ls, uri)}\n{code}\n{fence}\n\n{message}"
+    return with_shared_code(
+        message,
+        path=path,
+        language=language_of(ls, uri),
+        text=text,
+        span=parse_range(raw_range),
+        context_tokens=context_tokens,
+        redact=redactor(ls),
     )
 
 
@@ -200,9 +180,10 @@ async def run_chat(
     ls: KomaLanguageServer, chat_id: str | None, message: Any, effort: Any, context: dict[str, Any]
 ) -> dict[str, Any]:
     """One chat turn from request to reply; see the module docstring for the failure rules."""
-    await ls.engine_loaded()  # imported off the event loop: koma.status answers meanwhile
-    from koma.engine.chat import CHARS_PER_TOKEN, estimate_tokens, run_turn
-    from koma.types import GenerationSettings, TextDelta
+    session = await ls.session()  # the engine is imported off the event loop meanwhile
+    from koma.engine.chat import run_turn
+    from koma.engine.tokens import estimate_tokens
+    from koma.types import TextDelta
 
     runner = _runner(ls)
     chat_id = chat_id if isinstance(chat_id, str) and chat_id else ls.chats.new_id()
@@ -217,7 +198,7 @@ async def run_chat(
         return failed("koma.chat needs a non-empty `message` string")
     if effort is not None and effort not in EFFORTS:
         return failed(f"effort {effort!r} is not one of low, medium, high")
-    chosen: Effort = effort if effort is not None else ls.effort("chat")
+    chosen: Effort | None = effort
     lock = runner.locks.setdefault(chat_id, asyncio.Lock())
     async with lock:
         partial: dict[str, str] = {}
@@ -229,66 +210,62 @@ async def run_chat(
 
         model = ""
         try:
-            provider = await ls.cached_provider()
-            model = await ls.resolve_model("chat")
-            context_tokens = await ls.context_length(model)
-            budget_chars = int(context_tokens * CONTEXT_SHARE * CHARS_PER_TOKEN)
-            text = await with_file_context(
-                ls, message, context.get("uri"), context.get("range"), budget_chars
-            )
-            settings = ls.settings
-            generation = GenerationSettings(
-                reasoning_effort=chosen,
-                max_tokens=settings.chat.max_tokens,
-                temperature=settings.chat.temperature,
-            )
-            conversation = ls.chats.open(chat_id, settings.chat.system_prompt)
-            logger.debug("chat %s: ~%d tokens of message", chat_id, estimate_tokens(text))
-            from koma.lsp.tools import tool_loop  # lazy: keeps the server's start fast
-
-            tools = tool_loop(ls, chat_id, context_tokens)
-            async with ls.status.generation(model) as run:
-                task = asyncio.ensure_future(
-                    run_turn(
-                        provider,
-                        model,
-                        conversation,
-                        text,
-                        generation,
-                        on_event,
-                        context_tokens=context_tokens,
-                        tools=tools,
-                        max_steps=settings.tools.max_steps,
-                        stream=tools.stream if tools else None,
-                    )
+            # One server for the whole turn (tool steps too), even if settings change meanwhile.
+            async with session.use(cached=True) as provider:
+                model = await session.model("chat")
+                context_tokens = await session.context_length(model)
+                text = await with_file_context(
+                    ls, message, context.get("uri"), context.get("range"), context_tokens
                 )
-                runner.running[chat_id] = task
-                try:
-                    result = await task
-                except asyncio.CancelledError:
-                    if not task.cancelled():
-                        raise  # the whole request was cancelled, not just this turn
-                    done: dict[str, Any] = {
-                        "chatId": chat_id,
-                        "type": "done",
-                        "cancelled": True,
-                        "result": {"text": partial.get("final", ""), "channels": partial},
-                        "metrics": {},
-                    }
-                    notify(done)
-                    return {
-                        "chatId": chat_id,
-                        "text": partial.get("final", ""),
-                        "channels": partial,
-                        "metrics": {},
-                        "cancelled": True,
-                    }
-                except KomaError as err:
-                    run.error = str(err)
-                    return failed(str(err), partial)
-                finally:
-                    runner.running.pop(chat_id, None)
-                run.metrics = result.metrics
+                generation = session.request_settings("chat", effort=chosen)
+                settings = session.settings
+                conversation = ls.chats.open(chat_id, settings.chat.system_prompt)
+                logger.debug("chat %s: ~%d tokens of message", chat_id, estimate_tokens(text))
+                from koma.lsp.tools import tool_loop  # lazy: keeps the server's start fast
+
+                tools = tool_loop(ls, chat_id, context_tokens)
+                async with ls.status.generation(model) as run:
+                    task = asyncio.ensure_future(
+                        run_turn(
+                            provider,
+                            model,
+                            conversation,
+                            text,
+                            generation,
+                            on_event,
+                            context_tokens=context_tokens,
+                            tools=tools,
+                            max_steps=settings.tools.max_steps,
+                            stream=tools.stream if tools else None,
+                        )
+                    )
+                    runner.running[chat_id] = task
+                    try:
+                        result = await task
+                    except asyncio.CancelledError:
+                        if not task.cancelled():
+                            raise  # the whole request was cancelled, not just this turn
+                        done: dict[str, Any] = {
+                            "chatId": chat_id,
+                            "type": "done",
+                            "cancelled": True,
+                            "result": {"text": partial.get("final", ""), "channels": partial},
+                            "metrics": {},
+                        }
+                        notify(done)
+                        return {
+                            "chatId": chat_id,
+                            "text": partial.get("final", ""),
+                            "channels": partial,
+                            "metrics": {},
+                            "cancelled": True,
+                        }
+                    except KomaError as err:
+                        run.error = str(err)
+                        return failed(str(err), partial)
+                    finally:
+                        runner.running.pop(chat_id, None)
+                    run.metrics = result.metrics
         except KomaError as err:
             ls.status.set("error", model=model or None, message=str(err))
             return failed(str(err), partial)
@@ -363,6 +340,8 @@ def register(server: KomaLanguageServer) -> None:
             chat_id = chat_id if isinstance(chat_id, str) and chat_id else ls.chats.new_id()
             return error_reply(ls, chat_id, f"koma.explain cannot read the document: {err}")
         assert isinstance(uri, str)
+        from koma.engine.chat import selection_lines
+
         first, last, code = selection_lines(text, parse_range(params.get("range")))
         code = redactor(ls)(code)
         where = f"{display_path(ls, uri)} lines {first + 1}-{last + 1}"

@@ -116,7 +116,6 @@ async def resolve_action(ls: KomaLanguageServer, action: types.CodeAction) -> ty
         make_target,
         widen_to_lines,
     )
-    from koma.types import GenerationSettings
 
     data = action.data if isinstance(action.data, dict) else {}
     kind = data.get("action")
@@ -131,7 +130,7 @@ async def resolve_action(ls: KomaLanguageServer, action: types.CodeAction) -> ty
             arguments=[{"uri": uri, "range": data["range"]}],
         )
         return action
-    await ls.engine_loaded()  # off the event loop
+    session = await ls.session()  # the engine is imported off the event loop
     from koma.lsp.tools import DocumentRefused, read_document  # lazy: keeps the start fast
 
     try:
@@ -155,23 +154,19 @@ async def resolve_action(ls: KomaLanguageServer, action: types.CodeAction) -> ty
     model = ""
     try:
         target = make_target(lines, lines_span, language_of(ls, uri), display_path(ls, uri))
-        provider = await ls.cached_provider()
-        model = await ls.resolve_model("chat")
-        # Actions run on the chat model with its output budget and temperature.
-        settings = GenerationSettings(
-            reasoning_effort=ls.effort("actions"),
-            max_tokens=ls.settings.chat.max_tokens,
-            temperature=ls.settings.chat.temperature,
-        )
-        async with ls.status.generation(model) as run:
-            try:
-                outcome = await generate_edit(
-                    provider, model, kind, target, settings, diagnostic=data.get("diagnostic")
-                )
-            except KomaError as err:
-                run.error = str(err)
-                raise
-            run.metrics = outcome.result.metrics
+        async with session.use(cached=True) as provider:
+            # Actions run on the chat model with its output budget and temperature.
+            model = await session.model("actions")
+            settings = session.request_settings("actions")
+            async with ls.status.generation(model) as run:
+                try:
+                    outcome = await generate_edit(
+                        provider, model, kind, target, settings, diagnostic=data.get("diagnostic")
+                    )
+                except KomaError as err:
+                    run.error = str(err)
+                    raise
+                run.metrics = outcome.result.metrics
     except KomaError as err:
         if not model:
             ls.status.set("error", message=str(err))

@@ -65,13 +65,14 @@ def _make_pipeline(server: KomaLanguageServer) -> CompletionPipeline:
     from koma.engine.completion.pipeline import CompletionPipeline, ModelTarget
 
     async def target() -> ModelTarget:
-        provider = await server.provider()
-        model = await server.resolve_model("completion")
-        settings = server.settings
+        session = await server.session()
+        provider = await session.provider()
+        model = await session.model("completion")
+        settings = session.request_settings("completion")
         return ModelTarget(
             provider,
             model,
-            effort=server.effort("completion"),
+            effort=session.effort("completion"),
             keep_alive=settings.keep_alive,
             num_ctx=settings.num_ctx,
         )
@@ -107,7 +108,8 @@ def build_input(
 ) -> CompletionInput | None:
     """The text around the cursor as plain data; None for documents or positions we can't use."""
     from koma.engine.completion.pipeline import CompletionInput
-    from koma.engine.completion.prompt import CHARS_PER_TOKEN, Neighbour
+    from koma.engine.completion.prompt import Neighbour
+    from koma.engine.tokens import completion_read_chars
 
     documents = ls.workspace.text_documents
     doc = documents.get(uri)
@@ -122,8 +124,7 @@ def build_input(
         return None  # a secret file (`.env`, a key): never sent keystroke by keystroke
     offset = min(doc.offset_at_position(position), len(source))
     completion = ls.settings.completion
-    before = int((completion.prefix_tokens + 512) * CHARS_PER_TOKEN * 1.5)
-    after = int((completion.suffix_tokens + 64) * CHARS_PER_TOKEN * 1.5)
+    before, after = completion_read_chars(completion.prefix_tokens, completion.suffix_tokens)
     start = max(0, offset - before)
     neighbours: list[Neighbour] = []
     if completion.open_documents_context:

@@ -1,18 +1,19 @@
 """The Koma language server: shared state, provider access, and the builder that wires features.
 
 Every LSP feature lives in its own module under `koma.lsp` with a `register(server)` function;
-this module only holds what they share — the current valid settings, the lazily resolved
-provider, the model and effort choice per feature, the status reporter — and the entry point
+this module only holds what they share — the current valid settings, the engine `Session`
+that turns them into provider, model and request settings (`koma.engine.session`, made on first
+use and reconfigured on every settings change), the status reporter — and the entry point
 `main()` that `koma lsp` calls.
 
 Startup must stay fast (an editor waits for the `initialize` reply), so nothing here touches the
 network or imports the engine, pydantic or the providers before that reply: the settings sent
 with `initialize` are validated when first read (at the latest on `initialized`), the
-conversation store and ledger are made on first use, and the provider is resolved the first
-time a feature needs it. Right after `initialized`, a worker thread imports the engine and the
-providers (`preload_engine`); chat, actions and the provider wait for that without holding the
-event loop, so `koma.status` keeps answering during the first chat. `benchmarks/cold_start.py`
-measures what is left.
+conversation store, ledger and session are made on first use, and the provider is resolved
+the first time a feature needs it. Right after `initialized`, a worker thread imports the
+engine and the providers (`preload_engine`); chat, actions and the provider wait for that
+without holding the event loop, so `koma.status` keeps answering during the first chat.
+`benchmarks/cold_start.py` measures what is left.
 
 Several features need the same document and lifecycle notifications; the base class in
 `koma.lsp.fanout` hands each of them to every module that registers a listener.
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import inspect
 import logging
 import os
 import sys
@@ -34,15 +34,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from koma.errors import KomaError, ModelNotFound
+from koma.errors import KomaError
 from koma.lsp.args import add_lsp_arguments
 from koma.lsp.fanout import FanoutLanguageServer
 from koma.lsp.status import StatusReporter
 
 if TYPE_CHECKING:
-    from koma.engine.cache import ResponseCache
     from koma.engine.chat import ChatStore
     from koma.engine.ledger import ReasoningLedger
+    from koma.engine.session import Session
     from koma.providers.base import Provider
     from koma.settings import KomaSettings
     from koma.types import Effort
@@ -52,18 +52,6 @@ logger = logging.getLogger("koma.lsp")
 Feature = Literal["completion", "actions", "chat"]
 # How long shutdown waits for running chat turns to end after cancelling them.
 SHUTDOWN_GRACE_SECONDS = 2.0
-
-# Settings whose change means a different provider object (URL, backend, placement).
-_PROVIDER_KEYS = (
-    "provider",
-    "base_url",
-    "api_key",
-    "keep_alive",
-    "num_ctx",
-    "gpu",
-    "first_byte_timeout_seconds",
-    "idle_timeout_seconds",
-)
 
 
 # What the first chat, action or completion would otherwise import on the event loop (over a
@@ -75,6 +63,7 @@ _ENGINE_MODULES = (
     "koma.providers.registry",
     "koma.engine.lifecycle.context",
     "koma.engine.cache",
+    "koma.engine.session",
     "koma.engine.chat",
     "koma.engine.actions",
     "koma.lsp.tools",
@@ -119,13 +108,7 @@ class KomaLanguageServer(FanoutLanguageServer):
         self.client_supports_inline_completion: bool = False
         self.status: StatusReporter = StatusReporter(self)
         self._settings_callbacks: list[Callable[[KomaSettings], None]] = []
-        self._provider: Provider | None = None
-        self._cached_provider: Provider | None = None
-        self._response_cache: ResponseCache | None = None
-        self._retired: list[Provider] = []
-        self._provider_lock = asyncio.Lock()
-        self._first_model: str | None = None
-        self._context_lengths: dict[str, int] = {}
+        self._session: Session | None = None
         self._cache_clearers: list[Callable[[], int]] = []
         self._ledger: ReasoningLedger | None = None
         self._chats: ChatStore | None = None
@@ -189,12 +172,8 @@ class KomaLanguageServer(FanoutLanguageServer):
         if new == old:
             return False
         self.settings = new
-        if any(getattr(old, key) != getattr(new, key) for key in _PROVIDER_KEYS):
-            self._retire_provider()
-        if self._response_cache is not None and old.cache != new.cache:
-            self.response_cache()
-        if (old.model, old.completion_model) != (new.model, new.completion_model):
-            self._first_model = None
+        if self._session is not None:
+            self._session.reconfigure(new)  # retires the provider when its settings changed
         for callback in list(self._settings_callbacks):
             try:
                 callback(new)
@@ -208,7 +187,7 @@ class KomaLanguageServer(FanoutLanguageServer):
 
     def clear_caches(self) -> int:
         """Empty the response cache and every registered cache; returns entries dropped."""
-        total = self._response_cache.clear() if self._response_cache is not None else 0
+        total = self._session.clear_cache() if self._session is not None else 0
         for clearer in list(self._cache_clearers):
             try:
                 total += clearer()
@@ -250,114 +229,39 @@ class KomaLanguageServer(FanoutLanguageServer):
         """Wait, without holding the event loop, until the engine modules are imported."""
         await asyncio.shield(self.preload_engine())
 
-    # -- provider ------------------------------------------------------------------------------
+    # -- session -------------------------------------------------------------------------------
+
+    async def session(self) -> Session:
+        """The engine session for the current settings: provider, model, request settings.
+
+        Made on first use, after the engine modules are imported (off the event loop), and
+        reconfigured by `apply_settings` from then on.
+        """
+        if self._session is None:
+            await self.engine_loaded()
+            if self._session is None:
+                from koma.engine.session import Session
+
+                self._session = Session(self.settings)
+        return self._session
 
     async def provider(self) -> Provider:
-        """The provider for the current settings, resolved on first use and then reused.
-
-        Raises `KomaError` (e.g. `ProviderUnreachable`) when none can be resolved; the failure
-        is not cached, so the next request tries again.
-        """
-        if self._provider is None:
-            await self.engine_loaded()
-        async with self._provider_lock:
-            if self._provider is None:
-                from koma.engine.lifecycle.context import SafeContextPolicy
-                from koma.providers.registry import resolve_provider
-
-                # Ollama gets the largest num_ctx that fits this machine unless numCtx is set.
-                resolved: Any = resolve_provider(self.settings, context_policy=SafeContextPolicy())
-                if inspect.isawaitable(resolved):
-                    resolved = await resolved
-                self._provider = resolved
-            assert self._provider is not None
-            return self._provider
+        """The session's provider (resolved on first use); raises `KomaError` when none is."""
+        return await (await self.session()).provider()
 
     @property
     def current_provider(self) -> Provider | None:
         """The provider if one has been resolved already (never probes)."""
-        return self._provider
-
-    async def cached_provider(self) -> Provider:
-        """The provider behind the response cache (`cache.*` settings), for chat and actions."""
-        base = await self.provider()
-        if self._cached_provider is None or getattr(self._cached_provider, "inner", None) is not (
-            base
-        ):
-            self._cached_provider = self.response_cache().wrap(base)
-        return self._cached_provider
-
-    def response_cache(self) -> ResponseCache:
-        """The server's response cache, created on first use and kept in step with settings."""
-        cache = self.settings.cache
-        if self._response_cache is None:
-            from koma.engine.cache import ResponseCache
-
-            self._response_cache = ResponseCache(
-                max_entries=cache.max_entries, persistent=cache.persistent, mode=cache.mode
-            )
-        else:
-            self._response_cache.configure(
-                mode=cache.mode, max_entries=cache.max_entries, persistent=cache.persistent
-            )
-        return self._response_cache
-
-    def _retire_provider(self) -> None:
-        """Drop the provider; it is closed at shutdown so streams in flight can finish."""
-        if self._provider is not None:
-            self._retired.append(self._provider)
-        self._provider = None
-        self._cached_provider = None
-        self._first_model = None
-        self._context_lengths.clear()
-
-    async def close_providers(self) -> None:
-        self._retire_provider()
-        retired, self._retired = self._retired, []
-        for provider in retired:
-            try:
-                await provider.aclose()
-            except Exception:
-                logger.exception("closing provider failed")
+        return self._session.current_provider if self._session is not None else None
 
     async def resolve_model(self, kind: Literal["chat", "completion"]) -> str:
-        """The model for `kind`: the setting, else `model`, else the provider's first model."""
-        if kind == "completion" and self.settings.completion_model:
-            return self.settings.completion_model
-        if self.settings.model:
-            return self.settings.model
-        if self._first_model is None:
-            provider = await self.provider()
-            models = await provider.list_models()
-            if not models:
-                raise ModelNotFound(
-                    f"{provider.name} at {provider.base_url} lists no models",
-                    "pull or load one (e.g. `koma pull gpt-oss:20b`), or set koma.model",
-                )
-            self._first_model = models[0].name
-        return self._first_model
+        """The session's model for `kind` (`Session.model`)."""
+        return await (await self.session()).model(kind)
 
-    async def context_length(self, model: str) -> int:
-        """Tokens the model's context holds: the one it really runs with, else 8192.
-
-        The same number `koma models` and `koma doctor` show (`engine.lifecycle.context`):
-        `numCtx`, the embedded model's loaded context, the `num_ctx` Koma sends Ollama.
-        """
-        from koma.engine.chat import DEFAULT_CONTEXT_TOKENS
-        from koma.engine.lifecycle.context import context_window
-
-        if self.settings.num_ctx:
-            return self.settings.num_ctx
-        if model not in self._context_lengths:
-            length = None
-            try:
-                provider = await self.provider()
-                window = await context_window(provider, model)
-                length = window.used or window.maximum
-            except Exception as err:  # only a hint; the default is safe
-                logger.info("no context length for %s: %s", model, err)
-            self._context_lengths[model] = length or DEFAULT_CONTEXT_TOKENS
-        return self._context_lengths[model]
+    async def close_providers(self) -> None:
+        """Close the session's providers (at shutdown, after the running turns ended)."""
+        if self._session is not None:
+            await self._session.aclose()
 
 
 def _workspace_root(params: types.InitializeParams) -> Path | None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from koma.engine.chat import CHARS_PER_TOKEN
+from koma.engine.tokens import tool_result_budgets
 from koma.engine.tools.jail import Jail, PathRefused, is_binary
 from koma.engine.tools.loop import ToolLoop
 from koma.engine.tools.policy import Decision, PolicyGate
@@ -49,8 +49,6 @@ logger = logging.getLogger("koma.lsp.tools")
 ALLOW, ALLOW_CHAT, DENY = "Allow", "Allow for this chat", "Deny"
 _DECISIONS: dict[str, Decision] = {ALLOW: "allow", ALLOW_CHAT: "allow_chat", DENY: "deny"}
 MAX_REMEMBERED_CHATS = 100
-# Shares of the context window (in characters) for one result / all of a turn's.
-RESULT_SHARE, RESULTS_SHARE = 0.25, 0.5
 
 
 class ToolState:
@@ -115,15 +113,15 @@ def tool_loop(ls: KomaLanguageServer, chat_id: str, context_tokens: int) -> Tool
         confirm_sensitive=lambda tool, message: _confirm(ls, message, (ALLOW, DENY)),
         refuse=lambda tool: _restricted(ls, tool),
     )
-    chars = context_tokens * CHARS_PER_TOKEN
+    result_chars, results_chars = tool_result_budgets(context_tokens)
     return ToolLoop(
         WorkspaceTools(config).toolkit(),
         gate=gate,
         max_steps=settings.max_steps,
         text_protocol_models=state.text_models,
         on_notice=lambda text: _notice(ls, text),
-        max_result_chars=max(2000, int(chars * RESULT_SHARE)),
-        results_budget_chars=max(4000, int(chars * RESULTS_SHARE)),
+        max_result_chars=result_chars,
+        results_budget_chars=results_chars,
         redact=redactor(ls),
     )
 

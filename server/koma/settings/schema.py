@@ -302,8 +302,8 @@ class KomaSettings(_Camel):
     )
     model: str | None = safe(
         None,
-        description="Model for chat and code actions, e.g. `gpt-oss:120b`. Unset: the "
-        "server's first model.",
+        description="Model for chat and code actions, e.g. `gpt-oss:120b`. Unset: a model "
+        "the server has loaded, else its first.",
     )
     completion_model: str | None = safe(
         None,

@@ -8,8 +8,8 @@ window starts on a line boundary snapped to a grid: while the user types, the wi
 start does not move, only its end grows. The suffix, which changes least usefully for caching,
 goes last in both the FIM and the hole-filler layouts.
 
-Tokens are estimated (no tokenizer is loaded on the hot path): ~3.5 characters per token for
-code, which errs on the side of a slightly smaller window.
+Tokens are estimated with the engine's one estimate (`koma.engine.tokens`; no tokenizer is
+loaded on the hot path), which errs on the side of a slightly smaller window.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from koma.engine.tokens import CHARS_PER_TOKEN as CHARS_PER_TOKEN  # read here by pipeline.py
+from koma.engine.tokens import chars_for_tokens, estimate_tokens
 from koma.types import Message
 
-CHARS_PER_TOKEN = 3.5
 # The prefix window start moves in steps of this many characters (see `prefix_window`).
 WINDOW_GRID_CHARS = 1024
 SNIPPET_LINES = 12
@@ -52,11 +53,6 @@ _COMMENT_PREFIX = {
     "sql": "--",
     "haskell": "--",
 }
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap upper-leaning estimate of the token count of `text`."""
-    return int(len(text) / CHARS_PER_TOKEN) + 1
 
 
 def comment_prefix(language_id: str) -> str:
@@ -137,7 +133,7 @@ def prefix_window(prefix: str, budget_tokens: int, offset: int = 0) -> str:
     line start: typing at the cursor moves the window start only once every grid step, so the
     prompt's beginning — and the server's prompt cache — survives keystrokes.
     """
-    max_chars = max(1, int(budget_tokens * CHARS_PER_TOKEN))
+    max_chars = max(1, chars_for_tokens(budget_tokens))
     if len(prefix) <= max_chars:
         return prefix
     earliest = offset + len(prefix) - max_chars
@@ -153,7 +149,7 @@ def suffix_window(suffix: str, budget_tokens: int) -> str:
     """The start of `suffix` that fits the budget, cut at a line end."""
     if budget_tokens <= 0:
         return ""
-    max_chars = int(budget_tokens * CHARS_PER_TOKEN)
+    max_chars = chars_for_tokens(budget_tokens)
     if len(suffix) <= max_chars:
         return suffix
     cut = suffix.rfind("\n", 0, max_chars)

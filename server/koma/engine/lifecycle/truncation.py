@@ -16,39 +16,24 @@ that fit; `keep-system-and-recent` always keeps the leading system messages, the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from koma.engine.tokens import estimate_tokens, message_tokens
 from koma.providers.base import ChatRequest, CompletionRequest
 from koma.types import Message
 
 TruncationStrategy = Literal["keep-recent", "keep-system-and-recent"]
 STRATEGIES: tuple[TruncationStrategy, ...] = ("keep-recent", "keep-system-and-recent")
-CHARS_PER_TOKEN = 4.0
-PER_MESSAGE_TOKENS = 4
 # The server counted "clearly less" than sent: below this share of the estimate.
 CLEARLY_LESS = 0.75
 # A window at least this full means the server filled it to the brim.
 FULL_WINDOW = 0.95
 
 
-def estimate_tokens(text: str) -> int:
-    """About four characters a token (BPE on English and code); deliberately not precise."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
-
-
-def message_tokens(message: Message) -> int:
-    total = PER_MESSAGE_TOKENS + estimate_tokens(message.content)
-    if message.thinking:
-        total += estimate_tokens(message.thinking)
-    for call in message.tool_calls:
-        total += estimate_tokens(call.name + call.arguments_json())
-    return total
-
-
 def request_tokens(request: ChatRequest | CompletionRequest) -> int:
-    """What a request sends, estimated: messages (or prompt, suffix, system) plus tools."""
+    """What a request sends, estimated (`koma.engine.tokens`, the estimate every budget uses):
+    messages (or prompt, suffix, system) plus tools."""
     if isinstance(request, ChatRequest):
         total = sum(message_tokens(m) for m in request.messages)
         if request.tools:
