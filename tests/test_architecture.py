@@ -153,3 +153,61 @@ def test_the_lsp_import_graph_has_no_cycle_but_server_and_what_it_registers() ->
 def test_the_cycle_finder_finds_a_cycle() -> None:
     """The check above can fail: a three-module loop is reported as one component."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+CONTAINERS = {"set", "dict", "list", "OrderedDict", "defaultdict", "WeakKeyDictionary"}
+
+
+def state_kept_outside_the_server(path: Path) -> list[str]:
+    """Ways a module keeps state other than `ls.state`: weak dictionaries keyed by the server,
+    `nonlocal` closure variables, module globals that start empty and fill up at run time."""
+    found: list[str] = []
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Nonlocal):
+            found.append(f"line {node.lineno}: nonlocal {', '.join(node.names)}")
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            if "weakref" in names:
+                found.append(f"line {node.lineno}: imports weakref")
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            target, value = stmt.targets[0], stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            target, value = stmt.target, stmt.value
+        else:
+            continue
+        empty = (isinstance(value, ast.Dict | ast.List | ast.Set) and not _items(value)) or (
+            isinstance(value, ast.Call) and _called(value) in CONTAINERS
+        )
+        if empty and isinstance(target, ast.Name):
+            found.append(f"line {stmt.lineno}: module global {target.id}")
+    return found
+
+
+def _items(node: ast.Dict | ast.List | ast.Set) -> list[object]:
+    return list(node.keys) if isinstance(node, ast.Dict) else list(node.elts)
+
+
+def _called(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+@pytest.mark.parametrize("module", sorted(set(FEATURES) | INFRASTRUCTURE - {"state"}))
+def test_state_is_held_one_way_on_the_server(module: str) -> None:
+    path = lsp_modules().get(module)
+    if path is None:
+        pytest.fail(f"koma.lsp.{module} is classified but does not exist")
+    assert state_kept_outside_the_server(path) == []
+
+
+def test_the_state_check_sees_a_weak_dict_and_a_closure() -> None:
+    """The check above can fail: today's patterns of the old tree are reported."""
+    sample = LSP.parent.parent.parent / "tests" / "fixtures" / "lsp_state_sample.py"
+    assert [line.split(":", 1)[1].strip() for line in state_kept_outside_the_server(sample)] == [
+        "imports weakref",
+        "nonlocal seen",
+        "module global _RUNNERS",
+        "module global _background",
+    ]

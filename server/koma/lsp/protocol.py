@@ -120,19 +120,13 @@ def chat_event(chat_id: str, event: TurnEvent) -> ChatEvent:
     if isinstance(event, ChannelEnd):
         return {"chatId": chat_id, "type": "channelEnd", "channel": event.channel}
     if isinstance(event, ToolCallEvent):
-        call: ToolCallInfo = {
-            "id": event.call.id,
-            "name": event.call.name,
-            "arguments": event.call.arguments,
-        }
+        call = ToolCallInfo(id=event.call.id, name=event.call.name, arguments=event.call.arguments)
         return {"chatId": chat_id, "type": "toolCall", "tool": call}
     if isinstance(event, ToolResultEvent):
-        tool: ToolResultInfo = {
-            "id": event.call.id,
-            "name": event.call.name,
-            "ok": event.outcome.ok,
-            "content": event.outcome.content,
-        }
+        outcome = event.outcome
+        tool = ToolResultInfo(
+            id=event.call.id, name=event.call.name, ok=outcome.ok, content=outcome.content
+        )
         return {"chatId": chat_id, "type": "toolResult", "tool": tool}
     result = event.result
     return {
@@ -358,9 +352,10 @@ class ActionData(TypedDict):
 
 
 def range_json(r: types.Range) -> RangeJson:
+    start, end = r.start, r.end
     return {
-        "start": {"line": r.start.line, "character": r.start.character},
-        "end": {"line": r.end.line, "character": r.end.character},
+        "start": {"line": start.line, "character": start.character},
+        "end": {"line": end.line, "character": end.character},
     }
 
 
