@@ -4,16 +4,20 @@ docs/protocol.md is the contract and `clients/vscode/src/protocol.ts` the client
 this module is the server's, named to match (`ChatEvent`, `ChatReply`, `StatusPayload`,
 `ModelEntry`, `ModelsReply`, …). Every `koma/*` notification and every command reply is built
 here, so a field is spelled once and a change to the contract is a change to one file (and its
-TypeScript twin). The shapes are `TypedDict`s: on the wire they are the plain JSON objects they
-always were, and building them costs nothing on the keystroke path or before the `initialize`
-reply (nothing here imports the engine until a builder is called).
+TypeScript twin). The shapes are `TypedDict`s that exist for the type checker only, as
+protocol.ts is types only: on the wire and at run time they are the plain JSON objects they
+always were, so building them costs nothing on the keystroke path, and importing this module
+costs the `initialize` reply nothing either (no classes to make, no engine imported until a
+builder is called).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
+    from typing import NotRequired, TypedDict
+
     from lsprotocol import types
 
     from koma.engine.chat import TurnEvent
@@ -36,62 +40,179 @@ ChatEventType = Literal[
 ]
 
 
+# The shapes, for the type checker only: on the wire (and at run time) they are plain dicts, and
+# defining some thirty TypedDict classes would cost the `initialize` reply milliseconds.
+if TYPE_CHECKING:
+
+    class ChatMetrics(TypedDict, total=False):
+        ttftMs: int
+        tokensPerSecond: float
+        totalMs: int
+
+    class ToolCallInfo(TypedDict):
+        id: str | None
+        name: str
+        arguments: Any
+
+    class ToolResultInfo(TypedDict):
+        id: str | None
+        name: str
+        ok: bool
+        content: str
+
+    class ChatResultPayload(TypedDict):
+        text: str
+        channels: dict[str, str]
+
+    class ChatEvent(TypedDict):
+        """`koma/chat/event` params."""
+
+        chatId: str
+        type: ChatEventType
+        channel: NotRequired[Channel]
+        text: NotRequired[str]
+        tool: NotRequired[ToolCallInfo | ToolResultInfo]
+        result: NotRequired[ChatResultPayload]
+        metrics: NotRequired[ChatMetrics]
+        message: NotRequired[str]
+        # On `done`: the turn was stopped by `koma.chat.cancel`; `result` holds the partial answer.
+        cancelled: NotRequired[bool]
+
+    class ChatReply(TypedDict):
+        """`koma.chat` / `koma.explain` reply."""
+
+        chatId: str
+        text: str
+        channels: dict[str, str]
+        metrics: ChatMetrics
+        error: NotRequired[str]
+        cancelled: NotRequired[bool]
+        warning: NotRequired[str]
+
+    class ChatCancelReply(TypedDict):
+        cancelled: bool
+
+    class StatusPayload(TypedDict):
+        """`koma/status` params (also the base of `koma.status`'s answer)."""
+
+        state: ServerState
+        model: str | None
+        tokensPerSecond: NotRequired[float]
+        ttftMs: NotRequired[int]
+        message: NotRequired[str]
+
+    class CompletionRoute(TypedDict):
+        model: str
+        route: str
+        why: str
+        endpoint: str
+
+    class StatusReply(StatusPayload):
+        """`koma.status`: the last `koma/status` plus where the provider is."""
+
+        provider: str
+        baseUrl: str | None
+        # `ProjectConfig.to_dict()`, the same object `koma doctor --json` shows.
+        projectConfig: dict[str, Any] | None
+        completionRoute: CompletionRoute | None
+
+    class ModelEntry(TypedDict):
+        name: str
+        loaded: bool | None
+        sizeBytes: int | None
+        quantization: str | None
+        capabilities: list[str]
+        contextLength: int | None
+
+    class CurrentModels(TypedDict):
+        model: str | None
+        completionModel: str | None
+
+    class ModelsReply(TypedDict):
+        """`koma.models`; `error` when the provider could not be asked (`models` is then empty)."""
+
+        models: list[ModelEntry]
+        current: CurrentModels
+        error: NotRequired[str]
+
+    class SelectModelReply(CurrentModels):
+        """`koma.selectModel`: the models in force, and `error` when nothing changed."""
+
+        error: NotRequired[str]
+
+    class ClearCacheReply(TypedDict):
+        cleared: int
+
+    class ModelJobReply(TypedDict):
+        """`koma.preload`, `koma.unload` and `koma.pull`."""
+
+        ok: bool
+        message: str
+        cancelled: NotRequired[bool]
+
+    class PullCancelReply(TypedDict):
+        cancelled: bool
+        models: list[str]
+
+    class UntrustedConfig(TypedDict):
+        """`koma/untrustedConfig` params."""
+
+        path: str
+        uri: str
+        sha256: str | None
+        keys: list[str]
+        message: str
+
+    class TrustConfigReply(TypedDict):
+        """`koma.trustConfig`: `{trusted: true, path, sha256, keys}` or `{trusted: false,
+        message}`."""
+
+        trusted: bool
+        path: NotRequired[str]
+        sha256: NotRequired[str]
+        keys: NotRequired[list[str]]
+        message: NotRequired[str]
+
+    class WorkspaceTrustReply(TypedDict, total=False):
+        """`koma.setWorkspaceTrust`: the trust in force, or `error` for a bad argument."""
+
+        workspaceTrusted: bool
+        error: str
+
+    class PositionJson(TypedDict):
+        line: int
+        character: int
+
+    class RangeJson(TypedDict):
+        start: PositionJson
+        end: PositionJson
+
+    class ActionData(TypedDict):
+        """A listed code action's `data`: what `codeAction/resolve` is to do (it comes back from the
+        client, so resolving checks it again)."""
+
+        action: str
+        uri: str
+        range: RangeJson
+        diagnostic: NotRequired[str]
+
+    class InlineCompletionTrace(TypedDict):
+        """The `verbose` JSON of the `$/logTrace` sent after an inline completion."""
+
+        id: object
+        source: str
+        reason: str
+        route: str | None
+        adopted: bool
+        tookOver: bool
+        startedCall: bool
+        debounceMs: float
+        upstreamMs: float
+        waitedMs: float
+        serverMs: float
+
+
 # -- chat ------------------------------------------------------------------------------------
-
-
-class ChatMetrics(TypedDict, total=False):
-    ttftMs: int
-    tokensPerSecond: float
-    totalMs: int
-
-
-class ToolCallInfo(TypedDict):
-    id: str | None
-    name: str
-    arguments: Any
-
-
-class ToolResultInfo(TypedDict):
-    id: str | None
-    name: str
-    ok: bool
-    content: str
-
-
-class ChatResultPayload(TypedDict):
-    text: str
-    channels: dict[str, str]
-
-
-class ChatEvent(TypedDict):
-    """`koma/chat/event` params."""
-
-    chatId: str
-    type: ChatEventType
-    channel: NotRequired[Channel]
-    text: NotRequired[str]
-    tool: NotRequired[ToolCallInfo | ToolResultInfo]
-    result: NotRequired[ChatResultPayload]
-    metrics: NotRequired[ChatMetrics]
-    message: NotRequired[str]
-    # On `done`: the turn was stopped by `koma.chat.cancel`; `result` holds the partial answer.
-    cancelled: NotRequired[bool]
-
-
-class ChatReply(TypedDict):
-    """`koma.chat` / `koma.explain` reply."""
-
-    chatId: str
-    text: str
-    channels: dict[str, str]
-    metrics: ChatMetrics
-    error: NotRequired[str]
-    cancelled: NotRequired[bool]
-    warning: NotRequired[str]
-
-
-class ChatCancelReply(TypedDict):
-    cancelled: bool
 
 
 def chat_metrics(metrics: Metrics | None) -> ChatMetrics:
@@ -120,14 +241,18 @@ def chat_event(chat_id: str, event: TurnEvent) -> ChatEvent:
     if isinstance(event, ChannelEnd):
         return {"chatId": chat_id, "type": "channelEnd", "channel": event.channel}
     if isinstance(event, ToolCallEvent):
-        call = ToolCallInfo(id=event.call.id, name=event.call.name, arguments=event.call.arguments)
-        return {"chatId": chat_id, "type": "toolCall", "tool": call}
+        call = event.call
+        tool: ToolCallInfo = {"id": call.id, "name": call.name, "arguments": call.arguments}
+        return {"chatId": chat_id, "type": "toolCall", "tool": tool}
     if isinstance(event, ToolResultEvent):
-        outcome = event.outcome
-        tool = ToolResultInfo(
-            id=event.call.id, name=event.call.name, ok=outcome.ok, content=outcome.content
-        )
-        return {"chatId": chat_id, "type": "toolResult", "tool": tool}
+        call, outcome = event.call, event.outcome
+        info: ToolResultInfo = {
+            "id": call.id,
+            "name": call.name,
+            "ok": outcome.ok,
+            "content": outcome.content,
+        }
+        return {"chatId": chat_id, "type": "toolResult", "tool": info}
     result = event.result
     return {
         "chatId": chat_id,
@@ -182,33 +307,6 @@ def chat_reply(
 # -- status and models -----------------------------------------------------------------------
 
 
-class StatusPayload(TypedDict):
-    """`koma/status` params (also the base of `koma.status`'s answer)."""
-
-    state: ServerState
-    model: str | None
-    tokensPerSecond: NotRequired[float]
-    ttftMs: NotRequired[int]
-    message: NotRequired[str]
-
-
-class CompletionRoute(TypedDict):
-    model: str
-    route: str
-    why: str
-    endpoint: str
-
-
-class StatusReply(StatusPayload):
-    """`koma.status`: the last `koma/status` plus where the provider is."""
-
-    provider: str
-    baseUrl: str | None
-    # `ProjectConfig.to_dict()`, the same object `koma doctor --json` shows.
-    projectConfig: dict[str, Any] | None
-    completionRoute: CompletionRoute | None
-
-
 def status_payload(
     state: ServerState,
     model: str | None = None,
@@ -232,34 +330,6 @@ def completion_route(model: str, choice: RouteChoice) -> CompletionRoute:
     return cast("CompletionRoute", {"model": model, **choice.to_dict()})
 
 
-class ModelEntry(TypedDict):
-    name: str
-    loaded: bool | None
-    sizeBytes: int | None
-    quantization: str | None
-    capabilities: list[str]
-    contextLength: int | None
-
-
-class CurrentModels(TypedDict):
-    model: str | None
-    completionModel: str | None
-
-
-class ModelsReply(TypedDict):
-    """`koma.models`; `error` when the provider could not be asked (`models` is then empty)."""
-
-    models: list[ModelEntry]
-    current: CurrentModels
-    error: NotRequired[str]
-
-
-class SelectModelReply(CurrentModels):
-    """`koma.selectModel`: the models in force, and `error` when nothing changed."""
-
-    error: NotRequired[str]
-
-
 def model_entry(model: ModelInfo) -> ModelEntry:
     return {
         "name": model.name,
@@ -271,51 +341,7 @@ def model_entry(model: ModelInfo) -> ModelEntry:
     }
 
 
-class ClearCacheReply(TypedDict):
-    cleared: int
-
-
-class ModelJobReply(TypedDict):
-    """`koma.preload`, `koma.unload` and `koma.pull`."""
-
-    ok: bool
-    message: str
-    cancelled: NotRequired[bool]
-
-
-class PullCancelReply(TypedDict):
-    cancelled: bool
-    models: list[str]
-
-
 # -- trust -----------------------------------------------------------------------------------
-
-
-class UntrustedConfig(TypedDict):
-    """`koma/untrustedConfig` params."""
-
-    path: str
-    uri: str
-    sha256: str | None
-    keys: list[str]
-    message: str
-
-
-class TrustConfigReply(TypedDict):
-    """`koma.trustConfig`: `{trusted: true, path, sha256, keys}` or `{trusted: false, message}`."""
-
-    trusted: bool
-    path: NotRequired[str]
-    sha256: NotRequired[str]
-    keys: NotRequired[list[str]]
-    message: NotRequired[str]
-
-
-class WorkspaceTrustReply(TypedDict, total=False):
-    """`koma.setWorkspaceTrust`: the trust in force, or `error` for a bad argument."""
-
-    workspaceTrusted: bool
-    error: str
 
 
 def untrusted_config(project: ProjectConfig, message: str) -> UntrustedConfig:
@@ -331,26 +357,6 @@ def untrusted_config(project: ProjectConfig, message: str) -> UntrustedConfig:
 # -- code actions and inline completion ------------------------------------------------------
 
 
-class PositionJson(TypedDict):
-    line: int
-    character: int
-
-
-class RangeJson(TypedDict):
-    start: PositionJson
-    end: PositionJson
-
-
-class ActionData(TypedDict):
-    """A listed code action's `data`: what `codeAction/resolve` is to do (it comes back from the
-    client, so resolving checks it again)."""
-
-    action: str
-    uri: str
-    range: RangeJson
-    diagnostic: NotRequired[str]
-
-
 def range_json(r: types.Range) -> RangeJson:
     start, end = r.start, r.end
     return {
@@ -364,22 +370,6 @@ def action_data(action: str, uri: str, r: types.Range, diagnostic: str | None = 
     if diagnostic is not None:
         data["diagnostic"] = diagnostic
     return data
-
-
-class InlineCompletionTrace(TypedDict):
-    """The `verbose` JSON of the `$/logTrace` sent after an inline completion."""
-
-    id: object
-    source: str
-    reason: str
-    route: str | None
-    adopted: bool
-    tookOver: bool
-    startedCall: bool
-    debounceMs: float
-    upstreamMs: float
-    waitedMs: float
-    serverMs: float
 
 
 def inline_completion_trace(

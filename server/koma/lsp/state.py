@@ -5,7 +5,8 @@ State that outlives a request lives here and nowhere else — not in module glob
 servers in one process, as in the tests, would share), not in closures (which nothing else can
 inspect or stop), not as loose server attributes. A feature module reads and writes its own
 object; the server reaches in only to end things at shutdown. Nothing here imports the engine
-at run time: the server makes these objects before the `initialize` reply.
+at run time, and the classes are plain (no dataclass code generation): the server makes these
+objects before the `initialize` reply.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from koma.lsp import protocol
@@ -28,40 +28,40 @@ if TYPE_CHECKING:
 MAX_REMEMBERED_CHATS = 100
 
 
-@dataclass
 class SettingsState:
     """The editor's settings sections as they arrived (`lsp/settings.py`)."""
 
-    # The `koma` section from initializationOptions, and the editor's section in force
-    # (initializationOptions overlaid by the latest workspace/configuration answer).
-    initial_section: dict[str, Any] = field(default_factory=dict)
-    editor_section: dict[str, Any] = field(default_factory=dict)
-    # Choices made with `koma.selectModel`; they sit above the editor's settings.
-    session_section: dict[str, Any] = field(default_factory=dict)
+    def __init__(self) -> None:
+        # The `koma` section from initializationOptions, and the editor's section in force
+        # (initializationOptions overlaid by the latest workspace/configuration answer).
+        self.initial_section: dict[str, Any] = {}
+        self.editor_section: dict[str, Any] = {}
+        # Choices made with `koma.selectModel`; they sit above the editor's settings.
+        self.session_section: dict[str, Any] = {}
 
 
-@dataclass
 class TrustState:
     """What the client said about trust, and what became of the project file."""
 
-    # The client shows `koma/untrustedConfig` as a prompt (else: window/showMessage).
-    trust_prompt: bool = False
-    # False: VS Code's Restricted Mode.
-    workspace_trusted: bool = True
-    project: ProjectConfig | None = None
-    warnings: list[str] = field(default_factory=list)
-    # Warnings already shown this run: (path, sha256) for a project file, the text otherwise.
-    shown: set[tuple[str, str]] = field(default_factory=set)
-    # Until `initialized`, notifications wait (a client may not listen before it).
-    ready: bool = False
+    def __init__(self) -> None:
+        # The client shows `koma/untrustedConfig` as a prompt (else: window/showMessage).
+        self.trust_prompt: bool = False
+        # False: VS Code's Restricted Mode.
+        self.workspace_trusted: bool = True
+        self.project: ProjectConfig | None = None
+        self.warnings: list[str] = []
+        # Warnings already shown this run: (path, sha256) for a project file, the text otherwise.
+        self.shown: set[tuple[str, str]] = set()
+        # Until `initialized`, notifications wait (a client may not listen before it).
+        self.ready: bool = False
 
 
-@dataclass
 class ChatState:
     """Running turns by chat id, so they can be cancelled and do not interleave."""
 
-    running: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.running: dict[str, asyncio.Task[Any]] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
 
     def cancel(self, chat_id: str) -> bool:
         task = self.running.get(chat_id)
@@ -86,12 +86,12 @@ class ChatState:
                 await asyncio.sleep(0)
 
 
-@dataclass
 class ToolState:
     """What outlives one turn: tools allowed per chat, models that need the text protocol."""
 
-    allowed: OrderedDict[str, set[str]] = field(default_factory=OrderedDict)
-    text_models: set[str] = field(default_factory=set)
+    def __init__(self) -> None:
+        self.allowed: OrderedDict[str, set[str]] = OrderedDict()
+        self.text_models: set[str] = set()
 
     def allowed_for(self, chat_id: str) -> set[str]:
         allowed = self.allowed.setdefault(chat_id, set())
@@ -101,13 +101,13 @@ class ToolState:
         return allowed
 
 
-@dataclass
 class CompletionState:
     """The completion pipeline (made on first use, after `initialize`) and the settings it was
     configured for."""
 
-    pipeline: CompletionPipeline | None = None
-    settings_key: tuple[object, ...] | None = None
+    def __init__(self) -> None:
+        self.pipeline: CompletionPipeline | None = None
+        self.settings_key: tuple[object, ...] | None = None
 
     def route(self) -> protocol.CompletionRoute | None:
         """The route of the latest completion (`koma.status`), None before the first."""
@@ -117,17 +117,17 @@ class CompletionState:
         return protocol.completion_route(model, choice)
 
 
-@dataclass
 class LocalModelsState:
     """The memory manager, its timer, pulls in flight, warned pairs, the preload on open."""
 
-    manager: MemoryManager | None = None
-    timer: asyncio.Task[None] | None = None
-    pulls: dict[str, asyncio.Task[PullSnapshot]] = field(default_factory=dict)
-    warned: set[tuple[str, str]] = field(default_factory=set)  # (chat, completion) pairs checked
-    preloaded: bool = False  # `preloadOnOpen` ran for the first document
-    # Strong references to fire-and-forget tasks so they are not collected mid-flight.
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
+    def __init__(self) -> None:
+        self.manager: MemoryManager | None = None
+        self.timer: asyncio.Task[None] | None = None
+        self.pulls: dict[str, asyncio.Task[PullSnapshot]] = {}
+        self.warned: set[tuple[str, str]] = set()  # (chat, completion) pairs checked
+        self.preloaded: bool = False  # `preloadOnOpen` ran for the first document
+        # Strong references to fire-and-forget tasks so they are not collected mid-flight.
+        self.background: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -142,22 +142,22 @@ class LocalModelsState:
             task.cancel()
 
 
-@dataclass
 class ExposureState:
     """The redactor built for the settings and provider identified by `key` (`lsp/exposure.py`)."""
 
-    key: tuple[object, ...] | None = None
-    redactor: Callable[[str], str] | None = None
+    def __init__(self) -> None:
+        self.key: tuple[object, ...] | None = None
+        self.redactor: Callable[[str], str] | None = None
 
 
-@dataclass
 class FeatureState:
     """Every feature's state; one per server (`KomaLanguageServer.state`)."""
 
-    settings: SettingsState = field(default_factory=SettingsState)
-    trust: TrustState = field(default_factory=TrustState)
-    chat: ChatState = field(default_factory=ChatState)
-    tools: ToolState = field(default_factory=ToolState)
-    completion: CompletionState = field(default_factory=CompletionState)
-    local_models: LocalModelsState = field(default_factory=LocalModelsState)
-    exposure: ExposureState = field(default_factory=ExposureState)
+    def __init__(self) -> None:
+        self.settings: SettingsState = SettingsState()
+        self.trust: TrustState = TrustState()
+        self.chat: ChatState = ChatState()
+        self.tools: ToolState = ToolState()
+        self.completion: CompletionState = CompletionState()
+        self.local_models: LocalModelsState = LocalModelsState()
+        self.exposure: ExposureState = ExposureState()
