@@ -79,7 +79,7 @@ async def doctor(ls: KomaLanguageServer) -> dict[str, Any]:
     from koma.config import gather_sources
     from koma.engine.doctor import run_doctor
 
-    # The lifecycle module registers the local-model rows (memory, quantization, …) on import,
+    # engine.lifecycle.checks registers the local-model rows (memory, quantization, …) on import,
     # as `koma doctor` does, so both reports match.
     importlib.import_module("koma.engine.lifecycle.checks")
     provider = None
