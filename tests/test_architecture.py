@@ -56,11 +56,14 @@ def lsp_imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "koma.lsp":
+        elif isinstance(node, ast.ImportFrom) and node.level in (0, 1):
+            # `from . import x` / `from .x import y` inside koma.lsp count like absolute ones.
+            module = "koma.lsp" + (f".{node.module}" if node.module else "")
+            module = module if node.level == 1 else node.module or ""
+            if module == "koma.lsp":
                 names = [f"koma.lsp.{alias.name}" for alias in node.names]
             else:
-                names = [node.module]
+                names = [module]
         else:
             continue
         for name in names:
