@@ -11,77 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
-
-from pygls.uris import to_fs_path
 
 from koma.choices import EFFORTS
 from koma.errors import KomaError
+from koma.lsp import protocol
+from koma.lsp.exposure import DocumentRefused, read_document, redactor
+from koma.lsp.params import display_path, first_argument, language_of, parse_range
 
 # The engine is imported by the handlers, not before the `initialize` reply (cold start).
 if TYPE_CHECKING:
     from koma.engine.chat import TurnEvent
     from koma.lsp.server import KomaLanguageServer
-    from koma.types import Effort, Metrics
+    from koma.types import Effort
 
 logger = logging.getLogger("koma.lsp.chat")
 
-EVENT_METHOD = "koma/chat/event"
 # The most of a file Explain reads from disk (its selection is then cut from it).
 EXPLAIN_MAX_BYTES = 2_000_000
-
-
-def metrics_payload(metrics: Metrics | None) -> dict[str, Any]:
-    if metrics is None:
-        return {}
-    out: dict[str, Any] = {}
-    if metrics.ttft_ms is not None:
-        out["ttftMs"] = round(metrics.ttft_ms)
-    if metrics.tokens_per_second is not None:
-        out["tokensPerSecond"] = round(metrics.tokens_per_second, 1)
-    if metrics.total_ms is not None:
-        out["totalMs"] = round(metrics.total_ms)
-    return out
-
-
-def first_argument(args: tuple[Any, ...]) -> dict[str, Any]:
-    """Commands take one object argument; anything else counts as an empty one."""
-    if args and isinstance(args[0], dict):
-        return args[0]
-    return {}
-
-
-def parse_range(raw: Any) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """An LSP range object as position pairs; None when absent or malformed."""
-    try:
-        start, end = raw["start"], raw["end"]
-        return (int(start["line"]), int(start["character"])), (
-            int(end["line"]),
-            int(end["character"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def display_path(ls: KomaLanguageServer, uri: str) -> str:
-    path = to_fs_path(uri) or uri
-    root = ls.workspace_root
-    if root is not None:
-        try:
-            return str(PurePath(path).relative_to(root))
-        except ValueError:
-            pass
-    return path
-
-
-def language_of(ls: KomaLanguageServer, uri: str) -> str:
-    try:
-        language = ls.workspace.get_text_document(uri).language_id
-    except Exception:
-        language = None
-    return language or PurePath(uri).suffix.lstrip(".")
 
 
 async def with_file_context(
@@ -97,8 +44,6 @@ async def with_file_context(
     if not uri:
         return message
     from koma.engine.chat import shared_code_read_limit, with_shared_code
-    from koma.lsp.exposure import redactor
-    from koma.lsp.tools import DocumentRefused, read_document  # lazy: keeps the start fast
 
     path = display_path(ls, uri) if isinstance(uri, str) else repr(uri)
     try:
@@ -116,82 +61,30 @@ async def with_file_context(
     )
 
 
-class ChatRunner:
-    """Running turns by chat id, so they can be cancelled and do not interleave."""
-
-    def __init__(self) -> None:
-        self.running: dict[str, asyncio.Task[Any]] = {}
-        self.locks: dict[str, asyncio.Lock] = {}
-
-    def cancel(self, chat_id: str) -> bool:
-        task = self.running.get(chat_id)
-        if task is None or task.done():
-            return False
-        task.cancel()
-        return True
-
-
-def _event_payload(chat_id: str, event: TurnEvent) -> dict[str, Any]:
-    from koma.engine.chat import ToolResultEvent
-    from koma.types import ChannelEnd, ChannelStart, TextDelta, ToolCallEvent
-
-    if isinstance(event, ChannelStart):
-        return {"chatId": chat_id, "type": "channelStart", "channel": event.channel}
-    if isinstance(event, TextDelta):
-        return {"chatId": chat_id, "type": "delta", "channel": event.channel, "text": event.text}
-    if isinstance(event, ChannelEnd):
-        return {"chatId": chat_id, "type": "channelEnd", "channel": event.channel}
-    if isinstance(event, ToolCallEvent):
-        call = {"id": event.call.id, "name": event.call.name, "arguments": event.call.arguments}
-        return {"chatId": chat_id, "type": "toolCall", "tool": call}
-    if isinstance(event, ToolResultEvent):
-        tool = {
-            "id": event.call.id,
-            "name": event.call.name,
-            "ok": event.outcome.ok,
-            "content": event.outcome.content,
-        }
-        return {"chatId": chat_id, "type": "toolResult", "tool": tool}
-    result = event.result
-    return {
-        "chatId": chat_id,
-        "type": "done",
-        "result": {"text": result.text, "channels": dict(result.channels)},
-        "metrics": metrics_payload(result.metrics),
-    }
-
-
 def error_reply(
     ls: KomaLanguageServer, chat_id: str, text: str, partial: dict[str, str] | None = None
-) -> dict[str, Any]:
+) -> protocol.ChatReply:
     """Send the `error` event and build the reply: what streamed so far, plus the error."""
-    ls.protocol.notify(EVENT_METHOD, {"chatId": chat_id, "type": "error", "message": text})
-    channels = partial or {}
-    return {
-        "chatId": chat_id,
-        "text": channels.get("final", ""),
-        "channels": channels,
-        "metrics": {},
-        "error": text,
-    }
+    ls.protocol.notify(protocol.CHAT_EVENT, protocol.chat_error_event(chat_id, text))
+    return protocol.chat_reply(chat_id, partial or {}, error=text)
 
 
 async def run_chat(
     ls: KomaLanguageServer, chat_id: str | None, message: Any, effort: Any, context: dict[str, Any]
-) -> dict[str, Any]:
+) -> protocol.ChatReply:
     """One chat turn from request to reply; see the module docstring for the failure rules."""
     session = await ls.session()  # the engine is imported off the event loop meanwhile
     from koma.engine.chat import run_turn
     from koma.engine.tokens import estimate_tokens
     from koma.types import TextDelta
 
-    runner = _runner(ls)
+    runner = ls.state.chat
     chat_id = chat_id if isinstance(chat_id, str) and chat_id else ls.chats.new_id()
 
-    def notify(payload: dict[str, Any]) -> None:
-        ls.protocol.notify(EVENT_METHOD, payload)
+    def notify(payload: protocol.ChatEvent) -> None:
+        ls.protocol.notify(protocol.CHAT_EVENT, payload)
 
-    def failed(text: str, partial: dict[str, str] | None = None) -> dict[str, Any]:
+    def failed(text: str, partial: dict[str, str] | None = None) -> protocol.ChatReply:
         return error_reply(ls, chat_id, text, partial)
 
     if not isinstance(message, str) or not message.strip():
@@ -206,7 +99,7 @@ async def run_chat(
         def on_event(event: TurnEvent) -> None:
             if isinstance(event, TextDelta):
                 partial[event.channel] = partial.get(event.channel, "") + event.text
-            notify(_event_payload(chat_id, event))
+            notify(protocol.chat_event(chat_id, event))
 
         model = ""
         try:
@@ -221,9 +114,7 @@ async def run_chat(
                 settings = session.settings
                 conversation = ls.chats.open(chat_id, settings.chat.system_prompt)
                 logger.debug("chat %s: ~%d tokens of message", chat_id, estimate_tokens(text))
-                from koma.lsp.tools import tool_loop  # lazy: keeps the server's start fast
-
-                tools = tool_loop(ls, chat_id, context_tokens)
+                tools = ls.tool_loop(chat_id, context_tokens)
                 async with ls.status.generation(model) as run:
                     task = asyncio.ensure_future(
                         run_turn(
@@ -245,21 +136,8 @@ async def run_chat(
                     except asyncio.CancelledError:
                         if not task.cancelled():
                             raise  # the whole request was cancelled, not just this turn
-                        done: dict[str, Any] = {
-                            "chatId": chat_id,
-                            "type": "done",
-                            "cancelled": True,
-                            "result": {"text": partial.get("final", ""), "channels": partial},
-                            "metrics": {},
-                        }
-                        notify(done)
-                        return {
-                            "chatId": chat_id,
-                            "text": partial.get("final", ""),
-                            "channels": partial,
-                            "metrics": {},
-                            "cancelled": True,
-                        }
+                        notify(protocol.chat_cancelled_event(chat_id, partial))
+                        return protocol.chat_reply(chat_id, partial, cancelled=True)
                     except KomaError as err:
                         run.error = str(err)
                         return failed(str(err), partial)
@@ -273,66 +151,33 @@ async def run_chat(
             logger.exception("chat turn failed")
             ls.status.set("error", model=model or None, message=str(err))
             return failed(f"chat failed: {type(err).__name__}: {err}", partial)
-    reply: dict[str, Any] = {
-        "chatId": chat_id,
-        "text": result.text,
-        "channels": dict(result.channels),
-        "metrics": metrics_payload(result.metrics),
-    }
     warnings = list(result.warnings)
     if not result.text.strip() and not warnings:  # the engine usually says why already
         warnings.append("the model returned no answer")
-    if warnings:
-        reply["warning"] = "; ".join(warnings)
-    return reply
-
-
-_RUNNERS: weakref.WeakKeyDictionary[KomaLanguageServer, ChatRunner] = weakref.WeakKeyDictionary()
-
-
-def _runner(ls: KomaLanguageServer) -> ChatRunner:
-    runner = _RUNNERS.get(ls)
-    if runner is None:
-        runner = _RUNNERS[ls] = ChatRunner()
-    return runner
-
-
-async def stop_running_turns(ls: KomaLanguageServer, grace_seconds: float) -> None:
-    """Cancel every running turn and give each `grace_seconds` to reply as cancelled.
-
-    At shutdown the providers are closed next; a turn still streaming would otherwise fail
-    with the HTTP client's "client has been closed" instead of ending as cancelled, and pygls
-    would then cancel the request itself while it walks its table of running requests.
-    """
-    runner = _RUNNERS.get(ls)
-    tasks = [task for task in (runner.running.values() if runner else ()) if not task.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=grace_seconds)
-        for _ in range(3):  # let each command handler send its "cancelled" reply
-            await asyncio.sleep(0)
+    return protocol.chat_reply(
+        chat_id,
+        dict(result.channels),
+        protocol.chat_metrics(result.metrics),
+        text=result.text,
+        warning="; ".join(warnings) if warnings else None,
+    )
 
 
 def register(server: KomaLanguageServer) -> None:
     """Register the chat commands."""
-    _runner(server)
 
     @server.command("koma.chat")
-    async def chat(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
+    async def chat(ls: KomaLanguageServer, *args: Any) -> protocol.ChatReply:
         params = first_argument(args)
         return await run_chat(
             ls, params.get("chatId"), params.get("message"), params.get("effort"), params
         )
 
     @server.command("koma.explain")
-    async def explain(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
+    async def explain(ls: KomaLanguageServer, *args: Any) -> protocol.ChatReply:
         params = first_argument(args)
         uri = params.get("uri")
         await ls.engine_loaded()
-        from koma.lsp.exposure import redactor
-        from koma.lsp.tools import DocumentRefused, read_document
-
         try:
             text = await read_document(ls, uri, EXPLAIN_MAX_BYTES)
         except DocumentRefused as err:
@@ -351,6 +196,6 @@ def register(server: KomaLanguageServer) -> None:
         return await run_chat(ls, params.get("chatId"), prompt, ls.effort("actions"), {})
 
     @server.command("koma.chat.cancel")
-    def cancel(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
+    def cancel(ls: KomaLanguageServer, *args: Any) -> protocol.ChatCancelReply:
         chat_id = first_argument(args).get("chatId")
-        return {"cancelled": isinstance(chat_id, str) and _runner(ls).cancel(chat_id)}
+        return {"cancelled": isinstance(chat_id, str) and ls.state.chat.cancel(chat_id)}

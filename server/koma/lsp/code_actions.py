@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from koma.errors import KomaError
-from koma.lsp.chat import display_path, language_of, parse_range
+from koma.lsp import protocol
+from koma.lsp.exposure import DocumentRefused, read_document
+from koma.lsp.params import display_path, language_of, parse_range
 
 # The engine is imported by the handlers, not before the `initialize` reply (cold start).
 if TYPE_CHECKING:
@@ -45,13 +47,6 @@ def _wanted(kind: str, only: list[str] | None) -> bool:
     return any(kind == o or kind.startswith(o + ".") for o in only)
 
 
-def _range_json(r: types.Range) -> dict[str, Any]:
-    return {
-        "start": {"line": r.start.line, "character": r.start.character},
-        "end": {"line": r.end.line, "character": r.end.character},
-    }
-
-
 def fix_title(message: str) -> str:
     first = message.strip().splitlines()[0] if message.strip() else "diagnostic"
     if len(first) > MAX_TITLE_MESSAGE:
@@ -77,16 +72,11 @@ def list_actions(ls: KomaLanguageServer, params: types.CodeActionParams) -> list
     if widen_to_lines(lines, start, end) is not None:
         for kind in SELECTION_ACTIONS:
             if _wanted(KINDS[kind], only):
-                data = {"action": kind, "uri": uri, "range": _range_json(params.range)}
+                data = protocol.action_data(kind, uri, params.range)
                 actions.append(types.CodeAction(title=TITLES[kind], kind=KINDS[kind], data=data))
     if _wanted(KINDS["fix"], only):
         for diagnostic in params.context.diagnostics:
-            data = {
-                "action": "fix",
-                "uri": uri,
-                "range": _range_json(diagnostic.range),
-                "diagnostic": diagnostic.message,
-            }
+            data = protocol.action_data("fix", uri, diagnostic.range, diagnostic.message)
             actions.append(
                 types.CodeAction(
                     title=fix_title(diagnostic.message),
@@ -131,8 +121,6 @@ async def resolve_action(ls: KomaLanguageServer, action: types.CodeAction) -> ty
         )
         return action
     session = await ls.session()  # the engine is imported off the event loop
-    from koma.lsp.tools import DocumentRefused, read_document  # lazy: keeps the start fast
-
     try:
         # The action's data came back from the client: the URI is checked again (jail, secret
         # patterns, regular file) before anything is read and sent to the model.

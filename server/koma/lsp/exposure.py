@@ -1,7 +1,10 @@
 """What of the editor's text may reach the model, outside the tools' own checks.
 
-The tools read files through the jail and redact their results (`lsp.tools`). Three other ways
+The tools read files through the jail and redact their results (`lsp.tools`). The other ways
 text reaches the model are held to the same rules here:
+
+- a document a client names (chat's `uri`, Explain, a code action's data) is read through the
+  same jail and secret patterns as a model's path, off the event loop (`read_document`);
 
 - the file or selection attached to `koma.chat` / `koma.explain` is redacted with the same
   `Redactor` as tool results (`redactor`);
@@ -21,8 +24,8 @@ reply, and the checks run on the keystroke path, so they do no I/O beyond `realp
 
 from __future__ import annotations
 
+import asyncio
 import os
-import weakref
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -73,20 +76,14 @@ def redactor(ls: KomaLanguageServer) -> Redactor:
     return Redactor.from_environ(extra=api_keys(ls))
 
 
-_CACHED: weakref.WeakKeyDictionary[Any, tuple[tuple[object, ...], Redactor]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def cached_redactor(ls: KomaLanguageServer) -> Callable[[str], str]:
     """`redactor(ls)`, built again only when the settings or the provider change: completion
     asks on every keystroke, and the environment is read once per configuration."""
     key = (id(ls.settings), id(ls.current_provider))
-    hit = _CACHED.get(ls)
-    if hit is None or hit[0] != key:
-        hit = (key, redactor(ls))
-        _CACHED[ls] = hit
-    return hit[1]
+    cache = ls.state.exposure
+    if cache.redactor is None or cache.key != key:
+        cache.key, cache.redactor = key, redactor(ls)
+    return cache.redactor
 
 
 def completion_refusal(ls: KomaLanguageServer, uri: str) -> str | None:
@@ -169,3 +166,88 @@ def completion_neighbours(
         if len(chosen) >= limit:
             break
     return chosen
+
+
+class DocumentRefused(Exception):
+    """A document a client or model named that Koma will not read; the message says why."""
+
+
+async def read_document(ls: KomaLanguageServer, uri: object, limit: int) -> str:
+    """The text of the document at `uri` for chat, Explain and code actions.
+
+    Every URI a client sends is checked like a model's path: it must be inside a workspace
+    folder and clear of `.git/` and `tools.secretPatterns`, and only a regular file is read.
+    The editor's buffer is used when that resolved file is open (unsaved edits included), else
+    at most `limit` bytes of the file. The checks and the read run in a worker thread, so a
+    slow disk or a hostile path never holds the event loop. `DocumentRefused` says why not.
+    """
+    if not isinstance(uri, str) or not uri:
+        raise DocumentRefused("no document was named")
+    if not uri.startswith("file:"):
+        # An editor buffer with no file behind it (VS Code's `untitled:`): its text is what
+        # the editor sent; nothing on disk is read.
+        document = ls.workspace.text_documents.get(uri)
+        if document is None:
+            raise DocumentRefused(f"{uri} is not an open document or a file")
+        return _text_or_refuse(document.source, uri)
+    folders = workspace_folders(ls)
+    patterns = list(ls.settings.tools.secret_patterns)
+    return await asyncio.to_thread(_read_file_document, ls, uri, folders, patterns, limit)
+
+
+def _read_file_document(
+    ls: KomaLanguageServer, uri: str, folders: list[Path], patterns: list[str], limit: int
+) -> str:
+    from koma.engine.tools.jail import Jail, PathRefused, is_binary
+
+    path = to_fs_path(uri)
+    if not path:
+        raise DocumentRefused(f"{uri} is not a file path")
+    if not folders:
+        raise DocumentRefused(f"{path} cannot be read: there is no workspace folder")
+    jail = Jail(folders, patterns)
+    try:
+        target = jail.resolve(path, "new")
+        text = open_text(ls, target.uri)
+        if text is not None:
+            return _text_or_refuse(text, target.shown)
+        target = jail.require(target, "file")
+        data, _ = jail.read_head(target, limit)
+    except PathRefused as err:
+        raise DocumentRefused(str(err)) from None
+    if is_binary(data):
+        raise DocumentRefused(f"{target.shown} is a binary file")
+    return data.decode("utf-8", "replace")
+
+
+def _text_or_refuse(text: str, name: str) -> str:
+    if "\x00" in text:
+        raise DocumentRefused(f"{name} is binary")
+    return text
+
+
+def open_text(ls: KomaLanguageServer, uri: str) -> str | None:
+    """The editor's text of an open document (unsaved edits included); None when not open.
+
+    `uri` names a path the jail resolved; an open document matches when *its* path resolves to
+    the same file, so `S/../../x` through a symlink `S` can never pick the buffer of a file
+    outside the workspace. Called from worker threads (it resolves paths).
+    """
+    wanted = to_fs_path(uri)
+    if not wanted:
+        return None
+    wanted = os.path.realpath(wanted)
+    for doc_uri, document in _open_documents(ls):
+        path = to_fs_path(doc_uri)
+        if path and os.path.realpath(path) == wanted:
+            text = document.source
+            return None if "\x00" in text else text
+    return None
+
+
+def _open_documents(ls: KomaLanguageServer) -> list[tuple[str, Any]]:
+    try:
+        # One C-level copy: safe against the event loop opening a document meanwhile.
+        return list(ls.workspace.text_documents.items())
+    except RuntimeError:  # no workspace yet
+        return []

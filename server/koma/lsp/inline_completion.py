@@ -23,12 +23,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import weakref
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from koma.lsp import exposure
+from koma.lsp import exposure, protocol
 
 # The completion engine is imported on first use, not before the `initialize` reply.
 if TYPE_CHECKING:
@@ -42,23 +41,16 @@ if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
     from koma.settings import KomaSettings
 
-TRACE_MESSAGE = "koma/inlineCompletion"
-# Client → server: text the user yanked or copied, for the cross-file context (protocol.md).
-CONTEXT_CHUNK = "koma/contextChunk"
 MAX_CHUNK_CHARS = 4000
 MAX_NEIGHBOURS = 8
-_PIPELINES: weakref.WeakKeyDictionary[KomaLanguageServer, CompletionPipeline] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def pipeline_for(server: KomaLanguageServer) -> CompletionPipeline:
     """The completion pipeline of a server (created on first use), e.g. for `koma.clearCache`."""
-    pipeline = _PIPELINES.get(server)
-    if pipeline is None:
-        pipeline = _make_pipeline(server)
-        _PIPELINES[server] = pipeline
-    return pipeline
+    state = server.state.completion
+    if state.pipeline is None:
+        state.pipeline = _make_pipeline(server)
+    return state.pipeline
 
 
 def _make_pipeline(server: KomaLanguageServer) -> CompletionPipeline:
@@ -80,15 +72,6 @@ def _make_pipeline(server: KomaLanguageServer) -> CompletionPipeline:
     return CompletionPipeline(
         target, lambda: server.settings.completion, tracker=server.status.generation
     )
-
-
-def route_status(server: KomaLanguageServer) -> dict[str, object] | None:
-    """The route of the latest completion (`koma.status` details), None before the first."""
-    pipeline = _PIPELINES.get(server)
-    if pipeline is None or pipeline.last_route is None:
-        return None
-    model, choice = pipeline.last_route
-    return {"model": model, **choice.to_dict()}
 
 
 def _completion_key(settings: KomaSettings) -> tuple[object, ...]:
@@ -172,20 +155,11 @@ def trace(ls: KomaLanguageServer, result: CompletionResult, started: float) -> N
     """
     if ls.protocol.trace != types.TraceValue.Verbose:
         return
-    detail = {
-        "id": ls.protocol.msg_id,
-        "source": result.source,
-        "reason": result.reason,
-        "route": result.route,
-        "adopted": result.adopted,
-        "tookOver": result.took_over,
-        "startedCall": result.started_call,
-        "debounceMs": round(result.debounce_ms, 3),
-        "upstreamMs": round(result.upstream_ms, 3),
-        "waitedMs": round(result.waited_ms, 3),
-        "serverMs": round((time.perf_counter() - started) * 1000.0, 3),
-    }
-    params = types.LogTraceParams(message=TRACE_MESSAGE, verbose=json.dumps(detail))
+    server_ms = (time.perf_counter() - started) * 1000.0
+    detail = protocol.inline_completion_trace(ls.protocol.msg_id, result, server_ms)
+    params = types.LogTraceParams(
+        message=protocol.INLINE_COMPLETION_TRACE, verbose=json.dumps(detail)
+    )
     loop = asyncio.get_running_loop()
     loop.call_soon(loop.call_soon, ls.log_trace, params)
 
@@ -219,19 +193,17 @@ def _ring(ls: KomaLanguageServer, pipeline: CompletionPipeline) -> ContextRing:
 def register(server: KomaLanguageServer) -> None:
     """Attach inline completion and the document listeners it learns typing speed from."""
     # The pipeline is made on first use (the first edit or request), after `initialize`.
-    last_key: list[tuple[object, ...] | None] = [None]
+    state = server.state.completion
 
     def on_settings(settings: KomaSettings) -> None:
         key = _completion_key(settings)
-        if key != last_key[0]:
-            last_key[0] = key
-            pipeline = _PIPELINES.get(server)
-            if pipeline is not None:
-                pipeline.reconfigure()
+        if key != state.settings_key:
+            state.settings_key = key
+            if state.pipeline is not None:
+                state.pipeline.reconfigure()
 
     def clear_cache() -> int:
-        pipeline = _PIPELINES.get(server)
-        return pipeline.clear_cache() if pipeline is not None else 0
+        return state.pipeline.clear_cache() if state.pipeline is not None else 0
 
     server.on_settings_changed(on_settings)
     server.on_clear_cache(clear_cache)  # `koma.clearCache` empties suggestions too
@@ -268,7 +240,7 @@ def register(server: KomaLanguageServer) -> None:
         if doc is not None and text is not None:
             _ring(ls, pipeline_for(ls)).note_place(doc.uri, text)
 
-    @server.feature(CONTEXT_CHUNK)
+    @server.feature(protocol.CONTEXT_CHUNK)
     def on_context_chunk(ls: KomaLanguageServer, params: object) -> None:
         """`koma/contextChunk` {uri?, text}: text the user yanked or copied (protocol.md)."""
         text = getattr(params, "text", None)
@@ -285,7 +257,7 @@ def register(server: KomaLanguageServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: KomaLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
-        pipeline = _PIPELINES.get(ls)
+        pipeline = ls.state.completion.pipeline
         if pipeline is not None:
             pipeline.forget(params.text_document.uri)
 

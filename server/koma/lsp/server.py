@@ -15,8 +15,9 @@ engine and the providers (`preload_engine`); chat, actions and the provider wait
 without holding the event loop, so `koma.status` keeps answering during the first chat.
 `benchmarks/cold_start.py` measures what is left.
 
-Several features need the same document and lifecycle notifications; the base class in
-`koma.lsp.fanout` hands each of them to every module that registers a listener.
+Several features need the same document and session notifications (`initialize` … `shutdown`);
+the base class in `koma.lsp.fanout` hands each of them to every module that registers a listener.
+What a feature keeps between requests is `state` (`koma.lsp.state`), one typed object per feature.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from pygls.uris import to_fs_path
 from koma.errors import KomaError
 from koma.lsp.args import add_lsp_arguments
 from koma.lsp.fanout import FanoutLanguageServer
+from koma.lsp.state import FeatureState
 from koma.lsp.status import StatusReporter
 
 if TYPE_CHECKING:
     from koma.engine.chat import ChatStore
     from koma.engine.ledger import ReasoningLedger
     from koma.engine.session import Session
+    from koma.engine.tools.loop import ToolLoop
     from koma.providers.base import Provider
     from koma.settings import KomaSettings
     from koma.types import Effort
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("koma.lsp")
 
 Feature = Literal["completion", "actions", "chat"]
+# Builds the tools for one chat turn: (server, chat id, context tokens) -> tools or None.
+ToolLoopFactory = Callable[["KomaLanguageServer", str, int], "ToolLoop | None"]
 # How long shutdown waits for running chat turns to end after cancelling them.
 SHUTDOWN_GRACE_SECONDS = 2.0
 
@@ -66,7 +71,8 @@ _ENGINE_MODULES = (
     "koma.engine.session",
     "koma.engine.chat",
     "koma.engine.actions",
-    "koma.lsp.tools",
+    "koma.engine.tools.loop",
+    "koma.engine.tools.workspace",
 )
 
 
@@ -98,12 +104,9 @@ class KomaLanguageServer(FanoutLanguageServer):
         )
         self._settings: KomaSettings | None = None
         self._pending_settings: Callable[[], None] | None = None
-        # The `koma` section from initializationOptions, and the editor's section in force
-        # (initializationOptions overlaid by the latest workspace/configuration answer).
-        self.initial_section: dict[str, Any] = {}
-        self.editor_section: dict[str, Any] = {}
-        # Choices made with `koma.selectModel`; they sit above the editor's settings.
-        self.session_section: dict[str, Any] = {}
+        # What each feature keeps between requests (`koma.lsp.state`).
+        self.state = FeatureState()
+        self._tool_loop: ToolLoopFactory | None = None
         self.workspace_root: Path | None = None
         self.client_supports_inline_completion: bool = False
         self.status: StatusReporter = StatusReporter(self)
@@ -195,12 +198,22 @@ class KomaLanguageServer(FanoutLanguageServer):
                 logger.exception("clearing a cache failed")
         return total
 
+    def provide_tool_loop(self, factory: ToolLoopFactory) -> None:
+        """Install what builds a chat turn's tools (`koma.lsp.tools` registers it)."""
+        self._tool_loop = factory
+
+    def tool_loop(self, chat_id: str, context_tokens: int) -> ToolLoop | None:
+        """The tools for one chat turn; None without a tools feature or a workspace folder."""
+        if self._tool_loop is None:
+            return None
+        return self._tool_loop(self, chat_id, context_tokens)
+
     def document_text(self, uri: str) -> str | None:
         """The text of a document the editor has open; None if it is not open or is binary.
 
         Never the disk: a URI from a client is untrusted (a FIFO would block the event loop, a
         path outside the workspace would leak). Reading a file goes through
-        `koma.lsp.tools.read_document`, which applies the tools' jail off the event loop.
+        `koma.lsp.exposure.read_document`, which applies the tools' jail off the event loop.
         """
         try:
             document = self.workspace.text_documents.get(uri)
@@ -297,10 +310,8 @@ def _register_core(server: KomaLanguageServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: KomaLanguageServer, params: Any) -> None:
-        from koma.lsp.chat import stop_running_turns
-
         # Turns end (as cancelled) before the providers they stream from are closed.
-        await stop_running_turns(ls, SHUTDOWN_GRACE_SECONDS)
+        await ls.state.chat.stop(SHUTDOWN_GRACE_SECONDS)
         await ls.close_providers()
 
 
@@ -323,14 +334,15 @@ def build_server() -> KomaLanguageServer:
         completion,
         hover,
         inline_completion,
-        lifecycle,
+        local_models,
         settings,
         status,
+        tools,
     )
 
     server = KomaLanguageServer()
     _register_core(server)
-    for module in (settings, status, chat, code_actions, hover, commands, lifecycle):
+    for module in (settings, status, chat, tools, code_actions, hover, commands, local_models):
         module.register(server)
     for module in (inline_completion, completion):
         module.register(server)

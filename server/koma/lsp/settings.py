@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import logging
 import os
-import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
 from koma.errors import KomaError
+from koma.lsp import protocol
+from koma.lsp.params import first_argument
 
 # koma.settings (pydantic) are imported where settings are read, after the
 # `initialize` reply: an editor waits for that reply (docs/performance.md, cold start).
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
-    from koma.trust import ProjectConfig
+    from koma.lsp.state import TrustState
 
 logger = logging.getLogger("koma.lsp.settings")
 
@@ -39,38 +39,15 @@ SECTION = "koma"
 EDITOR_SOURCE = "editor settings (koma)"
 SESSION_SOURCE = "koma.selectModel"
 CLIENT_SECTION = "client"
-UNTRUSTED_CONFIG = "koma/untrustedConfig"
 RESTRICTED_REASON = (
     "the workspace is in Restricted Mode, so Koma does not run or change anything in it; "
     "the user can trust the workspace (Workspaces: Manage Workspace Trust) to allow it"
 )
 
 
-@dataclass
-class TrustState:
-    """What the client said about trust, and what became of the project file."""
-
-    # The client shows `koma/untrustedConfig` as a prompt (else: window/showMessage).
-    trust_prompt: bool = False
-    # False: VS Code's Restricted Mode.
-    workspace_trusted: bool = True
-    project: ProjectConfig | None = None
-    warnings: list[str] = field(default_factory=list)
-    # Warnings already shown this run: (path, sha256) for a project file, the text otherwise.
-    shown: set[tuple[str, str]] = field(default_factory=set)
-    # Until `initialized`, notifications wait (a client may not listen before it).
-    ready: bool = False
-
-
-_STATES: weakref.WeakKeyDictionary[KomaLanguageServer, TrustState] = weakref.WeakKeyDictionary()
-
-
 def trust_state(server: KomaLanguageServer) -> TrustState:
-    """The server's trust state (created on first use)."""
-    state = _STATES.get(server)
-    if state is None:
-        state = _STATES[server] = TrustState()
-    return state
+    """The server's trust state: what the client said about trust, and the project file."""
+    return server.state.trust
 
 
 def restricted_reason(server: KomaLanguageServer) -> str | None:
@@ -116,15 +93,16 @@ def apply_editor_settings(
     from koma.settings.keys import deep_merge, drop_none, normalize_keys
     from koma.settings.layers import Layer, Sources, gather_sources, resolve
 
+    sections = server.state.settings
     if initial:
         editor = dict(section or {})
     elif section is None:
-        editor = server.editor_section
+        editor = sections.editor_section
     else:
-        editor = deep_merge(server.initial_section, dict(section))
-    session = dict(server.session_section)
+        editor = deep_merge(sections.initial_section, dict(section))
+    session = dict(sections.session_section)
     for key in list(session):
-        if section is not None and editor.get(key) != server.editor_section.get(key):
+        if section is not None and editor.get(key) != sections.editor_section.get(key):
             del session[key]  # the user changed this in the editor since picking a model
     state = trust_state(server)
     try:
@@ -144,9 +122,9 @@ def apply_editor_settings(
         report_invalid(server, str(err))
         return False
     if initial:
-        server.initial_section = dict(editor)
-    server.editor_section = editor
-    server.session_section = session
+        sections.initial_section = dict(editor)
+    sections.editor_section = editor
+    sections.session_section = session
     state.project = resolved.project
     state.warnings = resolved.warnings
     server.apply_settings(resolved.settings)
@@ -179,14 +157,7 @@ def report_trust(server: KomaLanguageServer) -> None:
             and state.trust_prompt
         ):
             server.protocol.notify(
-                UNTRUSTED_CONFIG,
-                {
-                    "path": str(project.path),
-                    "uri": project.path.as_uri(),
-                    "sha256": project.sha256,
-                    "keys": list(project.ignored),
-                    "message": message,
-                },
+                protocol.UNTRUSTED_CONFIG, protocol.untrusted_config(project, message)
             )
             continue
         server.window_show_message(
@@ -194,7 +165,9 @@ def report_trust(server: KomaLanguageServer) -> None:
         )
 
 
-def trust_config(server: KomaLanguageServer, params: Mapping[str, Any]) -> dict[str, Any]:
+def trust_config(
+    server: KomaLanguageServer, params: Mapping[str, Any]
+) -> protocol.TrustConfigReply:
     """`koma.trustConfig`: trust the workspace's project file, if it still has the shown hash.
 
     Only the file this server found for its workspace can be trusted this way, and only when
@@ -229,7 +202,7 @@ def trust_config(server: KomaLanguageServer, params: Mapping[str, Any]) -> dict[
         return {"trusted": False, "message": f"could not store the trust: {err}"}
     logger.info("trusted %s (sha256 %s)", read.path, read.sha256)
     apply_editor_settings(server, None)
-    answer: dict[str, Any] = {
+    answer: protocol.TrustConfigReply = {
         "trusted": True,
         "path": str(read.path),
         "sha256": read.sha256,
@@ -240,7 +213,9 @@ def trust_config(server: KomaLanguageServer, params: Mapping[str, Any]) -> dict[
     return answer
 
 
-def set_workspace_trust(server: KomaLanguageServer, params: Mapping[str, Any]) -> dict[str, Any]:
+def set_workspace_trust(
+    server: KomaLanguageServer, params: Mapping[str, Any]
+) -> protocol.WorkspaceTrustReply:
     """`koma.setWorkspaceTrust`: the editor's workspace trust changed at run time."""
     trusted = params.get("trusted")
     if not isinstance(trusted, bool):
@@ -333,17 +308,14 @@ def register(server: KomaLanguageServer) -> None:
         apply_editor_settings(ls, None)
 
     @server.command("koma.trustConfig")
-    def trust_config_command(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
-        return trust_config(ls, _first_argument(args))
+    def trust_config_command(ls: KomaLanguageServer, *args: Any) -> protocol.TrustConfigReply:
+        return trust_config(ls, first_argument(args))
 
     @server.command("koma.setWorkspaceTrust")
-    def set_workspace_trust_command(ls: KomaLanguageServer, *args: Any) -> dict[str, Any]:
-        return set_workspace_trust(ls, _first_argument(args))
-
-
-def _first_argument(args: tuple[Any, ...]) -> dict[str, Any]:
-    """Commands take one object argument; anything else counts as an empty one."""
-    return dict(args[0]) if args and isinstance(args[0], Mapping) else {}
+    def set_workspace_trust_command(
+        ls: KomaLanguageServer, *args: Any
+    ) -> protocol.WorkspaceTrustReply:
+        return set_workspace_trust(ls, first_argument(args))
 
 
 def _known_keys() -> list[str]:

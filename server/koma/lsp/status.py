@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
+
+from koma.lsp import protocol
 
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
@@ -21,8 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("koma.lsp.status")
 
-State = Literal["idle", "loading", "generating", "error"]
-STATUS_METHOD = "koma/status"
+State = protocol.ServerState
 
 
 class StatusReporter:
@@ -31,7 +32,7 @@ class StatusReporter:
     def __init__(self, server: KomaLanguageServer) -> None:
         self._server = server
         self._active = 0
-        self.last: dict[str, Any] = {"state": "idle", "model": None}
+        self.last: protocol.StatusPayload = protocol.status_payload("idle")
 
     def set(
         self,
@@ -42,16 +43,10 @@ class StatusReporter:
         message: str | None = None,
     ) -> None:
         """Send one status notification; fields left `None` are omitted (except `model`)."""
-        payload: dict[str, Any] = {"state": state, "model": model}
-        if tokens_per_second is not None:
-            payload["tokensPerSecond"] = round(tokens_per_second, 1)
-        if ttft_ms is not None:
-            payload["ttftMs"] = round(ttft_ms)
-        if message:
-            payload["message"] = message
+        payload = protocol.status_payload(state, model, tokens_per_second, ttft_ms, message)
         self.last = payload
         try:
-            self._server.protocol.notify(STATUS_METHOD, payload)
+            self._server.protocol.notify(protocol.STATUS, payload)
         except Exception:
             # Before `initialize` or after the client went away there is nobody to tell.
             logger.debug("could not send koma/status", exc_info=True)

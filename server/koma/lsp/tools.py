@@ -11,69 +11,37 @@ The tool loop runs in the server (engine.tools); consent and edits belong to the
 - the jail's folders are the workspace folders; files open in the editor are read as the editor
   has them (unsaved changes included), matched by the resolved path; edit ranges use the
   negotiated position encoding; an edit the tool marks sensitive is asked with Allow / Deny only;
-- `read_document` is how chat, Explain and code actions read a URI a client sent: the same jail
-  and secret patterns, off the event loop;
+- chat, Explain and code actions read a URI a client sent with `lsp.exposure.read_document`:
+  the same jail and secret patterns, off the event loop;
 - known secret values (credential variables, the API key) are cut from every tool result, with
   the same redactor as the text the editor attaches (`lsp.exposure`);
 - a model without native tool calling switches to the text protocol once per model and session,
   and the user is told with `window/showMessage`.
+
+`register` installs `tool_loop` on the server, which chat asks for each turn's tools. The engine's
+tools are imported when a turn first needs them (the server preloads them after `initialized`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import weakref
-from collections import OrderedDict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pygls.uris import to_fs_path
 
-from koma.engine.tokens import tool_result_budgets
-from koma.engine.tools.jail import Jail, PathRefused, is_binary
-from koma.engine.tools.loop import ToolLoop
-from koma.engine.tools.policy import Decision, PolicyGate
-from koma.engine.tools.toolkit import Tool
-from koma.engine.tools.workspace import WorkspaceConfig, WorkspaceTools
-from koma.lsp.exposure import redactor, workspace_folders
+from koma.lsp.exposure import open_text, redactor, workspace_folders
 from koma.lsp.settings import restricted_reason
 
 if TYPE_CHECKING:
+    from koma.engine.tools.loop import ToolLoop
+    from koma.engine.tools.policy import Decision
+    from koma.engine.tools.toolkit import Tool
     from koma.lsp.server import KomaLanguageServer
 
 logger = logging.getLogger("koma.lsp.tools")
 
 ALLOW, ALLOW_CHAT, DENY = "Allow", "Allow for this chat", "Deny"
 _DECISIONS: dict[str, Decision] = {ALLOW: "allow", ALLOW_CHAT: "allow_chat", DENY: "deny"}
-MAX_REMEMBERED_CHATS = 100
-
-
-class ToolState:
-    """What outlives one turn: tools allowed per chat, models that need the text protocol."""
-
-    def __init__(self) -> None:
-        self.allowed: OrderedDict[str, set[str]] = OrderedDict()
-        self.text_models: set[str] = set()
-
-    def allowed_for(self, chat_id: str) -> set[str]:
-        allowed = self.allowed.setdefault(chat_id, set())
-        self.allowed.move_to_end(chat_id)
-        while len(self.allowed) > MAX_REMEMBERED_CHATS:
-            self.allowed.popitem(last=False)
-        return allowed
-
-
-_STATES: weakref.WeakKeyDictionary[KomaLanguageServer, ToolState] = weakref.WeakKeyDictionary()
-
-
-def state_of(ls: KomaLanguageServer) -> ToolState:
-    state = _STATES.get(ls)
-    if state is None:
-        state = _STATES[ls] = ToolState()
-    return state
 
 
 def position_encoding(ls: KomaLanguageServer) -> str:
@@ -92,15 +60,20 @@ def client_applies_edits(ls: KomaLanguageServer) -> bool:
 
 def tool_loop(ls: KomaLanguageServer, chat_id: str, context_tokens: int) -> ToolLoop | None:
     """The tools for one chat turn, or None when there is no workspace folder to work in."""
+    from koma.engine.tokens import tool_result_budgets
+    from koma.engine.tools.loop import ToolLoop
+    from koma.engine.tools.policy import PolicyGate
+    from koma.engine.tools.workspace import WorkspaceConfig, WorkspaceTools
+
     roots = workspace_folders(ls)
     if not roots:
         return None
     settings = ls.settings.tools
-    state = state_of(ls)
+    state = ls.state.tools
     config = WorkspaceConfig.from_settings(
         roots,
         settings,
-        open_text=lambda uri: _open_text(ls, uri),
+        open_text=lambda uri: open_text(ls, uri),
         apply_edit=(lambda label, edit: _apply_edit(ls, label, edit))
         if client_applies_edits(ls)
         else None,
@@ -134,89 +107,6 @@ def _restricted(ls: KomaLanguageServer, tool: Tool) -> str | None:
     return f"{tool.name} was not run: {reason}"
 
 
-def _open_text(ls: KomaLanguageServer, uri: str) -> str | None:
-    """The editor's text of an open document (unsaved edits included); None when not open.
-
-    `uri` names a path the jail resolved; an open document matches when *its* path resolves to
-    the same file, so `S/../../x` through a symlink `S` can never pick the buffer of a file
-    outside the workspace. Called from worker threads (it resolves paths).
-    """
-    wanted = to_fs_path(uri)
-    if not wanted:
-        return None
-    wanted = os.path.realpath(wanted)
-    for doc_uri, document in _open_documents(ls):
-        path = to_fs_path(doc_uri)
-        if path and os.path.realpath(path) == wanted:
-            text = document.source
-            return None if "\x00" in text else text
-    return None
-
-
-def _open_documents(ls: KomaLanguageServer) -> list[tuple[str, Any]]:
-    try:
-        # One C-level copy: safe against the event loop opening a document meanwhile.
-        return list(ls.workspace.text_documents.items())
-    except RuntimeError:  # no workspace yet
-        return []
-
-
-class DocumentRefused(Exception):
-    """A document a client or model named that Koma will not read; the message says why."""
-
-
-async def read_document(ls: KomaLanguageServer, uri: object, limit: int) -> str:
-    """The text of the document at `uri` for chat, Explain and code actions.
-
-    Every URI a client sends is checked like a model's path: it must be inside a workspace
-    folder and clear of `.git/` and `tools.secretPatterns`, and only a regular file is read.
-    The editor's buffer is used when that resolved file is open (unsaved edits included), else
-    at most `limit` bytes of the file. The checks and the read run in a worker thread, so a
-    slow disk or a hostile path never holds the event loop. `DocumentRefused` says why not.
-    """
-    if not isinstance(uri, str) or not uri:
-        raise DocumentRefused("no document was named")
-    if not uri.startswith("file:"):
-        # An editor buffer with no file behind it (VS Code's `untitled:`): its text is what
-        # the editor sent; nothing on disk is read.
-        document = ls.workspace.text_documents.get(uri)
-        if document is None:
-            raise DocumentRefused(f"{uri} is not an open document or a file")
-        return _text_or_refuse(document.source, uri)
-    folders = workspace_folders(ls)
-    patterns = list(ls.settings.tools.secret_patterns)
-    return await asyncio.to_thread(_read_file_document, ls, uri, folders, patterns, limit)
-
-
-def _read_file_document(
-    ls: KomaLanguageServer, uri: str, folders: list[Path], patterns: list[str], limit: int
-) -> str:
-    path = to_fs_path(uri)
-    if not path:
-        raise DocumentRefused(f"{uri} is not a file path")
-    if not folders:
-        raise DocumentRefused(f"{path} cannot be read: there is no workspace folder")
-    jail = Jail(folders, patterns)
-    try:
-        target = jail.resolve(path, "new")
-        text = _open_text(ls, target.uri)
-        if text is not None:
-            return _text_or_refuse(text, target.shown)
-        target = jail.require(target, "file")
-        data, _ = jail.read_head(target, limit)
-    except PathRefused as err:
-        raise DocumentRefused(str(err)) from None
-    if is_binary(data):
-        raise DocumentRefused(f"{target.shown} is a binary file")
-    return data.decode("utf-8", "replace")
-
-
-def _text_or_refuse(text: str, name: str) -> str:
-    if "\x00" in text:
-        raise DocumentRefused(f"{name} is binary")
-    return text
-
-
 async def _confirm(
     ls: KomaLanguageServer, message: str, choices: tuple[str, ...] = (ALLOW, ALLOW_CHAT, DENY)
 ) -> Decision | None:
@@ -246,3 +136,8 @@ def _notice(ls: KomaLanguageServer, text: str) -> None:
     ls.window_show_message(
         types.ShowMessageParams(type=types.MessageType.Warning, message=f"Koma: {text}")
     )
+
+
+def register(server: KomaLanguageServer) -> None:
+    """Give chat turns their tools."""
+    server.provide_tool_loop(tool_loop)
