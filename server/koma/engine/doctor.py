@@ -9,6 +9,7 @@ module. A check reads what earlier checks learned from `DoctorContext.facts`, ne
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from koma.providers.base import Provider
 from koma.settings import KomaSettings
 from koma.trust import ProjectConfig
 from koma.types import ModelDetails, ModelInfo
+
+logger = logging.getLogger(__name__)
 
 Status = Literal["ok", "warn", "error"]
 CHECK_TIMEOUT_SECONDS = 15.0
@@ -396,9 +399,11 @@ async def check_completion_route(ctx: DoctorContext) -> Check | None:
 
 
 async def _quiet(awaitable: Awaitable[str | None]) -> str | None:
+    """An optional fact (the server's version): a server that will not say is not an error."""
     try:
         return await awaitable
-    except Exception:
+    except KomaError as exc:
+        logger.debug("optional doctor fact unavailable: %s", exc)
         return None
 
 

@@ -81,7 +81,7 @@ def display_path(ls: KomaLanguageServer, uri: str) -> str:
 def language_of(ls: KomaLanguageServer, uri: str) -> str:
     try:
         language = ls.workspace.get_text_document(uri).language_id
-    except Exception:
+    except RuntimeError:  # no workspace before `initialize`: the file suffix will do
         language = None
     return language or PurePath(uri).suffix.lstrip(".")
 
@@ -292,7 +292,7 @@ async def run_chat(
         except KomaError as err:
             ls.status.set("error", model=model or None, message=str(err))
             return failed(str(err), partial)
-        except Exception as err:
+        except Exception as err:  # a bug: a failed turn for the user, the traceback in the log
             logger.exception("chat turn failed")
             ls.status.set("error", model=model or None, message=str(err))
             return failed(f"chat failed: {type(err).__name__}: {err}", partial)

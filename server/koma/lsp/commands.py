@@ -104,7 +104,7 @@ async def begin_progress(ls: KomaLanguageServer, begin: types.WorkDoneProgressBe
     try:
         await ls.work_done_progress.create_async(token)
         ls.work_done_progress.begin(token, begin)
-    except Exception as err:
+    except Exception as err:  # any client failure: the command still runs, without a bar
         logger.info("progress not available: %s", err)
         return None
     return token

@@ -234,7 +234,7 @@ class Lifecycle:
     def _log(self, kind: types.MessageType, message: str) -> None:
         try:
             self.server.window_log_message(types.LogMessageParams(type=kind, message=message))
-        except Exception:
+        except Exception:  # a lost log line must never fail the operation it reports on
             logger.debug("could not send a log message", exc_info=True)
 
     def stop(self) -> None:

@@ -198,7 +198,7 @@ class KomaLanguageServer(FanoutLanguageServer):
         for callback in list(self._settings_callbacks):
             try:
                 callback(new)
-            except Exception:
+            except Exception:  # one feature's bug must not keep the others on old settings
                 logger.exception("settings callback failed")
         return True
 
@@ -212,7 +212,7 @@ class KomaLanguageServer(FanoutLanguageServer):
         for clearer in list(self._cache_clearers):
             try:
                 total += clearer()
-            except Exception:
+            except Exception:  # one feature's bug must not keep the other caches full
                 logger.exception("clearing a cache failed")
         return total
 
@@ -317,7 +317,7 @@ class KomaLanguageServer(FanoutLanguageServer):
         for provider in retired:
             try:
                 await provider.aclose()
-            except Exception:
+            except Exception:  # shutting down: the other providers must still be closed
                 logger.exception("closing provider failed")
 
     async def resolve_model(self, kind: Literal["chat", "completion"]) -> str:

@@ -277,7 +277,7 @@ async def refresh_from_client(server: KomaLanguageServer) -> bool:
         answer = await server.workspace_configuration_async(
             types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
         )
-    except Exception as err:
+    except Exception as err:  # any client failure: the settings in force stay
         logger.warning("workspace/configuration failed: %s", err)
         return False
     if not answer:

@@ -12,6 +12,7 @@ medians describe a warm model.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,8 @@ from koma.engine.lifecycle.context import find_model
 from koma.engine.stream import collect, stream_events
 from koma.providers.base import ChatRequest, Provider
 from koma.types import GenerationResult, GenerationSettings, Message
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "Write a Python function that returns the n-th Fibonacci number.",
@@ -82,7 +85,8 @@ async def model_memory(provider: Provider, model: str) -> int | None:
     """What the loaded model occupies according to the server; None when it does not say."""
     try:
         loaded = find_model(await provider.loaded_models(), model)
-    except Exception:
+    except Exception as exc:  # any provider's failure only costs the benchmark one column
+        logger.debug("no memory figure for %s: %s", model, exc)
         return None
     return loaded.size_bytes if loaded is not None else None
 
