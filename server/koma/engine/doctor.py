@@ -82,7 +82,7 @@ class DoctorReport:
 
     @property
     def exit_code(self) -> int:
-        """DESIGN.md codes: 3 unreachable, 4 model not found, 1 any other error, else 0."""
+        """README.md's exit codes: 3 unreachable, 4 model not found, 1 any other error, else 0."""
         errors = {c.name for c in self.checks if c.status == "error"}
         if "provider" in errors:
             return ProviderUnreachable.exit_code

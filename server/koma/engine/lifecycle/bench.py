@@ -1,7 +1,7 @@
 """`koma bench MODEL`: time to first token, tokens per second and memory over a few prompts.
 
-The guide's `LocalModelMetrics.measure(model:) { … }`: run some generation, then report how long
-the first token took, how fast tokens came, and how much memory the model holds. Timings are the
+As docs/local-models.md ("Measure") describes it: run some generation, then report how long the
+first token took, how fast tokens came, and how much memory the model holds. Timings are the
 server's own when it reports them (Ollama durations, llama.cpp timings), else measured here;
 memory is what the server says the loaded model occupies (Ollama's `/api/ps` size, weights plus
 KV cache) — None where the server does not say.
@@ -37,7 +37,7 @@ DEFAULT_SETTINGS = GenerationSettings(max_tokens=128, reasoning_effort="low", te
 
 @dataclass
 class LocalModelMetrics:
-    """One measured generation (the guide's names: time to first token, tokens/s, memory)."""
+    """One measured generation: time to first token, tokens/s, memory."""
 
     time_to_first_token_ms: float | None
     tokens_per_second: float | None

@@ -11,7 +11,7 @@ value vector for every KV head:
 `model_info` (GGUF keys such as `gptoss.block_count`, `gptoss.attention.head_count_kv`).
 
 The budget is what is free in RAM plus discrete VRAM, minus the model's weights (unless they
-are already resident), keeping 20 % of the machine free (the guide's rule for stability). The
+are already resident), keeping 20 % of the machine free (for stability; docs/local-models.md). The
 result is rounded down to a power of two so a small change in free memory does not change
 `num_ctx` between requests — Ollama reloads a model whenever `num_ctx` changes.
 """

@@ -252,7 +252,7 @@ def tool(
 
 
 def toolkit(cls: type) -> type:
-    """Class decorator: every public method of an instance becomes a tool (the guide's @ToolKit)."""
+    """Class decorator: every public method of an instance becomes a tool (docs/tools.md)."""
     setattr(cls, _KIT_ATTR, True)
     return cls
 
