@@ -1,4 +1,4 @@
-"""The guide's Python API (`generate`, `generate_text`, `stream_text`) over real loopback HTTP."""
+"""The Python API (`generate`, `generate_text`, `stream_text`) over real loopback HTTP."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Koma: local reasoning models (gpt-oss via Ollama, LM Studio, llama.cpp, vLLM) in the editor.
 
-The Python API mirrors the GPT-OSS guide:
+The Python API (docs/providers.md, "Migrating from the GPT-4 or Claude APIs"; tools from
+Python: docs/tools.md):
 
 ```python
 from koma import generate, generate_text, stream_text, GenerationSettings, Message

@@ -4,8 +4,8 @@ Each subcommand is one `Command` in a registry: a function that adds its argumen
 function that runs it. Other modules add commands (`pull`, `preload`, …) with `@command(...)`
 and are listed in `EXTRA_COMMAND_MODULES`, so growing the CLI never means editing the parser.
 
-Exit codes (DESIGN.md): 0 ok, 1 error, 2 usage or configuration, 3 provider unreachable,
-4 model not found, 130 interrupted.
+Exit codes (README.md, "Command line"): 0 ok, 1 error, 2 usage or configuration, 3 provider
+unreachable, 4 model not found, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def command(
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """The options every subcommand takes (DESIGN.md); unset ones fall back to env and files."""
+    """The options every subcommand takes; unset ones fall back to env and files (precedence:
+    docs/providers.md)."""
     group = parser.add_argument_group("provider options")
     group.add_argument("--provider", choices=PROVIDERS, help="model server (default: auto)")
     group.add_argument("--base-url", metavar="URL", help="server URL, e.g. http://localhost:11434")

@@ -1,6 +1,7 @@
 """Typed, actionable errors: each says what went wrong and the command that fixes it.
 
-The CLI maps them to exit codes (DESIGN.md: 1 error, 3 unreachable, 4 model not found); the
+The CLI maps them to exit codes (README.md, "Command line": 1 error, 2 configuration,
+3 unreachable, 4 model not found); the
 language server turns them into `window/showMessage` and chat `error` events.
 """
 

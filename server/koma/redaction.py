@@ -57,7 +57,9 @@ def _install_log_filter() -> None:
         if _secrets:
             try:
                 message = record.getMessage()
-            except Exception:  # a bad format string is the logging module's to report
+            # A bad format string (or a failing __str__): the handler reports it when it formats
+            # the record; logging from inside the record factory would recurse.
+            except Exception:
                 return record
             cleaned = redact(message)
             if cleaned != message:

@@ -170,7 +170,9 @@ class GenerationResult:
         }
 
 
-# Stream events (DESIGN.md): channel_start, text_delta, channel_end, tool_call, done.
+# Stream events: channel_start, text_delta, channel_end, tool_call, done. A channel's start, deltas
+# and end never interleave with another channel's, and a stream ends with one done: the sequence
+# `koma/chat/event` carries to the editor (docs/protocol.md).
 
 
 @dataclass

@@ -22,10 +22,11 @@ from koma.providers.lmstudio import LMStudioProvider
 from koma.providers.ollama import OllamaProvider
 from koma.simulator import SimModel, Simulator
 
-# The Modelfile of the GPT-OSS guide ("Modelfile Configuration"), verbatim.
+# The Modelfile of the GPT-OSS guide, verbatim (docs/local-models.md, "Custom variants", says
+# what Koma warns about in it).
 GUIDE_MODELFILE = Path(__file__).parent / "data" / "guide.Modelfile"
 
-# The GPT-OSS guide's "high-creativity variant", verbatim.
+# The GPT-OSS guide's "high-creativity variant", verbatim (docs/local-models.md shows it).
 CREATIVE = """FROM gpt-oss-120b:q4_k_m
 PARAMETER temperature 1.2
 PARAMETER top_p 0.98

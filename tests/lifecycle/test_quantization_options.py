@@ -1,4 +1,4 @@
-"""The guide's quantization table, recommendations per machine, and GPU/CPU option checks."""
+"""The quantization table (docs/local-models.md), recommendations per machine, GPU/CPU options."""
 
 from __future__ import annotations
 

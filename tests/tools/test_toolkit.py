@@ -1,4 +1,4 @@
-"""Toolkits from plain Python: definitions, validation, calls, and the guide's MathTools example."""
+"""Toolkits from plain Python: definitions, validation, calls, and docs/tools.md's MathTools."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from koma.types import Done, ToolCallEvent
 
 @toolkit
 class MathTools:
-    """The guide's example, in Python."""
+    """The example of docs/tools.md ("Your own tools, from Python")."""
 
     def __init__(self) -> None:
         self.plotted: list[tuple[str, tuple[float, float]]] = []

@@ -110,6 +110,21 @@ async def test_list_files_honours_gitignore_and_globs(tmp_path: Path, git: bool)
     assert none.content == "No files in the workspace matching '*.rs'."
 
 
+@pytest.mark.parametrize("bad", ["[z-a]", "!"], ids=["regex-error", "pattern-error"])
+async def test_a_gitignore_that_cannot_compile_is_ignored_whole(tmp_path: Path, bad: str) -> None:
+    """A repository's .gitignore is untrusted text: a pattern pathspec or `re` rejects makes
+    that file count for nothing (everything listed), never a failed listing."""
+    from tools_trap import build_trap
+
+    trap = build_trap(tmp_path, git=False)
+    (trap.ws / ".gitignore").write_text(f"*.tmp\n{bad}\n")
+    (trap.ws / "scratch.tmp").write_text("")
+    listed = await call(trap, "list_files")
+    assert listed.ok
+    names = listed.content.splitlines()[1:]
+    assert "scratch.tmp" in names and "a.py" in names
+
+
 # -- search -------------------------------------------------------------------------------------
 
 

@@ -76,7 +76,7 @@ class ResponseCache:
 
     @classmethod
     def local_model_cache(cls) -> ResponseCache:
-        """The process-wide cache for local models (the guide's `ResponseCache.localModelCache`)."""
+        """The process-wide cache for local models, shared by every caller in this process."""
         if cls._shared is None:
             cls._shared = cls()
         return cls._shared

@@ -9,6 +9,7 @@ module. A check reads what earlier checks learned from `DoctorContext.facts`, ne
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +21,8 @@ from koma.providers.base import Provider
 from koma.settings import KomaSettings
 from koma.trust import ProjectConfig
 from koma.types import ModelDetails, ModelInfo
+
+logger = logging.getLogger(__name__)
 
 Status = Literal["ok", "warn", "error"]
 CHECK_TIMEOUT_SECONDS = 15.0
@@ -80,7 +83,7 @@ class DoctorReport:
 
     @property
     def exit_code(self) -> int:
-        """DESIGN.md codes: 3 unreachable, 4 model not found, 1 any other error, else 0."""
+        """README.md's exit codes: 3 unreachable, 4 model not found, 1 any other error, else 0."""
         errors = {c.name for c in self.checks if c.status == "error"}
         if "provider" in errors:
             return ProviderUnreachable.exit_code
@@ -398,9 +401,11 @@ async def check_completion_route(ctx: DoctorContext) -> Check | None:
 
 
 async def _quiet(awaitable: Awaitable[str | None]) -> str | None:
+    """An optional fact (the server's version): a server that will not say is not an error."""
     try:
         return await awaitable
-    except Exception:
+    except KomaError as exc:
+        logger.debug("optional doctor fact unavailable: %s", exc)
         return None
 
 

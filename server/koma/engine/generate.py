@@ -1,4 +1,4 @@
-"""The Python API of the GPT-OSS guide: `generate`, `generate_text`, `stream_text`.
+"""The Python API: `generate`, `generate_text`, `stream_text` (docs/providers.md, docs/tools.md).
 
 ```python
 text = await generate("Explain relativity", model="gpt-oss:120b")

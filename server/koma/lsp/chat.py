@@ -147,7 +147,7 @@ async def run_chat(
         except KomaError as err:
             ls.status.set("error", model=model or None, message=str(err))
             return failed(str(err), partial)
-        except Exception as err:
+        except Exception as err:  # a bug: a failed turn for the user, the traceback in the log
             logger.exception("chat turn failed")
             ls.status.set("error", model=model or None, message=str(err))
             return failed(f"chat failed: {type(err).__name__}: {err}", partial)

@@ -70,7 +70,7 @@ def register(server: KomaLanguageServer) -> None:
                         end=types.Position(line=end[0], character=end[1]),
                     )
                 )
-            except Exception:
+            except (OSError, ValueError):  # a document read from disk, unreadable or not UTF-8
                 return None
 
         for change in params.content_changes:

@@ -275,7 +275,7 @@ def describe(snapshot: PullSnapshot) -> str:
 def _log(ls: KomaLanguageServer, kind: types.MessageType, message: str) -> None:
     try:
         ls.window_log_message(types.LogMessageParams(type=kind, message=message))
-    except Exception:
+    except Exception:  # a lost log line must never fail the operation it reports on
         logger.debug("could not send a log message", exc_info=True)
 
 

@@ -55,6 +55,6 @@ def language_of(ls: KomaLanguageServer, uri: str) -> str:
     """The editor's language id for an open document, else the file's extension."""
     try:
         language = ls.workspace.get_text_document(uri).language_id
-    except Exception:  # no workspace yet, or a URI pygls cannot map: the extension will do
+    except RuntimeError:  # no workspace before `initialize`: the file suffix will do
         language = None
     return language or PurePath(uri).suffix.lstrip(".")

@@ -180,7 +180,7 @@ class KomaLanguageServer(FanoutLanguageServer):
         for callback in list(self._settings_callbacks):
             try:
                 callback(new)
-            except Exception:
+            except Exception:  # one feature's bug must not keep the others on old settings
                 logger.exception("settings callback failed")
         return True
 
@@ -194,7 +194,7 @@ class KomaLanguageServer(FanoutLanguageServer):
         for clearer in list(self._cache_clearers):
             try:
                 total += clearer()
-            except Exception:
+            except Exception:  # one feature's bug must not keep the other caches full
                 logger.exception("clearing a cache failed")
         return total
 

@@ -2,9 +2,9 @@
 
 What the editor sends counts like a command-line flag: it wins over `KOMA_*` variables, the
 project's `.koma.toml` and the user's config file, which still fill in every key the editor
-leaves out (DESIGN.md). A bad value is reported with `window/showMessage` naming the key and
-where it came from, and the previous valid settings stay in force — a typo in the editor never
-takes the server down or silently resets the model.
+leaves out (docs/providers.md, "Choosing a provider"). A bad value is reported with
+`window/showMessage` naming the key and where it came from, and the previous valid settings stay
+in force — a typo in the editor never takes the server down or silently resets the model.
 
 Trust (docs/protocol.md#trust): the project's `.koma.toml` is read from the workspace folder
 only, and its sensitive keys apply only once the user trusted that exact file. When some were
@@ -252,7 +252,7 @@ async def refresh_from_client(server: KomaLanguageServer) -> bool:
         answer = await server.workspace_configuration_async(
             types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
         )
-    except Exception as err:
+    except Exception as err:  # any client failure: the settings in force stay
         logger.warning("workspace/configuration failed: %s", err)
         return False
     if not answer:

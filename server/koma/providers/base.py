@@ -13,6 +13,7 @@ generating.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from koma.types import (
     ToolCall,
     Usage,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -154,7 +157,8 @@ class Provider(ABC):
         """True when the server answers; never raises."""
         try:
             await self.list_models()
-        except Exception:
+        except Exception as exc:  # any implementation's failure means "not answering"
+            logger.debug("%s does not answer: %s", self.name, exc)
             return False
         return True
 

@@ -7,6 +7,7 @@ same, so they live here once and each provider module keeps only its own wire.
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -22,6 +23,8 @@ from koma.providers.http import (
     open_stream,
     request_json,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class HttpProvider(Provider):
@@ -53,7 +56,8 @@ class HttpProvider(Provider):
         """One try at `ping_path`: a health check must answer fast, so no retries."""
         try:
             await request_json(self._client, "GET", self.ping_path, self.label, retries=1)
-        except Exception:
+        except Exception as exc:  # a health check never raises (`Provider.ping`)
+            logger.debug("%s does not answer: %s", self.label.name, exc)
             return False
         return True
 

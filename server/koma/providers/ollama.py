@@ -48,8 +48,8 @@ DEFAULT_BASE_URL = "http://localhost:11434"
 # big enough for code context, small enough not to blow up KV-cache memory.
 FALLBACK_NUM_CTX = 8192
 
-# GenerationSettings field → Ollama `options` key. Only keys Ollama still accepts (WIRE.md);
-# `use_mlock`, `low_vram`, `f16_kv` were removed and are never sent.
+# GenerationSettings field → Ollama `options` key. Only keys Ollama still accepts; `use_mlock`,
+# `low_vram`, `f16_kv` were removed (Ollama 0.7) and are never sent (docs/local-models.md).
 _OPTION_KEYS = {
     "temperature": "temperature",
     "top_p": "top_p",

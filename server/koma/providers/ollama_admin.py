@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from koma.errors import ProviderError
+from koma.errors import KomaError, ProviderError
 from koma.providers.http import ServerLabel, iter_ndjson, open_stream, transport_error
 from koma.providers.http_provider import HttpProvider
 from koma.types import GenerationSettings, ModelDetails, ModelInfo
@@ -66,7 +66,7 @@ class OllamaAdmin(HttpProvider):
     async def _loaded_or_none(self) -> list[ModelInfo] | None:
         try:
             return await self.loaded_models()
-        except Exception:
+        except KomaError:
             # Servers before /api/ps existed: installed models with an unknown loaded state.
             return None
 

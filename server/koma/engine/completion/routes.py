@@ -80,7 +80,7 @@ async def choose_route(
         return RouteChoice("chat", "completion.route is 'chat'", "chat")
     try:
         support = await provider.completion_routes(model)
-    except Exception as exc:
+    except Exception as exc:  # any provider's failure: fall back, detect again next time
         logger.info("could not tell how %s completes: %s", model, exc)
         fallback = "raw" if setting == "auto" else setting
         return RouteChoice(

@@ -1,7 +1,7 @@
 """`koma bench MODEL`: time to first token, tokens per second and memory over a few prompts.
 
-The guide's `LocalModelMetrics.measure(model:) { … }`: run some generation, then report how long
-the first token took, how fast tokens came, and how much memory the model holds. Timings are the
+As docs/local-models.md ("Measure") describes it: run some generation, then report how long the
+first token took, how fast tokens came, and how much memory the model holds. Timings are the
 server's own when it reports them (Ollama durations, llama.cpp timings), else measured here;
 memory is what the server says the loaded model occupies (Ollama's `/api/ps` size, weights plus
 KV cache) — None where the server does not say.
@@ -12,6 +12,7 @@ medians describe a warm model.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +25,8 @@ from koma.engine.stream import collect, stream_events
 from koma.providers.base import ChatRequest, Provider
 from koma.types import GenerationResult, GenerationSettings, Message
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "Write a Python function that returns the n-th Fibonacci number.",
     "Explain in two sentences what a mutex is.",
@@ -34,7 +37,7 @@ DEFAULT_SETTINGS = GenerationSettings(max_tokens=128, reasoning_effort="low", te
 
 @dataclass
 class LocalModelMetrics:
-    """One measured generation (the guide's names: time to first token, tokens/s, memory)."""
+    """One measured generation: time to first token, tokens/s, memory."""
 
     time_to_first_token_ms: float | None
     tokens_per_second: float | None
@@ -82,7 +85,8 @@ async def model_memory(provider: Provider, model: str) -> int | None:
     """What the loaded model occupies according to the server; None when it does not say."""
     try:
         loaded = find_model(await provider.loaded_models(), model)
-    except Exception:
+    except Exception as exc:  # any provider's failure only costs the benchmark one column
+        logger.debug("no memory figure for %s: %s", model, exc)
         return None
     return loaded.size_bytes if loaded is not None else None
 

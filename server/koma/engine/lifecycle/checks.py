@@ -199,7 +199,7 @@ async def check_reasoning(ctx: DoctorContext) -> Check | None:
     if completion and ctx.provider is not None:
         try:
             fim = await ctx.provider.supports_fim(completion)
-        except Exception as exc:
+        except Exception as exc:  # any provider's failure is a warning in the report
             return Check("reasoning", "warn", f"{detail}; completionModel: {exc}", "koma models")
         if not fim:
             status = "warn"

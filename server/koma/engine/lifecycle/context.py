@@ -11,7 +11,7 @@ value vector for every KV head:
 `model_info` (GGUF keys such as `gptoss.block_count`, `gptoss.attention.head_count_kv`).
 
 The budget is what is free in RAM plus discrete VRAM, minus the model's weights (unless they
-are already resident), keeping 20 % of the machine free (the guide's rule for stability). The
+are already resident), keeping 20 % of the machine free (for stability; docs/local-models.md). The
 result is rounded down to a power of two so a small change in free memory does not change
 `num_ctx` between requests — Ollama reloads a model whenever `num_ctx` changes.
 """
@@ -19,14 +19,18 @@ result is rounded down to a power of two so a small change in free memory does n
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from koma.engine.lifecycle.hardware import MemorySnapshot, gb, probe_memory
+from koma.errors import KomaError
 from koma.providers.base import Provider
 from koma.types import GenerationSettings, ModelDetails, ModelInfo
+
+logger = logging.getLogger(__name__)
 
 # Bytes per cached element for Ollama's OLLAMA_KV_CACHE_TYPE values (q8_0/q4_0 are blocks of
 # 32 values plus a 2-byte scale).
@@ -245,15 +249,19 @@ async def plan_context(
     if shape is None:
         return None
     weights = resident = 0
+    # Calls through the provider interface: the embedded llama.cpp provider (and a Python
+    # caller's own) raise more than KomaError, and each figure is only an input to the plan.
     try:
         installed = find_model(await provider.list_models(), model)
-    except Exception:
+    except Exception as exc:
+        logger.debug("no installed size of %s for the context plan: %s", model, exc)
         installed = None
     if installed is not None:
         weights = installed.size_bytes or 0
     try:
         running = find_model(await provider.loaded_models(), model)
-    except Exception:
+    except Exception as exc:
+        logger.debug("no resident size of %s for the context plan: %s", model, exc)
         running = None
     if running is not None:
         resident = running.size_bytes or weights
@@ -353,7 +361,8 @@ async def context_window(
     if details is None and not embedded:
         try:
             details = await provider.show(model)
-        except Exception:
+        except Exception as exc:  # any provider: the maximum is then unknown, not an error
+            logger.debug("no details of %s: %s", model, exc)
             details = None
     maximum = details.context_length if details is not None else None
     if maximum is None and embedded:
@@ -363,7 +372,8 @@ async def context_window(
     if embedded or info is None:
         try:
             info = info or find_model(await provider.list_models(), model)
-        except Exception:
+        except Exception as exc:  # any provider: the context in use is then unknown
+            logger.debug("no listing of %s: %s", model, exc)
             info = None
     if embedded:
         used = num_ctx or (info.context_length if info is not None else None)
@@ -386,6 +396,8 @@ def _gguf_maximum(provider: Any, model: str) -> int | None:
 
     try:
         path = Path(model).expanduser() if model.endswith(".gguf") else provider.model_path
-    except Exception:  # no model installed: nothing to read
+    # No model installed (ConfigError), or the packaged one cannot be assembled.
+    except (KomaError, OSError, ValueError) as exc:
+        logger.debug("no GGUF to read the maximum context from: %s", exc)
         return None
     return gguf_context_length(Path(path))

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-GB = 1_000_000_000  # decimal, as Ollama and the guide print sizes
+GB = 1_000_000_000  # decimal, as Ollama and docs/local-models.md print sizes
 NVIDIA_SMI_TIMEOUT_SECONDS = 5.0
 _NVIDIA_QUERY = [
     "nvidia-smi",

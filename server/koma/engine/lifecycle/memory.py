@@ -1,11 +1,12 @@
 """The memory manager: unload idle models, keep what is loaded under a budget, warn about pairs.
 
-The guide's `LocalModelMemoryManager.configure(maxMemoryGB:, autoUnloadMinutes:)`, built on what
-the server itself reports: Ollama's `/api/ps` (size, size_vram, expires_at) or LM Studio's model
-state. When was a model last used? Ollama moves `expires_at` to "last use + keep_alive" after
-every request, so with Koma's own keep_alive the last use is `expires_at - keep_alive`; a model
-kept forever (or on a server without expiry) counts from when Koma first saw it, or from the last
-`touch()`. Times come from an injectable clock (wall-clock seconds) so tests can fast-forward.
+Configured by `memory.max_memory_gb` and `memory.auto_unload_minutes` (docs/local-models.md,
+"Memory manager"), built on what the server itself reports: Ollama's `/api/ps` (size, size_vram,
+expires_at) or LM Studio's model state. When was a model last used? Ollama moves `expires_at` to
+"last use + keep_alive" after every request, so with Koma's own keep_alive the last use is
+`expires_at - keep_alive`; a model kept forever (or on a server without expiry) counts from when
+Koma first saw it, or from the last `touch()`. Times come from an injectable clock (wall-clock
+seconds) so tests can fast-forward.
 
 Two models that cannot stay loaded together — a big chat model and a small completion model —
 would be evicted and reloaded on every switch between chatting and typing; the manager says so

@@ -6,8 +6,9 @@ Ollama 0.5.5 removed the `modelfile` field of `/api/create`; a client now sends 
 FROM, PARAMETER, TEMPLATE, SYSTEM, ADAPTER, LICENSE, MESSAGE, `#` comments and `\"\"\"`
 multi-line strings, instructions in any case — and builds that request.
 
-Lenient where Ollama's own parser is not: a `# comment` after an unquoted PARAMETER value (as in
-the GPT-OSS guide) is dropped with a warning instead of failing as "invalid int value".
+Lenient where Ollama's own parser is not: a `# comment` after an unquoted PARAMETER value
+(`PARAMETER num_ctx 32768 # 32K`, as in the guide Modelfile docs/local-models.md quotes) is
+dropped with a warning instead of failing as "invalid int value".
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
-"""The guide's quantization table, and what this machine should run.
+"""The quantization table of docs/local-models.md, and what this machine should run.
 
-The table is the GPT-OSS guide's for gpt-oss-120b GGUF imports (size on disk, the least RAM it
-runs in with GPU offload and memory-mapping, quality, speed). What Ollama (`gpt-oss:120b`,
+The table ("Quantization" there) is for gpt-oss-120b GGUF imports: size on disk, the least RAM
+it runs in with GPU offload and memory-mapping, quality, speed. What Ollama (`gpt-oss:120b`,
 `gpt-oss:20b`) and LM Studio ship today is the native MXFP4 release: its expert weights are
 already 4-bit, so ≈ 65 GB for 120b and ≈ 14 GB for 20b whatever the label — requantizing it
 gains little. Recommendations therefore start from the native sizes and fall back to the table
 for GGUF imports.
 
-"Fits" means weights plus a KV cache fit in 80 % of RAM + VRAM (the guide's "keep 20 % free");
-"partially" means only the guide's minimum RAM is there: it loads, with layers streamed from
+"Fits" means weights plus a KV cache fit in 80 % of RAM + VRAM (about 20 % kept free);
+"partially" means only the table's least RAM is there: it loads, with layers streamed from
 disk, and is slow.
 """
 
@@ -47,7 +47,7 @@ class QuantRow:
         }
 
 
-# The guide's "Quantization Guide" table for gpt-oss-120b.
+# The table for gpt-oss-120b GGUF imports, as docs/local-models.md ("Quantization") prints it.
 GPT_OSS_120B_TABLE: tuple[QuantRow, ...] = (
     QuantRow("Q4_0", 65, 32, "Good", "Fast", "General use"),
     QuantRow("Q4_K_M", 67, 32, "Better", "Fast", "Recommended"),
@@ -93,7 +93,7 @@ def fit(
 
 
 def table_row(quantization: str | None) -> QuantRow | None:
-    """The guide's row for a quantization label (`q4_k_m`, `Q4_K_M`, `F16` …)."""
+    """The table's row for a quantization label (`q4_k_m`, `Q4_K_M`, `F16` …)."""
     if not quantization:
         return None
     label = quantization.upper().replace("-", "_")

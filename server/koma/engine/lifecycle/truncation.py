@@ -10,7 +10,7 @@ A lower count alone is not truncation: a cached prompt prefix is not evaluated a
 `prompt_eval_count` can be tiny for a prompt that fitted. That is why the estimate must also
 exceed the window.
 
-History strategies (the guide's `truncationStrategy`): `keep-recent` keeps the newest messages
+History strategies (docs/local-models.md, "Context window"): `keep-recent` keeps the newest messages
 that fit; `keep-system-and-recent` always keeps the leading system messages, then the newest.
 """
 

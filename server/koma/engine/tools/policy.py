@@ -126,7 +126,7 @@ class PolicyGate:
             return None, f"the user did not answer the request to run {tool.name}; it was not run"
         except asyncio.CancelledError:
             raise
-        except Exception as err:
+        except Exception as err:  # any editor failure refuses the call: never run unasked
             logger.warning("asking for confirmation failed: %s", err)
             return None, (
                 f"the editor could not ask the user about {tool.name} ({err}); it was not run"

@@ -183,5 +183,5 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
     pipe = transport.get_pipe_transport(1) if transport is not None else None
     if pipe is not None:
         pipe.close()
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(TimeoutError):  # killed already; only the reaping may be late
         await asyncio.shield(asyncio.wait_for(proc.wait(), KILL_WAIT_SECONDS))

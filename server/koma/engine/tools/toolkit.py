@@ -36,6 +36,7 @@ import asyncio
 import copy
 import inspect
 import json
+import logging
 import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,11 +47,14 @@ from pydantic import BaseModel, ValidationError
 
 from koma.engine.tools.schema import arguments_model, drop_titles, parse_docstring
 
+logger = logging.getLogger(__name__)
+
 Policy = Literal["allow", "ask", "deny"]
 # Runs on validated arguments before consent is asked; raises ToolError to refuse early.
 Precheck = Callable[[dict[str, Any]], Any]
 # Why a call is sensitive (always asked, named in the question), or None.
 Sensitivity = Callable[[dict[str, Any]], str | None]
+
 TOOL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _SPEC_ATTR = "__koma_tool__"
 _KIT_ATTR = "__koma_toolkit__"
@@ -216,8 +220,8 @@ class Tool:
         if self.summary is not None:
             try:
                 return one_line(self.summary(dict(arguments)), DESCRIBE_CHARS)
-            except Exception:
-                pass
+            except Exception as exc:  # the tool's own code on the model's arguments: any bug
+                logger.debug("summary of %s failed, showing the arguments: %s", self.name, exc)
         shown = json.dumps(dict(arguments), ensure_ascii=False)
         return one_line(f"{self.name} {_clip(shown, 200)}", DESCRIBE_CHARS)
 
@@ -248,7 +252,7 @@ def tool(
 
 
 def toolkit(cls: type) -> type:
-    """Class decorator: every public method of an instance becomes a tool (the guide's @ToolKit)."""
+    """Class decorator: every public method of an instance becomes a tool (docs/tools.md)."""
     setattr(cls, _KIT_ATTR, True)
     return cls
 

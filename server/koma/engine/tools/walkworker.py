@@ -11,6 +11,7 @@ folders are never descended, and at most MAX entries are printed.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +55,9 @@ def _spec_of(folder: Path) -> Specs:
         return []
     try:
         return [(folder, pathspec.GitIgnoreSpec.from_lines(lines))]
-    except Exception:  # a pattern pathspec cannot compile: ignore the file, list everything
+    # A pattern pathspec rejects (ValueError) or `re` cannot compile: the whole file counts
+    # for nothing and everything is listed (this child process has no log to write to).
+    except (ValueError, re.error):
         return []
 
 
