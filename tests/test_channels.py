@@ -18,12 +18,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from harmony_vectors import VECTOR_IDS, VECTORS, Vector
-from koma.engine.channels import (
+from koma.engine.channels import TAGS, ChannelParser
+from koma.engine.harmony import (
     DEGRADED_SEPARATORS,
     HARMONY_TOKENS,
     ROLE_HEADS,
-    TAGS,
-    ChannelParser,
     clean_wire_tool_name,
     is_builtin_tool,
     writes_harmony,
@@ -287,6 +286,13 @@ def test_leaked_tool_call_in_degraded_harmony_and_bad_json():
     (call,) = parser.leaked_tool_calls
     assert call.name == "search"
     assert call.arguments == '{"q": "x"'  # undecodable arguments are kept verbatim
+
+
+def test_leaked_call_without_arguments_is_a_call_with_none():
+    # The same reading as a server's empty `arguments` field: `{}`, not a text to reject.
+    text = "<|start|>assistant<|channel|>commentary to=functions.list_files<|message|> <|call|>"
+    _, parser = parse(list(text))
+    assert [(c.name, c.arguments) for c in parser.leaked_tool_calls] == [("list_files", {})]
 
 
 def test_two_leaked_calls_get_distinct_ids():

@@ -38,6 +38,31 @@ class ToolCall:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
+def decode_arguments(value: Any) -> dict[str, Any] | str:
+    """Tool-call arguments as `ToolCall.arguments` holds them: the object when they are one.
+
+    The inverse of `ToolCall.arguments_json`, for every place a call is read: a server's
+    tool-call field (an object on Ollama's wire, JSON text on OpenAI's) and a Harmony call that
+    leaked into the text. Missing or blank arguments are a call without any (`{}`); text that
+    is not a JSON object is kept, without its surrounding whitespace, so the tool loop can
+    show the model what it wrote; another JSON value is kept as its JSON text.
+    """
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        return {}
+    if not isinstance(value, str):
+        return json.dumps(value)
+    text = value.strip()
+    if not text:
+        return {}
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    return decoded if isinstance(decoded, dict) else text
+
+
 @dataclass
 class Message:
     """A chat message; `thinking` carries the reasoning of an earlier assistant turn."""

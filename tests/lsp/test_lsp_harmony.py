@@ -16,7 +16,7 @@ from test_lsp_actions import REFACTORED, SOURCE, by_title, list_actions, only_ed
 from test_lsp_chat import assert_well_formed, streamed
 
 from harmony_vectors import VECTORS
-from koma.engine.channels import is_builtin_tool
+from koma.engine.harmony import is_builtin_tool
 from koma.simulator import Reply, Simulator
 
 # The first answer shows the server sends raw Harmony; from then on the language server holds

@@ -6,13 +6,8 @@ llama.cpp without `--special` (`analysisUser asks…assistantfinalHello!`), or X
 (`<think>`, `<thinking>`, `<analysis>`, `<commentary>`, `<final>`). `ChannelParser` turns all of
 them into `(channel, text)` pieces so that reasoning never reaches the final answer.
 
-Raw Harmony is read the way llama.cpp's gpt-oss parser and openai/harmony's non-strict parser
-read it: the recipient may stand in the role header (` to=functions.f<|channel|>…`, also at the
-very start of a response whose prompt ended in `<|start|>assistant`) or in the channel header,
-with or without `<|constrain|>json`; a message addressed to a function or a built-in tool
-(`browser.*`, `python`, `container.*`) becomes a tool call, never text; `commentary
-to=assistant` is a stray header word, not a recipient; a header without `<|message|>` still
-opens its channel; the last `<|channel|>` of a header wins. docs/protocol.md lists every form.
+What each Harmony form means (headers, recipients, built-in tools, degraded forms) is defined
+in `koma.engine.harmony`; this module is the state machine that applies it to a stream.
 
 A marker may be split across any chunk boundary, so the parser holds back the shortest suffix
 that could still grow into a marker and nothing else: every other character is handed on at
@@ -28,32 +23,34 @@ segment, so ordinary prose that mentions "analysis" or "final" is left alone.
 
 from __future__ import annotations
 
-import json
-import re
 from enum import Enum, auto
-from typing import Literal
 
+from koma.engine.harmony import (
+    CALL_TOKEN,
+    CHANNEL_TOKEN,
+    CONSTRAIN_TOKEN,
+    DEGRADED_SEPARATORS,
+    END_TOKEN,
+    HARMONY_TOKENS,
+    HEADER_END_RE,
+    LONGEST_HEADER_END,
+    MAX_HEADER,
+    MESSAGE_TOKEN,
+    PARTIAL_HEADER_RE,
+    RECIPIENT_PREFIX,
+    RETURN_TOKEN,
+    START_TOKEN,
+    degraded_head,
+    headless_message,
+    leaked_tool_call,
+    message_target,
+    role_head,
+)
 from koma.engine.markers import Markers
 from koma.types import REASONING_CHANNELS, Channel, ToolCall
 
 Piece = tuple[Channel, str]
 
-START_TOKEN = "<|start|>"
-END_TOKEN = "<|end|>"
-MESSAGE_TOKEN = "<|message|>"
-CHANNEL_TOKEN = "<|channel|>"
-CONSTRAIN_TOKEN = "<|constrain|>"
-RETURN_TOKEN = "<|return|>"
-CALL_TOKEN = "<|call|>"
-HARMONY_TOKENS = (
-    START_TOKEN,
-    END_TOKEN,
-    MESSAGE_TOKEN,
-    CHANNEL_TOKEN,
-    CONSTRAIN_TOKEN,
-    RETURN_TOKEN,
-    CALL_TOKEN,
-)
 # Opening tag -> (channel, closing tag).
 TAGS: dict[str, tuple[Channel, str]] = {
     "<think>": ("thinking", "</think>"),
@@ -62,61 +59,6 @@ TAGS: dict[str, tuple[Channel, str]] = {
     "<commentary>": ("commentary", "</commentary>"),
     "<final>": ("final", "</final>"),
 }
-HARMONY_CHANNELS: dict[str, Channel] = {
-    "analysis": "analysis",
-    "commentary": "commentary",
-    "final": "final",
-}
-# What is left of `<|end|><|start|>assistant<|channel|>final<|message|>` without special tokens.
-DEGRADED_SEPARATORS: dict[str, Channel] = {"assistant" + c: c for c in HARMONY_CHANNELS.values()}
-# A response may open with a bare channel word (the prompt already ended in `<|start|>assistant`).
-_DEGRADED_HEADS: tuple[tuple[str, Channel, bool], ...] = (
-    *((sep, ch, True) for sep, ch in DEGRADED_SEPARATORS.items()),
-    *((ch, ch, False) for ch in HARMONY_CHANNELS.values()),
-)
-# After a bare channel word these characters mean "degraded header", as in `analysisUser asks`
-# or `analysis**Plan**`; a lowercase letter, a space or punctuation means prose ("analysis of…").
-_DEGRADED_LEAD = frozenset("*#")
-_RECIPIENT_PREFIX = " to="
-# The rest of a Harmony header at the very start of a response (the prompt ended in
-# `<|start|>assistant`, or in `<|start|>`): a recipient, or the role before a channel.
-ROLE_HEADS = (" to=", "to=", "assistant to=", "assistant<|channel|>", "assistant<|message|>")
-# Recipients that address the reader rather than a tool (`commentary to=assistant` is a stray
-# header word gpt-oss writes before a channel; `all` is Harmony's broadcast).
-_NOT_TOOLS = frozenset({"assistant", "user", "all"})
-# gpt-oss's built-in tools; Koma provides none of them, so the tool loop answers such a call
-# with "not available" instead of running anything.
-BUILTIN_TOOL_PREFIXES = ("browser.", "container.")
-BUILTIN_TOOLS = frozenset({"python", "browser", "container"})
-
-_CHANNEL_RE = re.compile(r"<\|channel\|>\s*([A-Za-z_]+)")
-_RECIPIENT_RE = re.compile(r"(?:^|\s)to=([^\s<]+)")
-_ROLE_RE = re.compile(r"<\|start\|>\s*([^\s<]+)")
-_TOOL_NAME_RE = re.compile(r"\s*([\w.\-:/]+)")
-_TOOL_PREAMBLE_RE = re.compile(r"\s*(?:<\|constrain\|>)?\s*(?:json\b)?\s*(?:<\|message\|>)?\s*")
-# The content type of a header that lost its `<|message|>` (`commentary json{…}`).
-_CONTENT_TYPE_RE = re.compile(r"[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json|code)?[ \t]*")
-# A header that lost its `<|message|>` (openai/harmony parses these in non-strict mode):
-# everything after the channel word (and recipient) is the message.
-_HEADLESS_RE = re.compile(
-    r"(?:<\|start\|>)?[^\s<]*(?:[ \t]*to=(?P<to1>[^\s<]+))?[ \t]*"
-    r"<\|channel\|>(?P<channel>analysis|commentary|final)"
-    r"(?:[ \t]+to=(?P<to2>[^\s<]+))?"
-    r"(?:\s|(?=<\|(?:end|return|call|constrain)\|>)|$)"
-)
-# A real header is one short line; anything else means the token was literal text.
-_MAX_HEADER = 256
-# What ends a header: its `<|message|>`, or (header without one) the end of the message.
-_HEADER_ENDS = (MESSAGE_TOKEN, END_TOKEN, RETURN_TOKEN, CALL_TOKEN)
-_HEADER_END_RE = re.compile("|".join(re.escape(t) for t in _HEADER_ENDS))
-_LONGEST_HEADER_END = max(len(t) for t in _HEADER_ENDS)
-# A Harmony header cut off by the end of the stream (role, recipient, channel, constraint).
-_PARTIAL_HEADER_RE = re.compile(
-    r"(?:assistant|functions\.[\w.\-]*|[a-z]*)?(?:\s*to=[\w.\-:/]*)?(?:<\|channel\|>[a-z]*)?"
-    r"(?:\s*to=[\w.\-:/]*)?\s*(?:<\|constrain\|>)?\s*[a-z]*(?:<\|?[a-z]*\|?)?"
-)
-# Model names of the Harmony family (gpt-oss:20b, openai/gpt-oss-120b, gpt_oss…).
-_HARMONY_MODEL_RE = re.compile(r"gpt[-_ ]?oss", re.IGNORECASE)
 
 
 class _State(Enum):
@@ -157,31 +99,6 @@ _BODY_MARKERS = Markers(HARMONY_TOKENS)
 _DEG_MARKERS = Markers(DEGRADED_SEPARATORS)
 _OPEN_MARKERS = Markers((*HARMONY_TOKENS, *TAGS, *DEGRADED_SEPARATORS))
 _TAG_MARKERS = {close: Markers((close,)) for _, close in TAGS.values()}
-
-
-def writes_harmony(model: str) -> bool:
-    """Whether a model name belongs to the Harmony family (gpt-oss), whose raw output the
-    parser may have to read without a server splitting it first."""
-    return bool(_HARMONY_MODEL_RE.search(model))
-
-
-def is_builtin_tool(name: str) -> bool:
-    """A Harmony recipient naming one of gpt-oss's built-in tools (browser, python, container),
-    which Koma does not provide."""
-    return name in BUILTIN_TOOLS or name.startswith(BUILTIN_TOOL_PREFIXES)
-
-
-def clean_wire_tool_name(name: str) -> str:
-    """A server's tool-call name with leaked Harmony header text cut off.
-
-    Ollama's gpt-oss parser sometimes names a call `create_event<|channel|>analysis`; the part
-    before the first special token is the function. A name that is nothing but header text
-    (`assistant<|channel|>analysis`) is returned unchanged for the loop to reject clearly.
-    """
-    if "<|" not in name:
-        return name
-    head = name.split("<|", 1)[0].strip()
-    return head if head and head != "assistant" else name
 
 
 class ChannelParser:
@@ -281,7 +198,7 @@ class ChannelParser:
             # A real header the stream ended inside is markup; a start-of-response recipient
             # is only believed once a channel followed it (` to=do list` is prose).
             begun = self._header_marker or CHANNEL_TOKEN in head
-            if begun and _PARTIAL_HEADER_RE.fullmatch(head):
+            if begun and PARTIAL_HEADER_RE.fullmatch(head):
                 self._enter(_PLAIN, "final")
                 break
             _merge(out, self._run(self._abandon_header(out, head)))
@@ -307,7 +224,7 @@ class ChannelParser:
         while buf:
             state = self._state
             if state == _START:
-                role = _role_head(buf)
+                role = role_head(buf)
                 if role is None:
                     self._held = buf
                     return out
@@ -315,7 +232,7 @@ class ChannelParser:
                     self._header, self._header_marker, self._header_from = "", "", None
                     self._state = _HEADER
                     continue
-                decision = _degraded_head(buf)
+                decision = degraded_head(buf)
                 if decision is None:
                     self._held = buf
                     return out
@@ -333,11 +250,11 @@ class ChannelParser:
                     return out
                 continue
             if state == _DEGRADED_COMMENTARY:
-                if len(buf) < len(_RECIPIENT_PREFIX) and _RECIPIENT_PREFIX.startswith(buf):
+                if len(buf) < len(RECIPIENT_PREFIX) and RECIPIENT_PREFIX.startswith(buf):
                     self._held = buf
                     return out
-                if buf.startswith(_RECIPIENT_PREFIX):
-                    buf = buf[len(_RECIPIENT_PREFIX) :]
+                if buf.startswith(RECIPIENT_PREFIX):
+                    buf = buf[len(RECIPIENT_PREFIX) :]
                     self._tool_name, self._tool_body = "", ""
                     self._state, self._markers = _DEGRADED_TOOL, _DEG_MARKERS
                 else:
@@ -470,10 +387,10 @@ class ChannelParser:
     def _read_header(self, out: list[Piece], buf: str) -> tuple[bool, str]:
         """Consume header text; `(True, "")` when all of `buf` was taken, else what is left."""
         head = self._header + buf
-        found = _HEADER_END_RE.search(head)
+        found = HEADER_END_RE.search(head)
         end = found.start() if found else -1
         scope = head if end < 0 else head[:end]
-        too_long = (end if end >= 0 else len(head) - _LONGEST_HEADER_END + 1) > _MAX_HEADER
+        too_long = (end if end >= 0 else len(head) - LONGEST_HEADER_END + 1) > MAX_HEADER
         if "\n" in scope or too_long or (found and found.group(0) != MESSAGE_TOKEN):
             self._header = ""
             return False, self._abandon_header(out, head)
@@ -491,17 +408,14 @@ class ChannelParser:
         (openai/harmony's non-strict reading); anything else means the marker was literal
         text in the channel it appeared in.
         """
-        text = self._header_marker + head
-        found = _HEADLESS_RE.match(text)
-        if found is not None:
+        headless = headless_message(self._header_marker + head)
+        if headless is not None:
             self.saw_harmony = True
-            recipient = _tool_recipient(found.group("to1") or found.group("to2") or "")
-            rest = text[found.end() :]
+            recipient, channel, rest = headless
             if recipient:
                 self._start_tool(recipient)
-                typed = _CONTENT_TYPE_RE.match(rest)
-                return rest[typed.end() :] if typed else rest
-            self._enter_body(HARMONY_CHANNELS[found.group("channel")])
+            else:
+                self._enter_body(channel)
             return rest
         if self._header_from is None:
             self._enter(_PLAIN, "final")
@@ -513,33 +427,19 @@ class ChannelParser:
     def _open_message(self) -> None:
         self.saw_harmony = True
         header, self._header = self._header_marker + self._header, ""
-        recipients = [r for r in _RECIPIENT_RE.findall(header) if r not in _NOT_TOOLS]
-        if recipients:
-            self._start_tool(recipients[-1])
-            return
-        channels = _CHANNEL_RE.findall(header)
-        channel = HARMONY_CHANNELS.get(channels[-1], "final") if channels else "final"
-        role = _ROLE_RE.match(header)
-        if role and role.group(1) != "assistant":
-            channel = "commentary"  # a message written in a tool's name: not an answer
-        self._enter_body(channel)
+        recipient, channel = message_target(header)
+        if recipient:
+            self._start_tool(recipient)
+        else:
+            self._enter_body(channel)
 
     def _end_tool(self) -> None:
         """Record the tool call whose arguments have just been read."""
         name, body = self._tool_name, self._tool_body
         self._tool_name = self._tool_body = ""
-        if not name:  # degraded: `functions.NAME json{…}` all in the body
-            found = _TOOL_NAME_RE.match(body)
-            if not found:
-                return
-            name, body = found.group(1), body[found.end() :]
-            preamble = _TOOL_PREAMBLE_RE.match(body)
-            if preamble:
-                body = body[preamble.end() :]
-        name = name.removeprefix("functions.")
-        self.leaked_tool_calls.append(
-            ToolCall(name, _decode_arguments(body), id=f"leaked_{len(self.leaked_tool_calls)}")
-        )
+        call = leaked_tool_call(name, body, f"leaked_{len(self.leaked_tool_calls)}")
+        if call is not None:
+            self.leaked_tool_calls.append(call)
 
 
 def _merge(out: list[Piece], pieces: list[Piece]) -> None:
@@ -550,55 +450,3 @@ def _merge(out: list[Piece], pieces: list[Piece]) -> None:
             out[-1] = (channel, out[-1][1] + text)
         else:
             out.append((channel, text))
-
-
-def _tool_recipient(recipient: str) -> str:
-    """The recipient when it names a tool, else "" (`to=assistant` and friends)."""
-    return "" if recipient in _NOT_TOOLS else recipient
-
-
-def _role_head(buf: str) -> bool | None:
-    """At a response start: True when `buf` continues a Harmony header the prompt began,
-    False when it cannot, None when more text is needed to tell."""
-    undecided = False
-    for head in ROLE_HEADS:
-        if buf.startswith(head):
-            return True
-        if head.startswith(buf):
-            undecided = True
-    return None if undecided else False
-
-
-def _degraded_head(buf: str) -> tuple[Channel, int] | Literal[False] | None:
-    """At a response start: `(channel, header length)` for a degraded Harmony header, False
-    when `buf` cannot start one, None when more text is needed to tell."""
-    for head, channel, prefixed in _DEGRADED_HEADS:
-        if buf.startswith(head):
-            if prefixed:
-                return channel, len(head)
-            rest = buf[len(head) :]
-            if not rest:
-                return None
-            lead = rest[0]
-            if lead.isupper() or lead in _DEGRADED_LEAD:
-                return channel, len(head)
-            if channel == "commentary" and lead == " ":
-                if len(rest) < len(_RECIPIENT_PREFIX) and _RECIPIENT_PREFIX.startswith(rest):
-                    return None
-                if rest.startswith(_RECIPIENT_PREFIX):
-                    return channel, len(head)
-            return False
-    for head, _, _ in _DEGRADED_HEADS:
-        if head.startswith(buf):
-            return None
-    return False
-
-
-def _decode_arguments(body: str) -> dict[str, object] | str:
-    """Tool arguments as a dict when they are a JSON object, else the raw text."""
-    text = body.strip()
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, dict) else text

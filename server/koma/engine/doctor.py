@@ -331,7 +331,7 @@ async def check_harmony(ctx: DoctorContext) -> Check | None:
     it. A short probe answers it; a model that is not loaded is left alone (the probe would
     load it), and a probe that fails or is slow gives no row.
     """
-    from koma.engine.channels import writes_harmony
+    from koma.engine.harmony import writes_harmony
 
     model = ctx.facts.get("model")
     provider = ctx.provider

@@ -27,7 +27,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from koma.engine.cache import CACHE_HIT
-from koma.engine.channels import ChannelParser, Piece, clean_wire_tool_name, writes_harmony
+from koma.engine.channels import ChannelParser, Piece
+from koma.engine.harmony import clean_wire_tool_name, writes_harmony
 from koma.engine.lifecycle.truncation import request_tokens, result_truncation_warning
 from koma.engine.metrics import StreamClock, merge_metrics, plausible_rate
 from koma.engine.repetition import RepetitionGuard

@@ -29,8 +29,8 @@ import logging
 from collections.abc import AsyncGenerator, Callable, MutableSet, Sequence
 from typing import Any
 
-from koma.engine.channels import is_builtin_tool
 from koma.engine.chat import ToolOutcome
+from koma.engine.harmony import is_builtin_tool
 from koma.engine.tools.childenv import Redactor
 from koma.engine.tools.policy import PolicyGate
 from koma.engine.tools.recover import (
