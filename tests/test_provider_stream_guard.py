@@ -17,8 +17,8 @@ import pytest
 from koma.errors import FirstByteTimeout, IdleTimeout, ProviderError, StreamError
 from koma.providers.base import ChatRequest, Provider, WireChunk
 from koma.providers.errortext import one_line
-from koma.providers.http import first_byte_watch
 from koma.providers.registry import create_provider
+from koma.providers.stream_waits import first_byte_watch
 from koma.settings import KomaSettings
 from koma.types import Message
 from stream_fuzz_support import (

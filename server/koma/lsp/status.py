@@ -54,7 +54,7 @@ class StatusReporter:
     @asynccontextmanager
     async def generation(self, model: str) -> AsyncIterator[_Generation]:
         """Mark a generation as running; on exit report idle with its metrics (or an error)."""
-        from koma.providers.http import first_byte_watch  # lazy: keeps startup light
+        from koma.providers.stream_waits import first_byte_watch  # lazy: keeps startup light
 
         self._active += 1
         self.set("generating", model=model)

@@ -1,10 +1,12 @@
-"""A model server's error text, reduced to one line and mapped to the most specific typed error.
+"""A model server's failures as the user sees them: one line, the most specific typed error.
 
 Servers say what went wrong in many shapes (`{"error": "…"}`, `{"error": {"message": …}}`,
-`{"detail": …}`, a proxy's HTML page, a multi-line traceback); the user gets one line (tags
-stripped, whitespace collapsed, cut short) and a `KomaError` subclass the engine can act on
-(context overflow, missing capability, unknown model, bad key, retryable). The transport and the
-streams that find these texts live in `http.py`.
+`{"detail": …}`, a proxy's HTML page, a multi-line traceback, an HTTP-200 body that is really
+an error) or not at all (a refused connection, a reset); the user gets one line (tags
+stripped, whitespace collapsed, cut short, the status kept) naming the server (`ServerLabel`),
+and a `KomaError` subclass the engine can act on (unreachable, timeout, context overflow,
+missing capability, unknown model, bad key, retryable). `http.py` and the stream modules find
+these failures; this module is the one place that words and types them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from __future__ import annotations
 import html
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
 
 from koma.errors import (
     CapabilityMissing,
@@ -20,11 +26,11 @@ from koma.errors import (
     KomaError,
     ModelNotFound,
     ProviderError,
+    ProviderTimeout,
+    ProviderUnreachable,
+    StreamError,
 )
 from koma.providers.wire import cut
-
-if TYPE_CHECKING:
-    from koma.providers.http import ServerLabel
 
 # A server error as the user sees it: one line, at most this long.
 ERROR_CHARS = 300
@@ -41,6 +47,63 @@ _CONTEXT_PATTERNS = (
     "prompt is too long",
 )
 _CAPABILITY_PATTERNS = ("does not support", "not support tools", "not supported by this model")
+
+
+@dataclass(frozen=True)
+class ServerLabel:
+    """How to name a server and what to tell the user when it misbehaves."""
+
+    name: str
+    base_url: str
+    start_hint: str
+    model_hint: Callable[[str], str]
+
+    def unreachable(self, detail: str = "") -> ProviderUnreachable:
+        suffix = f" ({detail})" if detail else ""
+        return ProviderUnreachable(
+            f"{self.name} is not reachable at {self.base_url}{suffix}", self.start_hint
+        )
+
+
+def transport_error(exc: httpx.TransportError, label: ServerLabel, started: bool) -> KomaError:
+    """Map httpx's transport failures: refused/DNS → unreachable, timeouts → timeout."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return label.unreachable("connection timed out")
+    if isinstance(exc, httpx.ConnectError):
+        return label.unreachable(str(exc) or type(exc).__name__)
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(
+            f"{label.name} at {label.base_url} stopped answering ({type(exc).__name__})",
+            "the model may still be loading; try again or raise the timeout",
+        )
+    if started:
+        return StreamError(f"{label.name} broke the stream: {_transport_detail(exc)}")
+    return ProviderError(
+        f"{label.name} closed the connection: {_transport_detail(exc)}", None, None, True
+    )
+
+
+def _transport_detail(exc: httpx.TransportError) -> str:
+    """httpx's own words on one line; a reset often comes without any."""
+    text = one_line(str(exc))
+    return text or f"the connection was reset or closed ({type(exc).__name__})"
+
+
+def json_error(response: httpx.Response, raw: bytes) -> str | None:
+    """The message of an HTTP-200 JSON body that is really an error (LM Studio's quirk)."""
+    if "json" not in response.headers.get("content-type", "") and not raw.lstrip().startswith(b"{"):
+        return None
+    try:
+        return error_message(json.loads(raw))
+    except ValueError:
+        return None
+
+
+def quote(text: str) -> str:
+    """A piece of a bad record for an error message: short, on one line, tags stripped."""
+    if text.lstrip().startswith("<"):
+        return repr(one_line(text, 120)) if one_line(text) else "an HTML page"
+    return repr(cut(text, 120))
 
 
 def error_message(body: Any) -> str | None:

@@ -14,15 +14,15 @@ from typing import Any
 import httpx
 
 from koma.providers.base import Provider
+from koma.providers.errortext import ServerLabel
 from koma.providers.http import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
-    ServerLabel,
-    StreamTimeouts,
     make_client,
     open_stream,
     request_json,
 )
+from koma.providers.stream_waits import StreamTimeouts
 
 logger = logging.getLogger(__name__)
 

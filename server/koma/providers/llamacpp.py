@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from koma.errors import KomaError, StreamError
 from koma.providers.base import CompletionRequest, WireChunk, llama_samplers
-from koma.providers.http import SSE_DONE, iter_sse
+from koma.providers.openai_stream import metrics_from_timings
+from koma.providers.stream_records import SSE_DONE, iter_sse
 from koma.types import Metrics, Usage
 
 if TYPE_CHECKING:
@@ -80,8 +81,6 @@ def _metrics(final: dict[str, Any]) -> Metrics | None:
     timings = final.get("timings")
     if not isinstance(timings, dict):
         return None
-    from koma.providers.openai_compat import metrics_from_timings
-
     return metrics_from_timings(timings)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 
 from koma.errors import CapabilityMissing, KomaError, ModelNotFound, ProviderUnreachable
-from koma.providers.http import DEFAULT_BACKOFF, DEFAULT_RETRIES, ServerLabel
+from koma.providers.errortext import ServerLabel
+from koma.providers.http import DEFAULT_BACKOFF, DEFAULT_RETRIES
 from koma.providers.openai_compat import PRESETS, OpenAICompatProvider, server_root
 from koma.types import ModelDetails, ModelInfo
 

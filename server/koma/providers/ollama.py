@@ -22,15 +22,11 @@ from koma.errors import (
     StreamError,
 )
 from koma.providers.base import ChatRequest, CompletionRequest, Provider, RouteSupport, WireChunk
-from koma.providers.http import (
-    DEFAULT_BACKOFF,
-    DEFAULT_RETRIES,
-    ServerLabel,
-    decode_arguments,
-    iter_ndjson,
-)
+from koma.providers.errortext import ServerLabel
+from koma.providers.http import DEFAULT_BACKOFF, DEFAULT_RETRIES
 from koma.providers.http_provider import HttpProvider
 from koma.providers.ollama_admin import OllamaAdmin
+from koma.providers.stream_records import iter_ndjson
 from koma.providers.wire import OllamaChunk, validate_record
 from koma.types import (
     GenerationSettings,
@@ -39,6 +35,7 @@ from koma.types import (
     ModelDetails,
     ToolCall,
     Usage,
+    decode_arguments,
 )
 
 logger = logging.getLogger("koma.providers.ollama")

@@ -21,8 +21,10 @@ from typing import Any
 import httpx
 
 from koma.errors import KomaError, ProviderError
-from koma.providers.http import ServerLabel, iter_ndjson, open_stream, transport_error
+from koma.providers.errortext import ServerLabel, transport_error
+from koma.providers.http import open_stream
 from koma.providers.http_provider import HttpProvider
+from koma.providers.stream_records import iter_ndjson
 from koma.types import GenerationSettings, ModelDetails, ModelInfo
 
 BLOB_CHUNK_BYTES = 1 << 20

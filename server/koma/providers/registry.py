@@ -17,11 +17,11 @@ import httpx
 
 from koma.errors import ConfigError, ProviderUnreachable
 from koma.providers.base import Provider
-from koma.providers.http import StreamTimeouts
 from koma.providers.http_provider import HttpProvider
 from koma.providers.lmstudio import LMStudioProvider
 from koma.providers.ollama import ContextPolicy, OllamaProvider
 from koma.providers.openai_compat import PRESETS, OpenAICompatProvider, server_root
+from koma.providers.stream_waits import StreamTimeouts
 from koma.settings import KomaSettings
 
 DEFAULT_URLS: dict[str, str] = {
