@@ -1,8 +1,12 @@
-"""The `koma` command line: chat, models, doctor and the language server, on top of the engine.
+"""The `koma` command line's frame: the command registry, the parser, settings from the flags,
+the session a command holds, `koma lsp`, and the entry point that turns failures into exit codes.
 
 Each subcommand is one `Command` in a registry: a function that adds its arguments and a
-function that runs it. Other modules add commands (`pull`, `preload`, …) with `@command(...)`
-and are listed in `EXTRA_COMMAND_MODULES`, so growing the CLI never means editing the parser.
+function that runs it. The commands live in their own modules (`cli_chat`, `cli_server` for
+`models` and `doctor`, `cli_trust`, `cli_lifecycle` for `pull`, `preload`, …), which register
+themselves with `@command(...)` and are listed in `EXTRA_COMMAND_MODULES`, so growing the CLI
+never means editing the parser. `koma lsp` is registered here: an editor starts it and waits,
+so its path imports none of the other command modules (nor rich, pydantic or the engine).
 
 Exit codes (README.md, "Command line"): 0 ok, 1 error, 2 usage or configuration, 3 provider
 unreachable, 4 model not found, 130 interrupted.
@@ -13,19 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import json
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koma._lazy import lazy_attributes
 from koma.choices import EFFORTS, PROVIDERS
-from koma.errors import ConfigError, KomaError
+from koma.errors import KomaError
 from koma.lsp.args import add_lsp_arguments
 
 # `koma lsp` must answer the editor's `initialize` fast (docs/performance.md), so rich, the
@@ -37,17 +40,21 @@ if TYPE_CHECKING:
     from koma.providers.base import Provider
     from koma.settings import KomaSettings
     from koma.settings.layers import Resolved
-    from koma.types import GenerationResult, GenerationSettings, ModelInfo
 
-# What command modules (`koma.cli_lifecycle`) import from here, loaded on first use.
+# What command modules (`koma.cli_lifecycle`, …) import from here, loaded on first use.
 __getattr__ = lazy_attributes(
     __name__,
     {name: "koma.cli_render" for name in ("make_console", "print_json", "print_error")},
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Modules that register more subcommands when imported (model lifecycle, benchmarks, …).
-EXTRA_COMMAND_MODULES: tuple[str, ...] = ("koma.cli_lifecycle",)
+# Modules that register the other subcommands when imported, in the order `koma --help` lists them.
+EXTRA_COMMAND_MODULES: tuple[str, ...] = (
+    "koma.cli_chat",
+    "koma.cli_server",
+    "koma.cli_trust",
+    "koma.cli_lifecycle",
+)
 
 Runner = Callable[[argparse.Namespace], "int | Awaitable[int]"]
 
@@ -96,7 +103,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         epilog="Environment: KOMA_PROVIDER, KOMA_BASE_URL, KOMA_MODEL, KOMA_API_KEY, KOMA_CONFIG.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for cmd in COMMANDS.values():
+    # `lsp` is registered when this module loads, before the others; it is listed after them.
+    listed = sorted(COMMANDS.values(), key=lambda cmd: cmd.name == "lsp")
+    for cmd in listed:
         if only is not None and cmd.name != only:
             continue
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
@@ -178,323 +187,6 @@ async def open_provider(settings: KomaSettings) -> AsyncIterator[Provider]:
         yield await session.provider()
     finally:
         await session.aclose()
-
-
-# ---------------------------------------------------------------- chat
-
-
-def _configure_chat(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt", nargs="?", help="the message; read from stdin when absent")
-    parser.add_argument("--system", metavar="TEXT", help="system prompt")
-    parser.add_argument("--max-tokens", type=_positive_int, metavar="N")
-    parser.add_argument("--temperature", type=_temperature, metavar="T")
-    parser.add_argument("--seed", type=int, metavar="N")
-    parser.add_argument(
-        "--hide-thinking", action="store_true", help="do not show the model's reasoning"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON result object")
-    parser.add_argument(
-        "--no-cache", action="store_true", help="skip the persistent response cache (cache.*)"
-    )
-
-
-@command("chat", "ask the model; streams its reasoning (dimmed) and its answer", _configure_chat)
-async def run_chat(args: argparse.Namespace) -> int:
-    from koma.cli_render import ChatPrinter, make_console, print_json
-    from koma.engine.generate import stream_text
-    from koma.types import Done, Message
-
-    resolved, _ = config_from_args(args)
-    print_warnings(resolved.warnings)
-    settings = resolved.settings
-    prompt = read_prompt(args.prompt)
-
-    messages = []
-    system = args.system or settings.chat.system_prompt
-    if system:
-        messages.append(Message.system(system))
-    messages.append(Message.user(prompt))
-    if args.no_cache:
-        settings = settings.model_copy(
-            update={"cache": settings.cache.model_copy(update={"mode": "off"})}
-        )
-    session = open_session(settings)
-    generation = chat_generation_settings(session, args)
-    out, err = make_console(), make_console(stderr=True)
-    printer = ChatPrinter(out, err, show_thinking=not args.hide_thinking and not args.json)
-    try:
-        provider = await session.cached_provider()
-        model = await session.model("chat")
-        stream = stream_text(model=model, messages=messages, settings=generation, provider=provider)
-        async with aclosing(stream) as events:
-            async for event in events:
-                if not args.json:
-                    printer.feed(event)
-                elif isinstance(event, Done):
-                    printer.result = event.result
-    finally:
-        await session.aclose()
-    result: GenerationResult | None = printer.result
-    if result is None:
-        raise KomaError("the stream ended without a result", "run `koma doctor`")
-    if args.json:
-        # The settings' warnings and the answer's own (empty, stopped, cut short) together.
-        print_json(out, {**result.to_dict(), "warnings": [*resolved.warnings, *result.warnings]})
-        printer.warn(result.warnings)
-    else:
-        printer.finish()
-    return EXIT_OK
-
-
-def chat_generation_settings(session: Session, args: argparse.Namespace) -> GenerationSettings:
-    """The session's chat request settings, with the flags given laid over them."""
-    return session.request_settings(
-        "chat",
-        effort=args.effort,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-    )
-
-
-def read_prompt(prompt: str | None) -> str:
-    """The prompt argument, or stdin (`-` or absent), e.g. `git diff | koma chat`."""
-    if prompt is None or prompt == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise ConfigError("no prompt given", 'pass one: koma chat "…", or pipe text into it')
-        prompt = sys.stdin.read()
-    if not prompt.strip():
-        raise ConfigError("the prompt is empty", 'pass one: koma chat "…"')
-    return prompt
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
-def _temperature(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 2:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2, not {text}")
-    return value
-
-
-# ---------------------------------------------------------------- models
-
-
-def _configure_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-@command("models", "list the server's models: loaded state, size, quantization", _configure_json)
-async def run_models(args: argparse.Namespace) -> int:
-    from koma.cli_render import make_console, models_table, print_json
-
-    settings, _ = settings_from_args(args)
-    async with open_provider(settings) as provider:
-        models = await with_capabilities(provider, await provider.list_models())
-        maxima = await with_context_windows(provider, models, settings.num_ctx)
-    out = make_console()
-    if args.json:
-        data = {
-            "provider": provider.name,
-            "base_url": provider.base_url,
-            "models": [{**m.to_dict(), "context_max": maxima.get(m.name)} for m in models],
-        }
-        print_json(out, data)
-    elif models:
-        out.print(models_table(models, f"{provider.name} at {provider.base_url}", maxima))
-    else:
-        make_console(stderr=True).print(f"{provider.name} at {provider.base_url} has no models")
-    return EXIT_OK
-
-
-async def with_context_windows(
-    provider: Provider, models: list[ModelInfo], num_ctx: int | None
-) -> dict[str, int | None]:
-    """Set each model's context to the one it really runs with; returns the models' maxima.
-
-    The same number `koma doctor` and the language server use (engine.lifecycle.context).
-    """
-    from koma.engine.lifecycle.context import context_window
-
-    if not models or len(models) > 50:
-        return {}
-    windows = await asyncio.gather(
-        *(context_window(provider, m.name, num_ctx=num_ctx, info=m) for m in models),
-        return_exceptions=True,
-    )
-    maxima: dict[str, int | None] = {}
-    for model, window in zip(models, windows, strict=True):
-        if isinstance(window, BaseException):
-            continue
-        model.context_length = window.used or model.context_length
-        maxima[model.name] = window.maximum
-    return maxima
-
-
-async def with_capabilities(provider: Provider, models: list[ModelInfo]) -> list[ModelInfo]:
-    """Fill capabilities the list endpoint leaves out (Ollama's /api/tags) from `show()`."""
-    missing = [m for m in models if not m.capabilities]
-    if not missing or len(missing) > 50:
-        return models
-    details = await asyncio.gather(
-        *(provider.show(m.name) for m in missing), return_exceptions=True
-    )
-    for model, found in zip(missing, details, strict=True):
-        if isinstance(found, BaseException):
-            continue
-        model.capabilities = list(found.capabilities)
-        model.context_length = model.context_length or found.context_length
-    return models
-
-
-# ---------------------------------------------------------------- doctor
-
-
-@command("doctor", "check the server, the model and its capabilities", _configure_json)
-async def run_doctor_command(args: argparse.Namespace) -> int:
-    from koma.cli_render import doctor_table, make_console, print_json
-    from koma.engine.doctor import run_doctor
-
-    resolved, sources = config_from_args(args)
-    settings = resolved.settings
-    session = open_session(settings)
-    provider: Provider | None = None
-    error: KomaError | None = None
-    try:
-        try:
-            provider = await session.provider()
-        except KomaError as exc:
-            error = exc
-        report = await run_doctor(
-            settings,
-            provider,
-            provider_error=error,
-            sources=sources,
-            project=resolved.project,
-            warnings=resolved.warnings,
-        )
-    finally:
-        await session.aclose()
-    out = make_console()
-    if args.json:
-        print_json(out, report.to_dict())
-    else:
-        out.print(doctor_table(report.to_dict()))
-    return report.exit_code
-
-
-# ---------------------------------------------------------------- trust
-
-
-def _configure_trust(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path",
-        nargs="?",
-        type=Path,
-        help="the .koma.toml (or its folder); default: the project file `koma chat` would use",
-    )
-    parser.add_argument("--yes", action="store_true", help="do not ask; trust it")
-    parser.add_argument(
-        "--forget", action="store_true", help="withdraw the trust in this file instead"
-    )
-
-
-@command(
-    "trust",
-    "let a project's .koma.toml set sensitive keys (baseUrl, tools.*, …); shows them first",
-    _configure_trust,
-)
-def run_trust(args: argparse.Namespace) -> int:
-    """Show exactly what the file would enable, ask, and record its real path and sha256."""
-    from koma.settings.files import read_project, trust_store
-    from koma.settings.layers import sensitive_keys_in
-
-    path = _trust_target(args.path)
-    store = trust_store()
-    if args.forget:
-        real = Path(os.path.realpath(path))
-        done = store.forget(real)
-        print(f"{printable(str(real))}: " + ("trust withdrawn" if done else "was not trusted"))
-        return EXIT_OK
-    read, values = read_project(path)
-    _validate_project(read.path, values)
-    keys = sensitive_keys_in(values)
-    shown = printable(str(read.path))
-    if not keys:
-        print(f"{shown} sets no sensitive keys; there is nothing to trust.")
-        return EXIT_OK
-    print(f"{shown} (sha256 {read.sha256})")
-    print("Trusting it lets this file set:")
-    for key in keys:
-        print(f"  {key} = {_shown_value(key, values)}")
-    print("These choose where your code and keys go, or what runs on your machine.")
-    if store.is_trusted(read.path, read.sha256):
-        print("It is already trusted with exactly this content.")
-        return EXIT_OK
-    if not args.yes and not _confirm("Trust this file? [y/N] "):
-        print("Not trusted; its sensitive keys stay ignored.")
-        return EXIT_ERROR
-    try:
-        store.trust(read.path, read.sha256)
-    except OSError as exc:
-        raise KomaError(
-            f"cannot record the trust in {store.path}: {exc.strerror or exc}",
-            "check that folder's permissions",
-        ) from exc
-    print(f"Trusted. Any change to {shown} drops the trust until you run `koma trust` again.")
-    return EXIT_OK
-
-
-def _trust_target(given: Path | None) -> Path:
-    """The file to trust: the argument (a folder means its .koma.toml), else the project's."""
-    from koma.settings.files import PROJECT_FILE, find_project_config
-
-    if given is None:
-        found = find_project_config()
-        if found is None:
-            raise ConfigError(
-                f"no {PROJECT_FILE} in this folder or up to its repository root",
-                "pass its path: koma trust PATH",
-            )
-        return found
-    path = given.expanduser()
-    if path.is_dir():
-        path = path / PROJECT_FILE
-    if not os.path.lexists(path):
-        raise ConfigError(f"{path} does not exist", "pass the path of a .koma.toml")
-    return path
-
-
-def _validate_project(path: Path, values: dict[str, Any]) -> None:
-    """A file with invalid settings is not trusted: the error names the key, as elsewhere."""
-    from koma.settings.layers import Layer, Sources, resolve
-
-    resolve(Sources([Layer(str(path), values, path, trust="project")]))
-
-
-def _shown_value(key: str, values: dict[str, Any]) -> str:
-    """The value as JSON (escaped: no control characters reach the terminal); keys masked."""
-    node: Any = values
-    for part in key.split("."):
-        node = node[part]
-    if key.endswith("apiKey"):
-        return '"********"'
-    return json.dumps(node, ensure_ascii=True)
-
-
-def _confirm(question: str) -> bool:
-    """Ask on stdin; anything but y/yes, and end of input, is no."""
-    print(question, end="", flush=True)
-    try:
-        answer = sys.stdin.readline() if sys.stdin is not None else ""
-    except (OSError, ValueError):
-        return False
-    return answer.strip().lower() in ("y", "yes")
 
 
 # ---------------------------------------------------------------- lsp
