@@ -117,6 +117,7 @@ export class KomaClient implements vscode.Disposable {
   private phase: ServerPhase = 'starting';
   private readonly warnedKeys = new Set<string>();
   private readonly trustPrompt: TrustPrompt;
+  private suggestions: string[] = [];
   /** Fetches `koma.status` after generations, for the completion route it reports. */
   private readonly routeRefresh = new RouteRefresh(() => this.refreshStatus());
 
@@ -153,6 +154,11 @@ export class KomaClient implements vscode.Disposable {
 
   get launch(): ServerLaunch | undefined {
     return this.lastLaunch;
+  }
+
+  /** The insert texts of the server's latest non-empty inline-completion answer. */
+  get lastSuggestions(): string[] {
+    return this.suggestions;
   }
 
   /** Start the server (again, if running): one start at a time. */
@@ -322,6 +328,15 @@ export class KomaClient implements vscode.Disposable {
           handleApplyEdit: (params) => this.reviewer.review(params),
         },
         executeCommand: (command, args, next) => (command === 'koma.explain' ? this.hooks.explain(args[0]) : next(command, args)),
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          const answer = await next(document, position, context, token);
+          const items = Array.isArray(answer) ? answer : (answer?.items ?? []);
+          const texts = items.map((item) => (typeof item.insertText === 'string' ? item.insertText : item.insertText.value));
+          if (texts.length > 0) {
+            this.suggestions = texts;
+          }
+          return answer;
+        },
       },
     };
     const client = new LanguageClient('koma', 'Koma', serverOptions, clientOptions);

@@ -128,6 +128,7 @@ export class StatusBar {
   private phase: ServerPhase = 'starting';
   private status: StatusPayload | undefined;
   private lastRate: number | undefined;
+  private shownTooltip = '';
 
   constructor(
     private readonly item: StatusItem,
@@ -137,6 +138,11 @@ export class StatusBar {
     item.command = deps.command;
     this.render();
     item.show();
+  }
+
+  /** The tooltip as Markdown source (what the item shows on hover). */
+  get tooltip(): string {
+    return this.shownTooltip;
   }
 
   /** The model the status currently names (for pickers that mark the current one). */
@@ -178,6 +184,7 @@ export class StatusBar {
   private render(): void {
     const look = describeStatus(this.phase, this.status, this.lastRate);
     this.item.text = look.text;
+    this.shownTooltip = look.tooltip;
     this.item.tooltip = this.deps.markdown(look.tooltip);
     this.item.backgroundColor = look.error ? this.deps.errorBackground : look.warning ? this.deps.warningBackground : undefined;
     this.item.accessibilityInformation = { label: look.text.replace(/\$\([^)]*\)\s*/g, 'Koma status: ') };
