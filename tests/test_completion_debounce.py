@@ -80,8 +80,9 @@ STATEMENTS = ["if width <= 0:", "chunks.reverse()", "for chunk in chunks:", "lin
 
 
 def test_a_learned_pause_sends_the_request_at_once() -> None:
-    """This user stops after finishing a statement: there the model is asked without waiting."""
+    """This user stops after finishing a statement: there a fast model is asked at once."""
     debounce = AdaptiveDebounce()
+    debounce.note_latency(80.0)
     typed_lines(debounce, STATEMENTS * 3, gap_ms=90.0, pause_ms=700.0)
     assert debounce.delay_ms("        if x:", "") == 0.0
     assert debounce.delay_ms("        total = compute(a, b)", "") == 0.0
@@ -90,8 +91,28 @@ def test_a_learned_pause_sends_the_request_at_once() -> None:
     assert debounce.delay_ms("        total = compute(a, ", "") >= MIN_MS
 
 
+def pauses_mostly(debounce: AdaptiveDebounce) -> None:
+    """Three statements in four are followed by a pause; from the fourth the user types on."""
+    for i, line in enumerate(STATEMENTS * 3):
+        typed_lines(debounce, [line], gap_ms=90.0, pause_ms=90.0 if i % 4 == 3 else 700.0)
+
+
+def test_a_slow_model_is_not_asked_early_on_a_guess() -> None:
+    """A wrong guess costs a whole model call: worth it for a fast model, not a slow one."""
+    fast, slow, unknown = AdaptiveDebounce(), AdaptiveDebounce(), AdaptiveDebounce()
+    fast.note_latency(80.0)
+    slow.note_latency(1500.0)
+    for debounce in (fast, slow, unknown):
+        pauses_mostly(debounce)
+    assert fast.delay_ms("x = f(a)", "") == 0.0
+    assert slow.delay_ms("x = f(a)", "") >= MIN_MS
+    # Before any model call has answered, the model is taken to be slow.
+    assert unknown.delay_ms("x = f(a)", "") >= MIN_MS
+
+
 def test_no_pause_is_predicted_for_someone_who_types_straight_on() -> None:
     debounce = AdaptiveDebounce()
+    debounce.note_latency(80.0)
     typed_lines(debounce, STATEMENTS * 3, gap_ms=90.0, pause_ms=90.0)
     assert debounce.delay_ms("        if x:", "") >= MIN_MS
 
@@ -107,6 +128,7 @@ def test_a_fast_steady_typist_waits_less_than_a_hesitant_one_in_the_same_place()
 
 def test_the_prediction_follows_a_change_of_habit() -> None:
     debounce = AdaptiveDebounce()
+    debounce.note_latency(80.0)
     typed_lines(debounce, STATEMENTS * 3, gap_ms=90.0, pause_ms=700.0)
     assert debounce.delay_ms("x = f(a)", "") == 0.0
     typed_lines(debounce, STATEMENTS * 6, gap_ms=90.0, pause_ms=90.0)
@@ -115,6 +137,7 @@ def test_the_prediction_follows_a_change_of_habit() -> None:
 
 def test_a_fixed_setting_also_overrides_a_predicted_pause() -> None:
     debounce = AdaptiveDebounce(fixed_ms=300)
+    debounce.note_latency(80.0)
     typed_lines(debounce, STATEMENTS * 3, gap_ms=90.0, pause_ms=700.0)
     assert debounce.delay_ms("x = f(a)", "") == 300.0
 

@@ -11,7 +11,9 @@ space or punctuation (`foo(|`, `x = |`), at a line's start (after Enter), or at 
 statement (`):`, `)` or `]` with every bracket closed) — where people stop to think about the
 next line. Where this user's history says the gap that follows is usually longer than the
 wait would be, the pause is predicted and the request goes out at once: waiting would only
-delay a request that is sent anyway. Everywhere else the wait is "a bit longer than this
+delay a request that is sent anyway. How sure the prediction must be depends on the model: a
+wrong guess costs one model call, cheap on a fast model, over a second on a slow one
+(`pause_predicted`). Everywhere else the wait is "a bit longer than this
 user's usual gap between two keystrokes": a high quantile of the recent gaps (tabby-agent uses
 the average interval times a context factor; a quantile is used because typing rhythm is
 skewed — many short gaps, a few long ones — and the average underestimates the gaps that
@@ -42,9 +44,11 @@ CONTEXT_WINDOW = 24
 QUANTILE = 0.85
 # A context needs this many gaps before its history predicts anything.
 MIN_CONTEXT_SAMPLES = 6
-# The pause is predicted when this share of the context's gaps outlast the usual wait: then
-# sending at once costs at most one request in three that waiting would have saved.
-PREDICTED_SHARE = 0.66
+# The pause is predicted when most of the context's gaps outlast the usual wait (below).
+PREDICTED_SHARE = 0.5
+# Until a model call has answered, assume a slow model: no request goes out early.
+UNKNOWN_LATENCY_MS = MAX_MS
+LATENCY_WINDOW = 8
 
 Context = Literal["word", "gap", "line", "end"]
 _OPEN, _CLOSE = "([{", ")]}"
@@ -86,6 +90,8 @@ class AdaptiveDebounce:
         # The context the latest keystroke of each document left the cursor in, once known.
         self._pending: dict[str, Context] = {}
         self._cached: float | None = None
+        # How long recent model calls took to answer (request → answer).
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
     def keystroke(self, uri: str, at: float | None = None) -> None:
         """Record that the document changed (one keystroke, as far as rhythm goes)."""
@@ -111,6 +117,17 @@ class AdaptiveDebounce:
         if uri in self._last:
             self._pending[uri] = context_of(line_prefix)
 
+    def note_latency(self, ms: float) -> None:
+        """A model call answered after `ms`: what a request sent too early costs (below)."""
+        if ms > 0:
+            self._latencies.append(ms)
+
+    def latency_ms(self) -> float:
+        """The typical time a model call takes to answer (median of the recent ones)."""
+        if not self._latencies:
+            return UNKNOWN_LATENCY_MS
+        return _quantile(list(self._latencies), 0.5)
+
     def forget(self, uri: str) -> None:
         self._last.pop(uri, None)
         self._pending.pop(uri, None)
@@ -124,12 +141,23 @@ class AdaptiveDebounce:
         return self._cached
 
     def pause_predicted(self, line_prefix: str) -> bool:
-        """Whether this user usually pauses here for longer than the wait would be."""
+        """Whether sending now beats waiting, given where this user usually pauses.
+
+        With `p` the share of this context's gaps that outlast the usual wait `w`, sending at
+        once gains `w` with probability `p`; with probability `1 - p` the user types on and the
+        early call is wasted — and while it runs, the next keystrokes take it over instead of
+        asking afresh, so it costs about one model call's time. Send now when the gain wins:
+        `p * w > (1 - p) * latency`. A fast model (a wasted call is cheap) gets its suggestions
+        early; a slow one (gpt-oss on a laptop) waits as before.
+        """
         gaps = self._by_context[context_of(line_prefix)]
         if len(gaps) < MIN_CONTEXT_SAMPLES:
             return False
         usual = min(MAX_MS, max(MIN_MS, self.base_ms()))
-        return sum(g > usual for g in gaps) >= PREDICTED_SHARE * len(gaps)
+        share = sum(g > usual for g in gaps) / len(gaps)
+        if share < PREDICTED_SHARE:
+            return False
+        return share * usual > (1.0 - share) * self.latency_ms()
 
     def delay_ms(self, line_prefix: str, line_suffix: str) -> float:
         """The wait before a request whose cursor line reads `line_prefix|line_suffix`."""

@@ -346,6 +346,8 @@ class CompletionPipeline:
         self._starters.add(task)
         self.stats.upstream += 1
         outcome = await asyncio.shield(answer)
+        if outcome.error is None:
+            self.debounce.note_latency(outcome.upstream_ms)  # what an early request costs
         result = _result(outcome, "", line_suffix, debounce_ms)
         result.waited_ms = waited_ms
         return result
