@@ -13,12 +13,14 @@ next line. Where this user's history says the gap that follows is usually longer
 wait would be, the pause is predicted and the request goes out at once: waiting would only
 delay a request that is sent anyway. How sure the prediction must be depends on the model: a
 wrong guess costs one model call, cheap on a fast model, over a second on a slow one
-(`pause_predicted`). Everywhere else the wait is "a bit longer than this
-user's usual gap between two keystrokes": a high quantile of the recent gaps (tabby-agent uses
-the average interval times a context factor; a quantile is used because typing rhythm is
-skewed — many short gaps, a few long ones — and the average underestimates the gaps that
-matter), shortened after a word ends and at the end of a line, lengthened inside a word. A
-fast steady typist gets a short wait, a hesitant one a longer one.
+(`pause_predicted`).
+
+Everywhere else the wait is "a bit longer than this user's usual gap between two keystrokes":
+a high quantile of the recent gaps (tabby-agent uses the average interval times a context
+factor; a quantile is used because typing rhythm is skewed — many short gaps, a few long ones —
+and the average underestimates the gaps that matter), shortened after a word ends and at the
+end of a line, lengthened inside a word. A fast steady typist gets a short wait, a hesitant one
+a longer one.
 
 A fixed `completion.debounceMs` setting replaces all of this. The cache and a running model
 call answer without any wait at all (`pipeline.py` asks them first); this module is only asked
