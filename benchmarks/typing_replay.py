@@ -274,12 +274,24 @@ async def run_profile(
 
 
 async def run_real(
-    base_url: str, model: str, provider: str, trace: Trace, keystrokes: int, seed: int
+    base_url: str,
+    model: str,
+    provider: str,
+    trace: Trace,
+    keystrokes: int,
+    seed: int,
+    completion: dict[str, Any] | None = None,
 ) -> ProfileReport:
     replay = Replay(trace, keystrokes, 1.0, seed)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        settings = {"provider": provider, "baseUrl": base_url, "completionModel": model}
+        settings: dict[str, Any] = {
+            "provider": provider,
+            "baseUrl": base_url,
+            "completionModel": model,
+        }
+        if completion:
+            settings["completion"] = completion
         client = await replay.start(settings, workdir)
         try:
             await replay.run(client, workdir)
@@ -298,7 +310,10 @@ def profile_worker(name: str, keystrokes: int, speed: float, seed: int) -> Profi
 def run_all(args: argparse.Namespace) -> list[ProfileReport]:
     if args.base_url:
         trace = generate(args.seed)
-        real = run_real(args.base_url, args.model, args.provider, trace, args.keystrokes, args.seed)
+        completion = {k: json.loads(v) for k, v in (c.split("=", 1) for c in args.completion)}
+        real = run_real(
+            args.base_url, args.model, args.provider, trace, args.keystrokes, args.seed, completion
+        )
         return [asyncio.run(real)]
     names = list(PROFILES) if args.profile == "all" else [args.profile]
     if len(names) == 1:
@@ -319,6 +334,13 @@ def main() -> None:
     parser.add_argument("--base-url", help="replay against a real server instead")
     parser.add_argument("--model", default="qwen2.5-coder:1.5b", help="with --base-url")
     parser.add_argument("--provider", default="ollama", help="with --base-url")
+    parser.add_argument(
+        "--completion",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="with --base-url: a completion setting, e.g. suffixTokens=32 (repeatable)",
+    )
     parser.add_argument("--out", help="write the results into this Markdown file's section")
     args = parser.parse_args()
     if args.speed <= 0 or args.keystrokes <= 0:

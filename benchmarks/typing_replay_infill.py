@@ -7,7 +7,7 @@ replay's real-server mode against it, and adds what only the server's verbose lo
 many requests it started, how many tokens each had to evaluate of its prompt, and so how much
 of consecutive prompts its cache reused.
 
-    python benchmarks/typing_replay_infill.py [--keystrokes 600] [--seed 1]
+    python benchmarks/typing_replay_infill.py [--keystrokes 600] [--seed 1] [--completion K=V]
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keystrokes", type=int, default=600)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--completion",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a completion setting for the replay, e.g. suffixTokens=32 (repeatable)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only; leave the docs")
     args = parser.parse_args()
     binary = subprocess.run(
         [str(ROOT / "scripts" / "setup-llama-server.sh")],
@@ -81,6 +89,7 @@ def main() -> None:
                 str(args.keystrokes),
                 "--seed",
                 str(args.seed),
+                *(f"--completion={c}" for c in args.completion),
             ],
             capture_output=True,
             text=True,
@@ -110,6 +119,8 @@ def main() -> None:
     report = replay.stdout.strip()
     print(report)
     print_table("Typing replay on /infill: the server's side", columns, rows)
+    if args.no_write:
+        return
     summary = (
         f"The typing replay's real-server mode, {args.keystrokes} keystrokes (seed {args.seed}), "
         "against llama.cpp's C++ `llama-server` (built by `scripts/setup-llama-server.sh`, one "
@@ -118,6 +129,8 @@ def main() -> None:
         "FIM, so few suggestions survive post-processing; the table is what the server's log "
         "says about its prompt cache, the replay's report follows."
     )
+    if args.completion:
+        summary += " Completion settings: " + ", ".join(f"`{c}`" for c in args.completion) + "."
     write_section(
         "typing_replay_infill",
         section(

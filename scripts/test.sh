@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (idempotent), starts the servers the tests use,
-# lints, type-checks, runs the VS Code extension's unit and in-editor tests, then pytest
-# (unit, language server end to end, real Neovim, and the live llama.cpp group).
+# lints, type-checks, runs the VS Code extension's unit and in-editor tests (the last of them
+# against the live llama.cpp server), then pytest (unit, language server end to end, real Neovim,
+# and the live llama.cpp group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +14,6 @@ echo "== lint and types"
 ruff check server tests benchmarks
 ruff format --check server tests benchmarks
 mypy
-
-echo "== VS Code extension: unit tests, package, end to end in code-server"
-(cd clients/vscode && npm ci --no-audit --no-fund && npm test && npm run package)
-clients/vscode/scripts/setup-e2e.sh
-clients/vscode/scripts/e2e.sh
 
 echo "== live llama.cpp server"
 live_log=$(mktemp)
@@ -36,6 +32,12 @@ for _ in $(seq 1 240); do
     sleep 0.5
 done
 export KOMA_LIVE_BASE_URL="http://127.0.0.1:$port/v1" KOMA_LIVE_SERVER_LOG="$live_log"
+
+echo "== VS Code extension: unit tests, package, end to end in code-server"
+(cd clients/vscode && npm ci --no-audit --no-fund && npm test && npm run package)
+clients/vscode/scripts/setup-e2e.sh
+# KOMA_LIVE_BASE_URL (exported above) adds ghost text from the raw route on the real model.
+clients/vscode/scripts/e2e.sh
 
 echo "== llama.cpp's own llama-server (built once from the pinned sdist's llama.cpp source)"
 llama_bin=$(scripts/setup-llama-server.sh)

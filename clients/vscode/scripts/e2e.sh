@@ -13,13 +13,16 @@
 # activated virtual environment); (2) a fresh profile where no Koma can be found (PATH holds only
 # a python3, HOME is empty, no VIRTUAL_ENV): "Install…" installs the wheel the .vsix carries, with
 # pip reading its dependencies from a local wheelhouse (scripts/wheelhouse.sh) instead of the
-# index, then ghost text comes from the installed server.
+# index, then ghost text comes from the installed server. (3) With KOMA_LIVE_BASE_URL set (the
+# `/v1` URL of llama-cpp-python's server with the packaged Gemma, as scripts/test.sh starts it):
+# ghost text from the raw route on that real model (src/test/e2e/live.e2e.ts).
 #
 # Needs: scripts/setup-e2e.sh done once, Koma importable by `python` or `python3` on PATH, npm.
 # Env: KOMA_E2E_DIR (setup cache), KOMA_E2E_ARTIFACTS (screenshots, default e2e-artifacts/),
 #      KOMA_E2E_DOCS_IMAGES=1 (copy the chat, reasoning, ghost-text and install screenshots to
 #      docs/images/),
-#      KOMA_E2E_KEEP=1 (keep the run directory with all logs).
+#      KOMA_E2E_KEEP=1 (keep the run directory with all logs),
+#      KOMA_LIVE_BASE_URL (run the live suite too), KOMA_E2E_ONLY=live (run only the live suite).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
@@ -138,6 +141,10 @@ PY
 workspace() {
   cp -r "$HERE/src/test/e2e/fixtures/workspace" "$1"
   mkdir -p "$1/.vscode"
+  if [[ -f "$1.settings.json" ]]; then
+    mv "$1.settings.json" "$1/.vscode/settings.json" # this run's own (run_suite's caller wrote it)
+    return
+  fi
   cat >"$1/.vscode/settings.json" <<EOF
 {
   "koma.model": "gpt-oss:20b",
@@ -195,14 +202,16 @@ run_suite() {
 NODE="$(command -v node)"
 
 # 5. The features, with the server pinned to the Koma this script found -------------------------
-mkdir -p "$RUN/features"
-user_settings "$RUN/features/settings.json" koma.server.command \
-  "$("$PYTHON" -c 'import json, shlex, sys; print(json.dumps(shlex.quote(sys.argv[1]) + " -m koma"))' "$PYTHON_EXE")"
+PINNED="$("$PYTHON" -c 'import json, shlex, sys; print(json.dumps(shlex.quote(sys.argv[1]) + " -m koma"))' "$PYTHON_EXE")"
 rc=0
-run_suite features || rc=$?
+if [[ "${KOMA_E2E_ONLY:-}" != live ]]; then
+  mkdir -p "$RUN/features"
+  user_settings "$RUN/features/settings.json" koma.server.command "$PINNED"
+  run_suite features || rc=$?
+fi
 
 # 6. A fresh profile with no Koma anywhere: Install… from the .vsix ------------------------------
-if ((rc == 0)); then
+if ((rc == 0)) && [[ "${KOMA_E2E_ONLY:-}" != live ]]; then
   WHEELHOUSE="$(PYTHON="$PYTHON" "$REPO/scripts/wheelhouse.sh")"
   mkdir -p "$RUN/install/home" "$RUN/install/bin"
   # The only program on PATH besides the system's: a Python to make the virtual environment from.
@@ -211,6 +220,32 @@ if ((rc == 0)); then
   run_suite install -u VIRTUAL_ENV -u PYTHONPATH -u PYTHONHOME -u PIPX_BIN_DIR -u CONDA_PREFIX \
     HOME="$RUN/install/home" SHELL=/bin/sh PATH="$RUN/install/bin:/usr/bin:/bin" \
     KOMA_E2E_SUITE=install PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE" || rc=$?
+fi
+
+# 7. Ghost text from the raw route on the real model ---------------------------------------------
+if ((rc == 0)) && [[ -n "${KOMA_LIVE_BASE_URL:-}" ]]; then
+  LIVE_MODEL="$("$PYTHON" -c 'import json, sys, urllib.request
+print(json.load(urllib.request.urlopen(sys.argv[1] + "/models", timeout=30))["data"][0]["id"])' "$KOMA_LIVE_BASE_URL")"
+  mkdir -p "$RUN/live"
+  user_settings "$RUN/live/settings.json" koma.server.command "$PINNED" koma.provider '"openai"' \
+    koma.baseUrl "$("$PYTHON" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$KOMA_LIVE_BASE_URL")"
+  # Greedy and short, like the live pytest group; no other files in the prompt.
+  "$PYTHON" - "$RUN/live/workspace.settings.json" "$LIVE_MODEL" <<'PY'
+import json, sys
+file, model = sys.argv[1:]
+settings = {
+    "koma.model": model,
+    "koma.completionModel": model,
+    "koma.completion.temperature": 0,
+    "koma.completion.maxTokens": 24,
+    "koma.completion.openDocumentsContext": False,
+    "koma.trace.server": "messages",
+}
+with open(file, "w", encoding="utf-8") as out:
+    json.dump(settings, out, indent=2)
+PY
+  log "live: $LIVE_MODEL at $KOMA_LIVE_BASE_URL"
+  run_suite live KOMA_E2E_SUITE=live || rc=$?
 fi
 
 if ((rc == 0)) && [[ "${KOMA_E2E_DOCS_IMAGES:-}" == 1 ]]; then

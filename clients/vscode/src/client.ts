@@ -22,7 +22,7 @@ import { discoverServer, pathFromEnvOutput, type Discovery, type ServerLaunch } 
 import { EditReviewer } from './editReview';
 import type { ChatEvent, StatusPayload } from './protocol';
 import { configurationFor, trustedInspection, userSettings, userValue, whichIn, type Inspection } from './settings';
-import type { ServerPhase } from './statusBar';
+import { RouteRefresh, type ServerPhase } from './statusBar';
 import { TrustPrompt } from './trust';
 
 export interface ClientHooks {
@@ -117,6 +117,9 @@ export class KomaClient implements vscode.Disposable {
   private phase: ServerPhase = 'starting';
   private readonly warnedKeys = new Set<string>();
   private readonly trustPrompt: TrustPrompt;
+  private suggestions: string[] = [];
+  /** Fetches `koma.status` after generations, for the completion route it reports. */
+  private readonly routeRefresh = new RouteRefresh(() => this.refreshStatus());
 
   constructor(
     private readonly output: vscode.LogOutputChannel,
@@ -151,6 +154,11 @@ export class KomaClient implements vscode.Disposable {
 
   get launch(): ServerLaunch | undefined {
     return this.lastLaunch;
+  }
+
+  /** The insert texts of the server's latest non-empty inline-completion answer. */
+  get lastSuggestions(): string[] {
+    return this.suggestions;
   }
 
   /** Start the server (again, if running): one start at a time. */
@@ -320,11 +328,23 @@ export class KomaClient implements vscode.Disposable {
           handleApplyEdit: (params) => this.reviewer.review(params),
         },
         executeCommand: (command, args, next) => (command === 'koma.explain' ? this.hooks.explain(args[0]) : next(command, args)),
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          const answer = await next(document, position, context, token);
+          const items = Array.isArray(answer) ? answer : (answer?.items ?? []);
+          const texts = items.map((item) => (typeof item.insertText === 'string' ? item.insertText : item.insertText.value));
+          if (texts.length > 0) {
+            this.suggestions = texts;
+          }
+          return answer;
+        },
       },
     };
     const client = new LanguageClient('koma', 'Koma', serverOptions, clientOptions);
     client.onNotification('koma/chat/event', (event: ChatEvent) => this.hooks.onChatEvent(event));
-    client.onNotification('koma/status', (status: StatusPayload) => this.hooks.onStatus(status));
+    client.onNotification('koma/status', (status: StatusPayload) => {
+      this.hooks.onStatus(status);
+      this.routeRefresh.onState(status?.state);
+    });
     client.onNotification('koma/untrustedConfig', (params: unknown) => void this.trustPrompt.handle(params));
     client.onDidChangeState((change) => {
       if (this.client !== client) {
@@ -358,6 +378,12 @@ export class KomaClient implements vscode.Disposable {
       return;
     }
     this.setPhase('running');
+    await this.refreshStatus();
+    this.hooks.onReady();
+  }
+
+  /** Ask the server for its whole status (`koma.status`: also the completion route). */
+  private async refreshStatus(): Promise<void> {
     try {
       const status = await this.execute<StatusPayload>('koma.status');
       if (status && typeof status === 'object') {
@@ -366,7 +392,6 @@ export class KomaClient implements vscode.Disposable {
     } catch (error) {
       this.output.warn(`koma.status: ${String(error)}`);
     }
-    this.hooks.onReady();
   }
 
   /** Why a configured launch cannot work (program missing), or undefined. */

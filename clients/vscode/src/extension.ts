@@ -22,6 +22,10 @@ export interface KomaApi {
   statusText(): string;
   /** The server program running (or last tried) and how it was found. */
   serverLaunch(): { command: string; source: string } | undefined;
+  /** The status bar item's tooltip, as Markdown source. */
+  statusTooltip(): string;
+  /** The insert texts of the server's latest non-empty inline-completion answer. */
+  lastSuggestions(): string[];
 }
 
 function chatHost(context: vscode.ExtensionContext): ChatHost {
@@ -180,6 +184,8 @@ export function activate(context: vscode.ExtensionContext): KomaApi {
     chatState: () => chat.state(),
     statusText: () => item.text,
     serverLaunch: () => (client.launch ? { command: client.launch.command, source: client.launch.source } : undefined),
+    statusTooltip: () => statusBar.tooltip,
+    lastSuggestions: () => client.lastSuggestions,
   };
 }
 

@@ -72,6 +72,16 @@ export interface StatusPayload {
   message?: string;
   provider?: string;
   baseUrl?: string;
+  /** `koma.status` only: how the latest ghost text asked its model; null before the first. */
+  completionRoute?: CompletionRoute | null;
+}
+
+/** The inline-completion route (protocol.md, `koma.status`): fim, raw or chat, and why. */
+export interface CompletionRoute {
+  route: string;
+  why?: string;
+  endpoint?: string;
+  model?: string;
 }
 
 export interface ModelEntry {

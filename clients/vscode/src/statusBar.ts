@@ -3,7 +3,7 @@
  * was. It is the user's first clue when something is slow or broken, so every state says what
  * is going on in its tooltip. The vscode objects are injected: this module is unit-tested.
  */
-import type { StatusPayload } from './protocol';
+import type { CompletionRoute, ServerState, StatusPayload } from './protocol';
 
 /** Where the server process is; `koma/status` only describes a running server. */
 export type ServerPhase = 'starting' | 'running' | 'stopped' | 'missing';
@@ -47,6 +47,24 @@ function escapeMarkdown(text: string): string {
   return text.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => `\\${c}`);
 }
 
+const ROUTE_NAMES: Record<string, string> = {
+  fim: 'fill-in-the-middle',
+  raw: 'raw continuation',
+  chat: 'chat hole-filler',
+};
+
+/** The tooltip's ghost-text line: the route the latest completion took and why (pure). */
+export function describeRoute(route: CompletionRoute | null | undefined): string {
+  if (!route || typeof route.route !== 'string' || !route.route) {
+    return '';
+  }
+  const name = ROUTE_NAMES[route.route] ?? escapeMarkdown(route.route);
+  const endpoint = route.endpoint && route.endpoint !== route.route ? ` via \`${route.endpoint.replace(/`/g, '')}\`` : '';
+  const model = route.model ? ` (\`${route.model.replace(/`/g, '')}\`)` : '';
+  const why = route.why ? ` — ${escapeMarkdown(route.why)}` : '';
+  return `\n\nGhost text: **${name}**${endpoint}${model}${why}`;
+}
+
 /** Text and tooltip for a server phase and its last status (pure). */
 export function describeStatus(phase: ServerPhase, status: StatusPayload | undefined, lastRate?: number): StatusLook {
   const model = status?.model?.trim() || '';
@@ -66,7 +84,7 @@ export function describeStatus(phase: ServerPhase, status: StatusPayload | undef
   if (phase === 'starting' || !status) {
     return { text: '$(loading~spin) Koma', tooltip: 'Koma: starting the language server…', error: false, warning: false };
   }
-  const where = status.provider ? `\n\n${escapeMarkdown(status.provider)}${status.baseUrl ? ` at ${escapeMarkdown(status.baseUrl)}` : ''}` : '';
+  const where = `${status.provider ? `\n\n${escapeMarkdown(status.provider)}${status.baseUrl ? ` at ${escapeMarkdown(status.baseUrl)}` : ''}` : ''}${describeRoute(status.completionRoute)}`;
   const header = model ? `**Koma** · model \`${model.replace(/`/g, '')}\`` : '**Koma** · no model selected';
   switch (status.state) {
     case 'loading':
@@ -110,6 +128,7 @@ export class StatusBar {
   private phase: ServerPhase = 'starting';
   private status: StatusPayload | undefined;
   private lastRate: number | undefined;
+  private shownTooltip = '';
 
   constructor(
     private readonly item: StatusItem,
@@ -119,6 +138,11 @@ export class StatusBar {
     item.command = deps.command;
     this.render();
     item.show();
+  }
+
+  /** The tooltip as Markdown source (what the item shows on hover). */
+  get tooltip(): string {
+    return this.shownTooltip;
   }
 
   /** The model the status currently names (for pickers that mark the current one). */
@@ -160,8 +184,72 @@ export class StatusBar {
   private render(): void {
     const look = describeStatus(this.phase, this.status, this.lastRate);
     this.item.text = look.text;
+    this.shownTooltip = look.tooltip;
     this.item.tooltip = this.deps.markdown(look.tooltip);
     this.item.backgroundColor = look.error ? this.deps.errorBackground : look.warning ? this.deps.warningBackground : undefined;
     this.item.accessibilityInformation = { label: look.text.replace(/\$\([^)]*\)\s*/g, 'Koma status: ') };
+  }
+}
+
+/**
+ * When to ask `koma.status` again: the completion route is known only after a completion ran,
+ * and `koma/status` notifications do not carry it. So once a generation ends the answer is
+ * fetched — at most once per `minGapMs` (ghost text ends a generation every few keystrokes),
+ * one at a time, and a generation that ended inside the gap is caught up once the gap is over.
+ */
+export class RouteRefresh {
+  private last = Number.NEGATIVE_INFINITY;
+  private busy = false;
+  private queued = false;
+  private again = false;
+  private wasGenerating = false;
+
+  constructor(
+    private readonly fetch: () => Promise<void>,
+    private readonly now: () => number = Date.now,
+    private readonly later: (run: () => void, ms: number) => void = (run, ms) => void setTimeout(run, ms),
+    private readonly minGapMs = 5000,
+  ) {}
+
+  /** A `koma/status` notification's state. */
+  onState(state: ServerState | undefined): void {
+    if (state === undefined) {
+      return;
+    }
+    const ended = this.wasGenerating && state !== 'generating';
+    this.wasGenerating = state === 'generating';
+    if (ended) {
+      this.request();
+    }
+  }
+
+  private request(): void {
+    if (this.busy) {
+      this.again = true; // asked while a fetch runs: once more after it
+      return;
+    }
+    if (this.queued) {
+      return;
+    }
+    const wait = this.last + this.minGapMs - this.now();
+    if (wait > 0) {
+      this.queued = true;
+      this.later(() => {
+        this.queued = false;
+        this.request();
+      }, wait);
+      return;
+    }
+    this.last = this.now();
+    this.busy = true;
+    void this.fetch()
+      .catch(() => undefined)
+      .finally(() => {
+        this.busy = false;
+        if (this.again) {
+          this.again = false;
+          this.request();
+        }
+      });
   }
 }

@@ -64,7 +64,7 @@ class CompletionSettings(_Camel):
         ge=0,
         le=5000,
         description="Fixed delay in milliseconds before asking for a completion. "
-        "Unset: adapt to your typing speed.",
+        "Unset: predicted from your typing rhythm (no wait where you usually pause).",
     )
     max_tokens: int = safe(128, gt=0, le=4096, description="Longest completion in tokens.")
     prefix_tokens: int = safe(

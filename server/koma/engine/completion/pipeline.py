@@ -3,7 +3,8 @@
 Order matters for latency. The cache (including typing-through entries) is checked first, so
 a hit never pays the debounce. Next, a model call still running for this document is adopted
 when the user merely typed on from where it started (see `generation.py`). Only then does a
-request wait for the typing pause, and only after that are provider, model and prompt resolved.
+request wait for the typing pause — not at all where this user's rhythm predicts one
+(`debounce.py`) — and only after that are provider, model and prompt resolved.
 
 Supersession: each document has at most one live request. A newer request cancels the task
 serving the older one, which then answers with an empty result. The model call the older
@@ -287,6 +288,9 @@ class CompletionPipeline:
         if not settings.enabled:
             return CompletionResult(None, reason="disabled")
         line_suffix = _line_suffix(request.suffix)
+        # Every request, answered from the cache or not, teaches the predictor where the
+        # keystroke before it left the cursor.
+        self.debounce.note_context(request.uri, request.prefix[request.prefix.rfind("\n") + 1 :])
         self._drop_stale_block(request)
         hit = self.cache.get(request.uri, request.prefix, request.suffix)
         if hit is not None:
@@ -342,6 +346,8 @@ class CompletionPipeline:
         self._starters.add(task)
         self.stats.upstream += 1
         outcome = await asyncio.shield(answer)
+        if outcome.error is None:
+            self.debounce.note_latency(outcome.upstream_ms)  # what an early request costs
         result = _result(outcome, "", line_suffix, debounce_ms)
         result.waited_ms = waited_ms
         return result

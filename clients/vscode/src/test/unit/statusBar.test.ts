@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { StatusBar, describeStatus, type StatusItem } from '../../statusBar';
+import { RouteRefresh, StatusBar, describeStatus, type StatusItem } from '../../statusBar';
 
 function fakeItem(): StatusItem & { shown: boolean } {
   return {
@@ -75,5 +75,61 @@ describe('StatusBar', () => {
     bar.setPhase('running');
     bar.setModel('qwen');
     assert.equal(item.text, '$(sparkle) qwen');
+  });
+});
+
+describe('completion route in the status', () => {
+  const raw = {
+    route: 'raw',
+    endpoint: '/v1/completions',
+    why: 'the model has no FIM tokens',
+    model: 'gemma-3-270m',
+  };
+
+  it('shows the route, its endpoint, model and why in the tooltip', () => {
+    const look = describeStatus('running', { state: 'idle', model: 'm', completionRoute: raw });
+    assert.match(look.tooltip, /Ghost text: \*\*raw continuation\*\* via `\/v1\/completions` \(`gemma-3-270m`\) — the model has no FIM tokens/);
+    const fim = describeStatus('running', { state: 'generating', model: 'm', completionRoute: { route: 'fim', endpoint: '/infill', why: 'the model has FIM tokens' } });
+    assert.match(fim.tooltip, /Ghost text: \*\*fill-in-the-middle\*\* via `\/infill`/);
+    assert.doesNotMatch(describeStatus('running', { state: 'idle', model: 'm', completionRoute: null }).tooltip, /Ghost text/);
+  });
+
+  it('keeps the route from koma.status when later notifications omit it', () => {
+    const item = fakeItem();
+    const bar = new StatusBar(item, deps);
+    bar.update({ state: 'idle', model: 'm', completionRoute: raw });
+    bar.update({ state: 'generating', model: 'm', tokensPerSecond: 12 });
+    bar.update({ state: 'idle' });
+    assert.match((item.tooltip as { md: string }).md, /Ghost text: \*\*raw continuation\*\*/);
+  });
+
+  it('asks koma.status again after a generation ends, at most once per gap', async () => {
+    let now = 0;
+    let fetches = 0;
+    const timers: { run: () => void; at: number }[] = [];
+    const refresh = new RouteRefresh(
+      async () => {
+        fetches += 1;
+      },
+      () => now,
+      (run, ms) => timers.push({ run, at: now + ms }),
+      5000,
+    );
+    refresh.onState('idle');
+    assert.equal(fetches, 0, 'nothing ran yet: no route to learn');
+    refresh.onState('generating');
+    refresh.onState('idle');
+    assert.equal(fetches, 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    now = 1000;
+    refresh.onState('generating');
+    refresh.onState('idle');
+    refresh.onState('generating');
+    refresh.onState('idle');
+    assert.equal(fetches, 1, 'within the gap: not asked again yet');
+    assert.equal(timers.length, 1, 'but caught up once, when the gap is over');
+    now = timers[0].at;
+    timers[0].run();
+    assert.equal(fetches, 2);
   });
 });
