@@ -70,7 +70,7 @@ async def test_idle_after_a_new_chunk_warms_the_llama_server_cache() -> None:
 
         current = CompletionSettings()
         pipeline = CompletionPipeline(target, lambda: current)
-        pipeline.warm_up_idle_s = 0.2
+        pipeline.warmer.idle_s = 0.2
         await pipeline.complete(CompletionInput("file:///w/a.py", "x = ", "\n", invoked=True))
         pipeline.ring.add("units.py", "TAU = 6.28", "file:///w/units.py")
         pipeline.ring_changed()

@@ -37,6 +37,8 @@ MIN_TOOL_RESULT_CHARS, MIN_TOOL_RESULTS_CHARS = 2000, 4000
 # budgets plus this slack, times this factor.
 COMPLETION_PREFIX_SLACK_TOKENS, COMPLETION_SUFFIX_SLACK_TOKENS = 512, 64
 COMPLETION_READ_FACTOR = 1.5
+# The share of the completion prefix budget the context ring's chunks of other files may take.
+RING_SHARE = 0.25
 
 
 def estimate_tokens(text: str) -> int:
@@ -79,3 +81,9 @@ def completion_read_chars(prefix_tokens: int, suffix_tokens: int) -> tuple[int, 
         chars_for_tokens((prefix_tokens + COMPLETION_PREFIX_SLACK_TOKENS) * COMPLETION_READ_FACTOR),
         chars_for_tokens((suffix_tokens + COMPLETION_SUFFIX_SLACK_TOKENS) * COMPLETION_READ_FACTOR),
     )
+
+
+def ring_budget_chars(prefix_tokens: int) -> int:
+    """Characters of other files' chunks one completion prompt carries (the context ring);
+    the idle warm-up sends the same, so the server's prompt cache matches the next request."""
+    return int(prefix_tokens * CHARS_PER_TOKEN * RING_SHARE)

@@ -39,7 +39,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,10 +55,11 @@ from koma.engine.completion.generation import (
     stream_text,
 )
 from koma.engine.completion.postprocess import CursorContext, Route, clean, fit_to_line
-from koma.engine.completion.prompt import CHARS_PER_TOKEN, Neighbour, build_prompt
+from koma.engine.completion.prompt import Neighbour, build_prompt
 from koma.engine.completion.ring import ContextRing
 from koma.engine.completion.routes import RouteChoice, RouteSetting, choose_route
-from koma.providers.base import CompletionRequest, InfillOptions
+from koma.engine.completion.warmup import PromptCacheWarmer, warm_prompt_cache
+from koma.engine.tokens import ring_budget_chars
 from koma.settings import CompletionSettings
 
 __all__ = ["CompletionInput", "CompletionPipeline", "CompletionResult", "ModelTarget", "Streams"]
@@ -70,10 +70,6 @@ Source = Literal["cache", "model", "none"]
 # `completion.speculative`: how long after an answer the next suggestion is fetched (the
 # answered call closes its stream first).
 SPECULATE_AFTER_S = 0.05
-# How long the user must be idle after the context ring changed before the cache is warmed.
-WARM_UP_IDLE_S = 1.0
-# The share of the prefix budget the context ring's chunks of other files may take.
-RING_SHARE = 0.25
 # How long a cancelled request's model call waits for the next keystroke's request to adopt it.
 ADOPT_GRACE_S = 0.005
 
@@ -156,10 +152,8 @@ class CompletionPipeline:
         self.stats = Stats()
         # Cross-file chunks from where the user worked recently (`ring.py`).
         self.ring = ContextRing()
-        self.warm_up_idle_s = WARM_UP_IDLE_S
-        self._warm_version = 0
-        self._warm_timer: asyncio.TimerHandle | None = None
-        self._warm_task: asyncio.Task[None] | None = None
+        # Warms the server's prompt cache with the ring's chunks while the user is idle.
+        self.warmer = PromptCacheWarmer(self.ring)
 
     # -- events from the editor ----------------------------------------------------------------
 
@@ -199,7 +193,7 @@ class CompletionPipeline:
         """Answer one request; never raises, never hangs once its task is cancelled."""
         task = asyncio.current_task()
         self.stats.requests += 1
-        self._cancel_warm_up()  # the user is not idle: the real request goes first
+        self.warmer.cancel()  # the user is not idle: the real request goes first
         previous = self._live.get(request.uri)
         if previous is not None and previous is not task and not previous.done():
             self._superseded.add(previous)
@@ -432,56 +426,23 @@ class CompletionPipeline:
     # -- background warm-up of the server's prompt cache -------------------------------------
 
     def ring_changed(self) -> None:
-        """The context ring gained a chunk: once the user is idle, warm the server's cache.
-
-        Only for llama-server's `/infill` (the route of the latest completion): a zero-token
-        request with the ring's chunks as `input_extra` makes the server evaluate them now, so
-        the next suggestion finds them cached (llama.vim does the same). At most one runs; a
-        completion request cancels it.
-        """
-        if self.ring.version == self._warm_version:
-            return
+        """The context ring gained a chunk: once the user is idle, warm the server's cache
+        (`warmup.py`); only where the latest completion went to llama-server's `/infill`."""
         if self.last_route is None or not self.last_route[1].infill:
             return
-        self._cancel_warm_up()
-        loop = asyncio.get_running_loop()
-        self._warm_timer = loop.call_later(self.warm_up_idle_s, self._start_warm_up)
-
-    def _start_warm_up(self) -> None:
-        self._warm_timer = None
-        self._warm_version = self.ring.version
-        self._warm_task = asyncio.get_running_loop().create_task(self._warm_up())
-
-    def _cancel_warm_up(self) -> None:
-        if self._warm_timer is not None:
-            self._warm_timer.cancel()
-            self._warm_timer = None
-        if self._warm_task is not None and not self._warm_task.done():
-            self._warm_task.cancel()
-        self._warm_task = None
+        self.warmer.schedule(self._warm_up)
 
     async def _warm_up(self) -> None:
         settings = self._settings()
-        try:
-            target = await self._target()
-            choice = await self.route_for(target, settings.route)
-            if not choice.infill or not settings.open_documents_context:
-                return
-            budget = ring_budget_chars(settings.prefix_tokens)
-            chunks = [(c.name, c.text + "\n") for c in self.ring.chunks_for("", budget)]
-            request = CompletionRequest(
-                target.model,
-                prompt="",
-                suffix="",
-                infill=InfillOptions(extra=tuple(chunks), n_predict=0),
-            )
-            events = (self._streams or default_streams()).completion(target.provider, request)
-            async with aclosing(events):
-                async for _ in events:
-                    pass
-            self.stats.warm_ups += 1
-        except Exception as exc:  # a warm-up is an optimisation: never an error for the user
-            logger.info("prompt-cache warm-up failed: %s", exc)
+        target = await self._target()
+        choice = await self.route_for(target, settings.route)
+        if not choice.infill or not settings.open_documents_context:
+            return
+        streams = self._streams or default_streams()
+        await warm_prompt_cache(
+            streams, target, self.ring, ring_budget_chars(settings.prefix_tokens)
+        )
+        self.stats.warm_ups += 1
 
     def _drop_stale_block(self, request: CompletionInput) -> None:
         """Stop a block still streaming after its first line once the user went elsewhere."""
@@ -523,11 +484,6 @@ def _result(outcome: Outcome, typed: str, line_suffix: str, debounce_ms: float) 
         if fitted:
             result.text, result.reason = fitted, "ok"
     return result
-
-
-def ring_budget_chars(prefix_tokens: int) -> int:
-    """Characters of other files' chunks one prompt carries; the warm-up must send the same."""
-    return int(prefix_tokens * CHARS_PER_TOKEN * RING_SHARE)
 
 
 def _line_suffix(suffix: str) -> str:
