@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from koma.engine.completion.generation import Streams, default_streams, stream_text
+from koma.engine.completion.model_call import Streams, default_streams, stream_text
 from koma.engine.completion.pipeline import CompletionInput, CompletionPipeline, ModelTarget
 from koma.engine.completion.postprocess import CursorContext
 from koma.engine.completion.prompt import Neighbour, build_prompt

@@ -2,7 +2,7 @@
 
 Order matters for latency. The cache (including typing-through entries) is checked first, so
 a hit never pays the debounce. Next, a model call still running for this document is adopted
-when the user merely typed on from where it started (see `generation.py`). Only then does a
+when the user merely typed on from where it started (see `model_call.py`). Only then does a
 request wait for the typing pause — not at all where this user's rhythm predicts one
 (`debounce.py`) — and only after that are provider, model and prompt resolved.
 
@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from koma.engine.completion.cache import CompletionCache, key_suffix
 from koma.engine.completion.debounce import AdaptiveDebounce
-from koma.engine.completion.generation import (
+from koma.engine.completion.model_call import (
     Generation,
     ModelTarget,
     Outcome,

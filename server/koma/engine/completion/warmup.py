@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
-from koma.engine.completion.generation import ModelTarget, Streams
+from koma.engine.completion.model_call import ModelTarget, Streams
 from koma.engine.completion.ring import ContextRing
 from koma.providers.base import CompletionRequest, InfillOptions
 
