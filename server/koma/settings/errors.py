@@ -94,21 +94,36 @@ def _describe(item: Mapping[str, Any]) -> tuple[str, str | None]:
     """A problem sentence and a hint that says what is allowed."""
     key = item["key"]
     kind = item["type"]
-    value = item.get("input")
-    if key.split(".")[-1] == "apiKey":
-        value = "***"  # never echo a key, even a malformed one
+    # Never echo a key, even a malformed one.
+    value = "'***'" if key.split(".")[-1] == "apiKey" else _shown(item.get("input"))
     ctx = item.get("ctx") or {}
     if kind == "extra_forbidden":
-        return f"unknown key {key!r}", _suggest(item["loc"])
+        return f"unknown key {_shown(key)}", _suggest(item["loc"])
     if kind == "literal_error":
-        return f"{key} = {value!r} is not allowed", f"use one of {ctx.get('expected')}"
+        return f"{key} = {value} is not allowed", f"use one of {ctx.get('expected')}"
     if kind in ("model_type", "dict_type"):
-        return f"{key} must be a table of settings, not {value!r}", "see docs/protocol.md#settings"
+        return f"{key} must be a table of settings, not {value}", "see docs/protocol.md#settings"
     if kind == "value_error":
         message = str(ctx.get("error") or item["msg"])
-        return f"{key} = {value!r}: {message}", None
+        return f"{key} = {value}: {message}", None
     allowed = _lower(str(item["msg"])).replace("input should", "it should")
-    return f"{key} = {value!r} is invalid", allowed
+    return f"{key} = {value} is invalid", allowed
+
+
+# Longest value quoted in a message: a value is whatever a file or an editor sent (a workspace's
+# settings.json, a repository's .koma.toml) and may be hundreds of kilobytes or nested deep.
+_VALUE_CHARS = 60
+
+
+def _shown(value: Any) -> str:
+    """The value as a message quotes it: its repr, cut to `_VALUE_CHARS`."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    if len(text) > _VALUE_CHARS:
+        text = text[: _VALUE_CHARS - 1] + "…"
+    return text
 
 
 def _suggest(loc: Sequence[int | str]) -> str:
