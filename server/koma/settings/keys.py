@@ -47,6 +47,16 @@ def leaf_fields(
             yield key, info
 
 
+# Keys whose value may name a model file instead of a model: a `.gguf` path, which the embedded
+# runtime would load and parse. Safe keys otherwise, such a value counts as sensitive.
+MODEL_FILE_KEYS = ("model", "completionModel")
+
+
+def names_model_file(key: str, value: Any) -> bool:
+    """True for a `.gguf` path in one of `MODEL_FILE_KEYS` (in any case, spaces around)."""
+    return key in MODEL_FILE_KEYS and str(value).strip().lower().endswith(".gguf")
+
+
 def sensitive_keys() -> list[str]:
     """Dotted camelCase keys a project file may set only once the user trusts it."""
     return [key for key, info in leaf_fields() if field_trust(info) == "sensitive"]

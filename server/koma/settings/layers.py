@@ -33,7 +33,13 @@ from koma.settings.files import (
     trust_store,
     user_config_path,
 )
-from koma.settings.keys import deep_merge, drop_none, leaf_fields, normalize_keys
+from koma.settings.keys import (
+    deep_merge,
+    drop_none,
+    leaf_fields,
+    names_model_file,
+    normalize_keys,
+)
 from koma.settings.markers import field_trust
 from koma.settings.schema import KomaSettings
 from koma.trust import ProjectConfig, UnsafeConfigFile, read_project_file
@@ -177,7 +183,7 @@ def sensitive_keys_in(values: Mapping[str, Any]) -> list[str]:
         value = _get(values, key)
         if value is _MISSING:
             continue
-        if field_trust(info) == "sensitive" or _risky_value(key, value):
+        if field_trust(info) == "sensitive" or names_model_file(key, value):
             found.append(key)
     return found
 
@@ -206,10 +212,6 @@ def untrusted_values(
         _delete(out, key)
         ignored.append(key)
     return out, ignored
-
-
-def _risky_value(key: str, value: Any) -> bool:
-    return key in ("model", "completionModel") and str(value).lower().endswith(".gguf")
 
 
 def _is_str_list(value: Any) -> bool:
