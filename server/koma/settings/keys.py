@@ -8,7 +8,7 @@ the same dotted camelCase key (`reasoningEffort.chat`) in errors, trust lists an
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
@@ -84,6 +84,11 @@ def normalize_keys(
         info = model.model_fields[name]
         alias = info.alias or name
         nested = nested_model(info)
+        if value == [] and (nested is not None or get_origin(info.annotation) is dict):
+            # Lua has one empty table for `{}` and `[]`, and vim.json writes it as `[]`: where
+            # the schema wants a table, an empty list is that empty table (Neovim's settings
+            # reach the server as the user wrote them).
+            value = {}
         if isinstance(value, Mapping) and nested is not None:
             out[alias] = normalize_keys(value, nested)
         else:
