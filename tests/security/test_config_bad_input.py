@@ -17,10 +17,13 @@ from sec_support import (
     CHAT_MODEL,
     Home,
     assert_responsive,
+    bodies_since,
     build_home,
     koma_cli,
+    script_calls,
     start_lsp,
     stop_lsp,
+    tool_results,
     user_config_for,
 )
 
@@ -125,5 +128,40 @@ async def test_lsp_huge_editor_value_is_reported_in_one_short_line(
         assert len(message) < 400, message[:400]
         await assert_responsive(client)
         await client.current_model(CHAT_MODEL)
+    finally:
+        await stop_lsp(client)
+
+
+@pytest.mark.asyncio
+async def test_lsp_an_invalid_project_file_at_start_leaves_the_users_own_settings_in_force(
+    tmp_path: Path, model: Simulator
+) -> None:
+    # One bad key in a committed .koma.toml failed the whole resolution at start, and the
+    # server ran on bare defaults: `auto` probing whatever listens on the local ports instead
+    # of the server the user chose, and the user's own extra secret patterns gone.
+    home = build_home(tmp_path)
+    home.write_user_config(user_config_for(model) + '[tools]\nsecretPatterns = ["*.private"]\n')
+    (home.ws / ".koma.toml").write_text('modle = "typo"\n')
+    client, _ = await start_lsp(home, profile="neovim")
+    try:
+
+        def reported() -> str | None:
+            for m in client.messages:
+                if m.type == types.MessageType.Error and ".koma.toml" in m.message:
+                    return str(m.message)
+            return None
+
+        message = await client.wait_for(reported, "an error naming the project file")
+        assert "modle" in message
+        status = await client.command("koma.status")
+        assert status["baseUrl"] == model.url and status["provider"] == "ollama", status
+        await client.current_model(CHAT_MODEL)
+        (home.ws / "notes.private").write_text("PRIVATE-CANARY\n")
+        start = len(model.requests)
+        script_calls(model, {"name": "read_file", "arguments": {"path": "notes.private"}})
+        result = await client.command("koma.chat", {"message": "read notes.private"})
+        (outcome,) = tool_results(client, result["chatId"])
+        assert outcome["ok"] is False and "secret" in outcome["content"]
+        assert "PRIVATE-CANARY" not in bodies_since(model, start)
     finally:
         await stop_lsp(client)

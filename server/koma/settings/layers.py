@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from koma.errors import ConfigError
 from koma.redaction import remember_secret
 from koma.settings.errors import config_error
 from koma.settings.files import (
@@ -298,6 +299,25 @@ def resolve(sources: Sources) -> Resolved:
         settings = settings.model_copy(update={"api_key": None})
         warnings.append(withheld)
     return Resolved(settings, warnings, sources.project)
+
+
+def valid_layers(layers: Sequence[Layer]) -> tuple[list[Layer], list[ConfigError]]:
+    """The layers that validate on their own, and the error of each that does not.
+
+    For a fallback where there are no settings yet to keep (a language server starting): a
+    bad layer — a typo in a repository's `.koma.toml` — is left out and reported instead of
+    taking the user's own layers down with it.
+    """
+    kept: list[Layer] = []
+    errors: list[ConfigError] = []
+    for layer in layers:
+        try:
+            KomaSettings.model_validate(layer.values)
+        except ValidationError as err:
+            errors.append(config_error(err, layer.source))
+            continue
+        kept.append(layer)
+    return kept, errors
 
 
 def withhold_key(settings: KomaSettings, layers: Sequence[Layer]) -> str | None:
