@@ -165,3 +165,31 @@ async def test_lsp_an_invalid_project_file_at_start_leaves_the_users_own_setting
         assert "PRIVATE-CANARY" not in bodies_since(model, start)
     finally:
         await stop_lsp(client)
+
+
+@pytest.mark.asyncio
+async def test_lsp_a_project_file_of_many_unknown_keys_neither_freezes_nor_floods(
+    tmp_path: Path, model: Simulator
+) -> None:
+    # 256 KiB hold ~30,000 unknown keys: each got a "did you mean" search (minutes of the
+    # event loop for 25,000) and the one message listed them all (megabytes).
+    home = home_with_project(tmp_path, model, "")
+    client, _ = await start_lsp(home, profile="neovim")
+    try:
+        await client.current_model(CHAT_MODEL)
+        (home.ws / ".koma.toml").write_text("".join(f"k{i}=1\n" for i in range(25_000)))
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+        await assert_responsive(client)
+
+        def reported() -> str | None:
+            for m in client.messages:
+                if m.type == types.MessageType.Error and ".koma.toml" in m.message:
+                    return str(m.message)
+            return None
+
+        message = await client.wait_for(reported, "an error naming the project file")
+        assert "25000 invalid settings" in message and "k0" in message
+        assert len(message) < 2000, len(message)
+        await assert_responsive(client)
+    finally:
+        await stop_lsp(client)

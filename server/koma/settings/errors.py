@@ -17,22 +17,34 @@ from koma.errors import ConfigError
 from koma.settings.keys import field_name, leaf_fields
 from koma.settings.schema import KomaSettings
 
+# Problems described in one message: a repository's file may hold tens of thousands of bad keys,
+# and each description searches for the nearest key — seconds of the language server's loop and
+# megabytes of message for all of them.
+_LISTED = 5
+
 
 def config_error(err: ValidationError, source: str) -> ConfigError:
-    """The error `resolve` raises for an invalid layer: one problem with its hint, or all listed."""
-    problems = [_describe(e) for e in _dedupe(err)]
-    if len(problems) == 1:
+    """The error `resolve` raises for an invalid layer: one problem with its hint, or the first
+    few listed with how many more there are."""
+    found = _dedupe(err)
+    problems = [_describe(e) for e in found[:_LISTED]]
+    if len(found) == 1:
         message, hint = problems[0]
         return ConfigError(f"invalid setting in {source}: {message}", hint)
     listed = "; ".join(f"{m} ({h})" if h else m for m, h in problems)
-    return ConfigError(f"{len(problems)} invalid settings in {source}: {listed}")
+    if len(found) > _LISTED:
+        listed += f"; and {len(found) - _LISTED} more"
+    return ConfigError(f"{len(found)} invalid settings in {source}: {listed}")
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One readable line per problem: source, camelCase key, value, and what is allowed."""
     lines = []
-    for problem, hint in (_describe(e) for e in _dedupe(err)):
+    found = _dedupe(err)
+    for problem, hint in (_describe(e) for e in found[:_LISTED]):
         lines.append(f"{source}: {problem}" + (f" — {hint}" if hint else ""))
+    if len(found) > _LISTED:
+        lines.append(f"{source}: and {len(found) - _LISTED} more")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ the same dotted camelCase key (`reasoningEffort.chat`) in errors, trust lists an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any, get_origin
 
@@ -28,10 +29,19 @@ def nested_model(info: FieldInfo) -> type[BaseModel] | None:
 
 def field_name(model: type[BaseModel], key: str) -> str | None:
     """The model's field for `key`, whether it is written in camelCase or snake_case."""
+    return _spellings(model).get(key)
+
+
+@functools.cache
+def _spellings(model: type[BaseModel]) -> dict[str, str]:
+    """Every spelling of the model's keys → its field (worked out once: a file may hold tens
+    of thousands of keys, each looked up)."""
+    names: dict[str, str] = {}
     for name, info in model.model_fields.items():
-        if key in (name, info.alias, to_camel(name)):
-            return name
-    return None
+        for spelling in (name, info.alias, to_camel(name)):
+            if spelling is not None:
+                names.setdefault(spelling, name)
+    return names
 
 
 def leaf_fields(
