@@ -193,3 +193,13 @@ async def test_lsp_a_project_file_of_many_unknown_keys_neither_freezes_nor_flood
         await assert_responsive(client)
     finally:
         await stop_lsp(client)
+
+
+def test_cli_a_rejected_url_does_not_show_its_password(tmp_path: Path, model: Simulator) -> None:
+    # The API key is never echoed; a password inside a rejected base URL was, whole.
+    home = home_with_project(tmp_path, model, "")
+    env = home.env(KOMA_BASE_URL="ftp://deploy:hunter2-CANARY@models.example/v1")
+    proc = koma_cli(home, "chat", "--hide-thinking", "hello", cwd=home.ws, env=env)
+    assert proc.returncode != 0
+    assert "KOMA_BASE_URL" in proc.stderr and "http://" in proc.stderr, proc.stderr
+    assert "hunter2-CANARY" not in proc.stderr, proc.stderr

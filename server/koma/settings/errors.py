@@ -8,6 +8,7 @@ nearest known one, since it is usually a typo.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -127,10 +128,15 @@ def _describe(item: Mapping[str, Any]) -> tuple[str, str | None]:
 _VALUE_CHARS = 60
 
 
+# `scheme://user:password@`: a rejected URL is quoted without its password.
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]*@")
+
+
 def _shown(value: Any) -> str:
-    """The value as a message quotes it: its repr, cut to `_VALUE_CHARS`."""
+    """The value as a message quotes it: its repr, a URL's password masked, cut to
+    `_VALUE_CHARS`."""
     try:
-        text = repr(value)
+        text = _URL_PASSWORD.sub(r"\1***@", repr(value))
     except RecursionError:
         text = f"<{type(value).__name__} nested too deeply>"
     if len(text) > _VALUE_CHARS:
