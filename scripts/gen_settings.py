@@ -31,7 +31,7 @@ import annotated_types  # noqa: E402  (pydantic's constraint objects)
 from pydantic import SecretStr  # noqa: E402
 from pydantic.fields import FieldInfo  # noqa: E402
 
-from koma.settings.keys import leaf_fields, sensitive_keys  # noqa: E402
+from koma.settings.keys import MODEL_FILE_KEYS, leaf_fields, sensitive_keys  # noqa: E402
 from koma.settings.markers import enum_descriptions, field_trust, in_editor, per_machine  # noqa: E402
 
 MANIFEST = ROOT / "clients" / "vscode" / "package.json"
@@ -259,6 +259,11 @@ def render_keys_ts() -> str:
                 "SENSITIVE_SETTING_KEYS",
                 "Server keys marked sensitive: they choose where code goes or what runs.",
                 sensitive,
+            ),
+            array(
+                "MODEL_FILE_SETTING_KEYS",
+                "Safe server keys whose `.gguf` value is a model file: sensitive like the above.",
+                list(MODEL_FILE_KEYS),
             ),
             array(
                 "CLIENT_SETTING_KEYS",

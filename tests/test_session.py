@@ -124,6 +124,60 @@ async def test_a_retired_provider_finishes_its_stream_then_is_closed(
         await session.aclose()
 
 
+async def test_no_request_starts_on_a_retired_provider_while_another_still_streams(
+    old: Simulator, new: Simulator
+) -> None:
+    # The race of inline completion and koma.preload: the provider is taken, then something
+    # is awaited (the model choice), and the settings move to another server meanwhile. A
+    # stream still running on the old provider must not let the late request through to it.
+    session = Session(settings_for(old, model="gpt-oss:20b"))
+    try:
+        taken = await session.provider()
+        streaming = asyncio.create_task(
+            generate_text("gpt-oss:20b", prompt="long, please", provider=taken)
+        )
+        await asyncio.to_thread(old.wait_for_requests, 1, 10.0, "chat")
+        session.reconfigure(settings_for(new, model="gpt-oss:20b"))
+        await settle()
+        before = len(old.requests)
+        with pytest.raises(ProviderRetired):
+            await taken.list_models()
+        with pytest.raises(ProviderRetired):
+            await generate_text("gpt-oss:20b", prompt="late", provider=taken)
+        assert len(old.requests) == before, "a late request reached the old server"
+        assert (await streaming).text == LONG_ANSWER  # what was already running finishes
+    finally:
+        await session.aclose()
+
+
+async def test_a_model_chosen_by_the_old_server_is_not_kept_for_the_new_one(
+    old: Simulator, new: Simulator
+) -> None:
+    # No model configured: the session asks the server. If the settings move to another
+    # server while the old one answers, its choice must not stick to the new server.
+    async with httpx.AsyncClient(base_url=old.url) as http:  # the old server's choice: qwen
+        await http.post("/api/generate", json={"model": "qwen2.5-coder:1.5b", "keep_alive": "1h"})
+    session = Session(settings_for(old))
+    try:
+        provider = await session.provider()
+        assert isinstance(provider, InFlightProvider)
+        answer, listing = asyncio.Event(), provider.inner.list_models
+
+        async def slow_listing() -> list[ModelInfo]:
+            await answer.wait()
+            return await listing()
+
+        provider.inner.list_models = slow_listing  # type: ignore[method-assign]
+        choosing = asyncio.create_task(session.model("chat"))
+        await settle()
+        session.reconfigure(settings_for(new))
+        answer.set()
+        await choosing
+        assert await session.model("chat") == "gpt-oss:20b"  # the new server's only model
+    finally:
+        await session.aclose()
+
+
 async def test_use_keeps_a_retired_provider_open_for_the_whole_block(
     old: Simulator, new: Simulator
 ) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nvim_harness import PLUGIN, Editor
+from nvim_harness import PLUGIN, SERVER_CMD, Editor
+
+from koma.simulator import Simulator
 
 
 def test_server_settings_are_sent_as_written(editor: Editor) -> None:
@@ -74,6 +76,33 @@ def test_the_server_reports_a_bad_setting_in_one_line(editor: Editor) -> None:
     assert "provider = 'ollamma' is not allowed (use one of 'auto', 'ollama'" in line
     assert "unknown key 'completion.max_tokenz' (did you mean 'completion.maxTokens'?)" in line
     assert line.endswith("The previous settings stay in force.")
+
+
+def test_an_empty_table_is_taken_as_an_empty_table(editor: Editor, sim: Simulator) -> None:
+    # Lua cannot tell `{}` from an empty list, and vim.json encodes it as `[]`; the plugin
+    # sends the settings as written, so the server must take `[]` where a table belongs.
+    editor.lua(
+        """
+        local cmd, url = ...
+        require('koma').setup({
+          cmd = cmd, provider = 'ollama', base_url = url, model = 'gpt-oss:120b',
+          completion = {}, reasoning_effort = {}, tools = { policies = {} },
+        })
+        """,
+        SERVER_CMD,
+        sim.url,
+    )
+    editor.edit("a.py", "x = 1\n")
+    current = editor.until(
+        lambda: editor.lua(
+            "local r = vim.lsp.get_clients({ name = 'koma' })[1]:request_sync("
+            "'workspace/executeCommand', { command = 'koma.models', arguments = {} }, 20000) "
+            "return r and r.result and r.result.current.model"
+        ),
+        "the server to report its model",
+    )
+    assert current == "gpt-oss:120b", editor.messages()
+    assert "invalid setting" not in editor.messages()
 
 
 def test_koma_command_completes_subcommands(editor: Editor) -> None:

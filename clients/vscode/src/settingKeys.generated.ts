@@ -63,6 +63,12 @@ export const SENSITIVE_SETTING_KEYS: readonly string[] = [
   'cache.persistent',
 ];
 
+/** Safe server keys whose `.gguf` value is a model file: sensitive like the above. */
+export const MODEL_FILE_SETTING_KEYS: readonly string[] = [
+  'model',
+  'completionModel',
+];
+
 /** Settings only the extension reads; never sent to the server. */
 export const CLIENT_SETTING_KEYS: readonly string[] = [
   'server.command',

@@ -6,7 +6,13 @@
  * actually set — never VS Code's defaults. Pure functions: the vscode API is passed in.
  */
 
-import { CLIENT_SETTING_KEYS, LAUNCH_SETTING_KEYS, SENSITIVE_SETTING_KEYS, SERVER_SETTING_KEYS } from './settingKeys.generated';
+import {
+  CLIENT_SETTING_KEYS,
+  LAUNCH_SETTING_KEYS,
+  MODEL_FILE_SETTING_KEYS,
+  SENSITIVE_SETTING_KEYS,
+  SERVER_SETTING_KEYS,
+} from './settingKeys.generated';
 
 /**
  * The key lists come from the server's settings schema (`scripts/gen_settings.py` writes them
@@ -20,10 +26,13 @@ import { CLIENT_SETTING_KEYS, LAUNCH_SETTING_KEYS, SENSITIVE_SETTING_KEYS, SERVE
  *   its `.koma.toml` and Workspace Trust, once granted, is never asked again when a `git pull`
  *   changes that file. A project that needs one of them sets it in `.koma.toml`, which applies
  *   only once the user trusts that exact file;
+ * - `MODEL_FILE_SETTING_KEYS`: safe keys (`model`, `completionModel`) whose value may instead be
+ *   the path of a `.gguf` file the embedded runtime would load and parse: such a value counts as
+ *   sensitive, so it too comes from the user's own settings only;
  * - `CLIENT_SETTING_KEYS`: settings only the extension reads, never sent to the server;
  *   `LAUNCH_SETTING_KEYS`: those that choose the server program and its environment.
  */
-export { CLIENT_SETTING_KEYS, LAUNCH_SETTING_KEYS, SENSITIVE_SETTING_KEYS, SERVER_SETTING_KEYS };
+export { CLIENT_SETTING_KEYS, LAUNCH_SETTING_KEYS, MODEL_FILE_SETTING_KEYS, SENSITIVE_SETTING_KEYS, SERVER_SETTING_KEYS };
 
 /** The part of `WorkspaceConfiguration.inspect()` that says where a value was set. */
 export interface Inspection {
@@ -36,14 +45,18 @@ export type Inspect = (key: string) => Inspection | undefined;
 
 /**
  * The part of an inspection that may be used: for a sensitive or launch key only the user's own
- * (global) value, whatever the workspace trust; for any other key everything. A workspace value
- * of such a key is reported through `ignored` so the user learns why it has no effect.
+ * (global) value, whatever the workspace trust; for a model key everything but a workspace or
+ * folder value naming a `.gguf` file; for any other key everything. A workspace value dropped is
+ * reported through `ignored` so the user learns why it has no effect.
  */
 export function trustedInspection(
   key: string,
   inspection: Inspection | undefined,
   ignored?: (key: string) => void,
 ): Inspection | undefined {
+  if (inspection && MODEL_FILE_SETTING_KEYS.includes(key)) {
+    return withoutModelFiles(key, inspection, ignored);
+  }
   if (!inspection || !(SENSITIVE_SETTING_KEYS.includes(key) || LAUNCH_SETTING_KEYS.includes(key))) {
     return inspection;
   }
@@ -51,6 +64,26 @@ export function trustedInspection(
     ignored?.(key);
   }
   return { globalValue: inspection.globalValue };
+}
+
+/** True for a value naming a `.gguf` file (the server's `names_model_file`). */
+export function namesModelFile(value: unknown): boolean {
+  return typeof value === 'string' && value.trim().toLowerCase().endsWith('.gguf');
+}
+
+/** A model key's inspection without a workspace or folder value that names a model file. */
+function withoutModelFiles(key: string, inspection: Inspection, ignored?: (key: string) => void): Inspection {
+  const kept: Inspection = { ...inspection };
+  if (namesModelFile(kept.workspaceValue)) {
+    delete kept.workspaceValue;
+  }
+  if (namesModelFile(kept.workspaceFolderValue)) {
+    delete kept.workspaceFolderValue;
+  }
+  if (kept.workspaceValue !== inspection.workspaceValue || kept.workspaceFolderValue !== inspection.workspaceFolderValue) {
+    ignored?.(key);
+  }
+  return kept;
 }
 
 /** The most specific value the user set, or undefined when they set none (or an empty string). */

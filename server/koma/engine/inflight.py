@@ -5,16 +5,20 @@ The language server's `Session` swaps its provider when the settings that shape 
 serving a chat turn between two tool steps; closing it at once would cut those off, and
 keeping it open until shutdown holds its connections for hours. So every call, every stream
 while it is open and every `Session.use()` block counts, and a retired provider closes itself
-when the count drops to zero. A call that starts on it after that fails with `ProviderRetired`
-instead of reaching the server the user moved away from.
+when the count drops to zero. A call that starts on it once it is retired fails with
+`ProviderRetired` instead of reaching the server the user moved away from — also while another
+stream on it is still finishing — unless it belongs to work that held the provider before the
+change (a `Session.use()` block: a chat turn's next tool step).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from koma.errors import KomaError
@@ -28,6 +32,12 @@ from koma.providers.base import (
 from koma.types import ModelDetails, ModelInfo
 
 logger = logging.getLogger(__name__)
+
+# The providers the running task holds with `InFlightProvider.held()` (inherited by the tasks
+# it starts): a retired one still serves them, and only them.
+_HELD: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "koma_held_providers", default=frozenset()
+)
 
 
 class ProviderRetired(KomaError):
@@ -54,13 +64,25 @@ class InFlightProvider(Provider):
         return self._closing is not None and self._closing.done()
 
     def enter(self) -> None:
-        if self._closing is not None:
+        if self._closing is not None or (self.retired and id(self) not in _HELD.get()):
             raise ProviderRetired(
                 f"the connection to {self.name} at {self.base_url} was closed after a "
                 "settings change",
                 "try again: the next request uses the new settings",
             )
         self.in_flight += 1
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the provider for a block of work: counted as in flight, and its calls still
+        reach this provider after it is retired (the rest of a chat turn ends where it began)."""
+        self.enter()
+        token = _HELD.set(_HELD.get() | {id(self)})
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+            self.leave()
 
     def leave(self) -> None:
         self.in_flight -= 1

@@ -88,6 +88,9 @@ class Session:
         self._retired: list[InFlightProvider] = []
         self._chosen_model: str | None = None
         self._context_lengths: dict[str, int] = {}
+        # Counts the changes that forget what a server said (its model choice, its contexts),
+        # so an answer that arrives after such a change is not remembered for the new server.
+        self._generation = 0
 
     @property
     def settings(self) -> KomaSettings:
@@ -171,11 +174,8 @@ class Session:
         if not isinstance(base, InFlightProvider):
             yield provider
             return
-        base.enter()  # no await since provider() returned: it is still the current one
-        try:
+        with base.held():  # no await since provider() returned: it is still the current one
             yield provider
-        finally:
-            base.leave()
 
     def clear_cache(self) -> int:
         """Empty the response cache; returns the number of entries dropped."""
@@ -190,8 +190,13 @@ class Session:
             return settings.completion_model
         if settings.model:
             return settings.model
-        if self._chosen_model is None:
-            self._chosen_model = await choose_model(await self.provider())
+        while self._chosen_model is None:
+            generation = self._generation
+            chosen = await choose_model(await self.provider())
+            if generation == self._generation:
+                self._chosen_model = chosen
+            elif self._settings.model:  # configured meanwhile
+                return await self.model(feature)
         return self._chosen_model
 
     async def context_length(self, model: str) -> int:
@@ -205,12 +210,14 @@ class Session:
         if self._settings.num_ctx:
             return self._settings.num_ctx
         if model not in self._context_lengths:
-            length = None
+            generation, length = self._generation, None
             try:
                 window = await context_window(await self.provider(), model)
                 length = window.used or window.maximum
             except Exception as err:  # only a hint; the default is safe
                 logger.info("no context length for %s: %s", model, err)
+            if generation != self._generation:  # the old server's answer: ask the new one
+                return await self.context_length(model)
             self._context_lengths[model] = length or DEFAULT_CONTEXT_TOKENS
         return self._context_lengths[model]
 
@@ -269,6 +276,7 @@ class Session:
             self._configure_cache()
         if any(getattr(old, key) != getattr(settings, key) for key in MODEL_KEYS):
             self._chosen_model = None
+            self._generation += 1
         return True
 
     def _retire(self) -> None:
@@ -280,6 +288,7 @@ class Session:
         self._cached = None
         self._chosen_model = None
         self._context_lengths.clear()
+        self._generation += 1
 
     async def aclose(self) -> None:
         """Close every provider this session opened, at once (streams still open fail)."""

@@ -32,6 +32,7 @@ from koma.lsp.params import first_argument
 if TYPE_CHECKING:
     from koma.lsp.server import KomaLanguageServer
     from koma.lsp.state import TrustState
+    from koma.settings.layers import Layer, Resolved
 
 logger = logging.getLogger("koma.lsp.settings")
 
@@ -105,6 +106,11 @@ def apply_editor_settings(
         if section is not None and editor.get(key) != sections.editor_section.get(key):
             del session[key]  # the user changed this in the editor since picking a model
     state = trust_state(server)
+    editor_layers: list[Layer] = []
+    if editor:
+        editor_layers.append(Layer(EDITOR_SOURCE, normalize_keys(drop_none(editor))))
+    if session:
+        editor_layers.append(Layer(SESSION_SOURCE, normalize_keys(session)))
     try:
         sources = gather_sources(
             None,
@@ -112,15 +118,18 @@ def apply_editor_settings(
             search_cwd=False,
             workspace_trusted=state.workspace_trusted,
         )
-        layers = list(sources.layers)
-        if editor:
-            layers.append(Layer(EDITOR_SOURCE, normalize_keys(drop_none(editor))))
-        if session:
-            layers.append(Layer(SESSION_SOURCE, normalize_keys(session)))
-        resolved = resolve(Sources(layers, sources.project))
+        resolved = resolve(Sources([*sources.layers, *editor_layers], sources.project))
     except KomaError as err:
         report_invalid(server, str(err))
-        return False
+        if not initial:
+            return False  # the previous settings stay
+        # At the start there are none to keep: bare defaults would drop the user's own server,
+        # key and secret patterns because of one typo in a repository's .koma.toml. Apply the
+        # layers that are valid instead (the error is reported above).
+        fallback = _valid_part(server, editor_layers, state.workspace_trusted)
+        if fallback is None:
+            return False
+        resolved, editor = fallback, {}
     if initial:
         sections.initial_section = dict(editor)
     sections.editor_section = editor
@@ -130,6 +139,32 @@ def apply_editor_settings(
     server.apply_settings(resolved.settings)
     report_trust(server)
     return True
+
+
+def _valid_part(
+    server: KomaLanguageServer, editor_layers: list[Layer], workspace_trusted: bool
+) -> Resolved | None:
+    """The settings of every layer that is valid on its own (a project file that cannot be
+    read or parsed is left out); None when even those do not resolve."""
+    from koma.settings.layers import Sources, gather_sources, resolve, valid_layers
+
+    try:
+        sources = gather_sources(
+            None,
+            workspace=server.workspace_root,
+            search_cwd=False,
+            workspace_trusted=workspace_trusted,
+        )
+    except KomaError:
+        try:
+            sources = gather_sources(None, search_cwd=False)  # without the project file
+        except KomaError:
+            return None
+    layers, _ = valid_layers([*sources.layers, *editor_layers])
+    try:
+        return resolve(Sources(layers, sources.project))
+    except KomaError:
+        return None
 
 
 def report_trust(server: KomaLanguageServer) -> None:

@@ -8,6 +8,7 @@ nearest known one, since it is usually a typo.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,22 +18,34 @@ from koma.errors import ConfigError
 from koma.settings.keys import field_name, leaf_fields
 from koma.settings.schema import KomaSettings
 
+# Problems described in one message: a repository's file may hold tens of thousands of bad keys,
+# and each description searches for the nearest key — seconds of the language server's loop and
+# megabytes of message for all of them.
+_LISTED = 5
+
 
 def config_error(err: ValidationError, source: str) -> ConfigError:
-    """The error `resolve` raises for an invalid layer: one problem with its hint, or all listed."""
-    problems = [_describe(e) for e in _dedupe(err)]
-    if len(problems) == 1:
+    """The error `resolve` raises for an invalid layer: one problem with its hint, or the first
+    few listed with how many more there are."""
+    found = _dedupe(err)
+    problems = [_describe(e) for e in found[:_LISTED]]
+    if len(found) == 1:
         message, hint = problems[0]
         return ConfigError(f"invalid setting in {source}: {message}", hint)
     listed = "; ".join(f"{m} ({h})" if h else m for m, h in problems)
-    return ConfigError(f"{len(problems)} invalid settings in {source}: {listed}")
+    if len(found) > _LISTED:
+        listed += f"; and {len(found) - _LISTED} more"
+    return ConfigError(f"{len(found)} invalid settings in {source}: {listed}")
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One readable line per problem: source, camelCase key, value, and what is allowed."""
     lines = []
-    for problem, hint in (_describe(e) for e in _dedupe(err)):
+    found = _dedupe(err)
+    for problem, hint in (_describe(e) for e in found[:_LISTED]):
         lines.append(f"{source}: {problem}" + (f" — {hint}" if hint else ""))
+    if len(found) > _LISTED:
+        lines.append(f"{source}: and {len(found) - _LISTED} more")
     return "\n".join(lines)
 
 
@@ -94,21 +107,41 @@ def _describe(item: Mapping[str, Any]) -> tuple[str, str | None]:
     """A problem sentence and a hint that says what is allowed."""
     key = item["key"]
     kind = item["type"]
-    value = item.get("input")
-    if key.split(".")[-1] == "apiKey":
-        value = "***"  # never echo a key, even a malformed one
+    # Never echo a key, even a malformed one.
+    value = "'***'" if key.split(".")[-1] == "apiKey" else _shown(item.get("input"))
     ctx = item.get("ctx") or {}
     if kind == "extra_forbidden":
-        return f"unknown key {key!r}", _suggest(item["loc"])
+        return f"unknown key {_shown(key)}", _suggest(item["loc"])
     if kind == "literal_error":
-        return f"{key} = {value!r} is not allowed", f"use one of {ctx.get('expected')}"
+        return f"{key} = {value} is not allowed", f"use one of {ctx.get('expected')}"
     if kind in ("model_type", "dict_type"):
-        return f"{key} must be a table of settings, not {value!r}", "see docs/protocol.md#settings"
+        return f"{key} must be a table of settings, not {value}", "see docs/protocol.md#settings"
     if kind == "value_error":
         message = str(ctx.get("error") or item["msg"])
-        return f"{key} = {value!r}: {message}", None
+        return f"{key} = {value}: {message}", None
     allowed = _lower(str(item["msg"])).replace("input should", "it should")
-    return f"{key} = {value!r} is invalid", allowed
+    return f"{key} = {value} is invalid", allowed
+
+
+# Longest value quoted in a message: a value is whatever a file or an editor sent (a workspace's
+# settings.json, a repository's .koma.toml) and may be hundreds of kilobytes or nested deep.
+_VALUE_CHARS = 60
+
+
+# `scheme://user:password@`: a rejected URL is quoted without its password.
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]*@")
+
+
+def _shown(value: Any) -> str:
+    """The value as a message quotes it: its repr, a URL's password masked, cut to
+    `_VALUE_CHARS`."""
+    try:
+        text = _URL_PASSWORD.sub(r"\1***@", repr(value))
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    if len(text) > _VALUE_CHARS:
+        text = text[: _VALUE_CHARS - 1] + "…"
+    return text
 
 
 def _suggest(loc: Sequence[int | str]) -> str:

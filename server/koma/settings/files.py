@@ -126,6 +126,12 @@ def parse_toml(raw: bytes, path: Path) -> dict[str, Any]:
             f"{path} is not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})",
             "save the file as UTF-8",
         ) from exc
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively; a repository's file of
+        # `[[[[…` (256 KiB allow 100,000 levels) would otherwise escape as an internal error.
+        raise ConfigError(
+            f"{path} is not valid TOML: values nested too deeply", "fix the file's syntax"
+        ) from None
     inner = data.get("koma")
     if isinstance(inner, dict) and "koma" not in KomaSettings.model_fields:
         rest = {k: v for k, v in data.items() if k != "koma"}

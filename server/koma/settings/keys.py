@@ -7,8 +7,9 @@ the same dotted camelCase key (`reasoningEffort.chat`) in errors, trust lists an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
@@ -28,10 +29,19 @@ def nested_model(info: FieldInfo) -> type[BaseModel] | None:
 
 def field_name(model: type[BaseModel], key: str) -> str | None:
     """The model's field for `key`, whether it is written in camelCase or snake_case."""
+    return _spellings(model).get(key)
+
+
+@functools.cache
+def _spellings(model: type[BaseModel]) -> dict[str, str]:
+    """Every spelling of the model's keys → its field (worked out once: a file may hold tens
+    of thousands of keys, each looked up)."""
+    names: dict[str, str] = {}
     for name, info in model.model_fields.items():
-        if key in (name, info.alias, to_camel(name)):
-            return name
-    return None
+        for spelling in (name, info.alias, to_camel(name)):
+            if spelling is not None:
+                names.setdefault(spelling, name)
+    return names
 
 
 def leaf_fields(
@@ -45,6 +55,16 @@ def leaf_fields(
             yield from leaf_fields(nested, key + ".")
         else:
             yield key, info
+
+
+# Keys whose value may name a model file instead of a model: a `.gguf` path, which the embedded
+# runtime would load and parse. Safe keys otherwise, such a value counts as sensitive.
+MODEL_FILE_KEYS = ("model", "completionModel")
+
+
+def names_model_file(key: str, value: Any) -> bool:
+    """True for a `.gguf` path in one of `MODEL_FILE_KEYS` (in any case, spaces around)."""
+    return key in MODEL_FILE_KEYS and str(value).strip().lower().endswith(".gguf")
 
 
 def sensitive_keys() -> list[str]:
@@ -74,6 +94,11 @@ def normalize_keys(
         info = model.model_fields[name]
         alias = info.alias or name
         nested = nested_model(info)
+        if value == [] and (nested is not None or get_origin(info.annotation) is dict):
+            # Lua has one empty table for `{}` and `[]`, and vim.json writes it as `[]`: where
+            # the schema wants a table, an empty list is that empty table (Neovim's settings
+            # reach the server as the user wrote them).
+            value = {}
         if isinstance(value, Mapping) and nested is not None:
             out[alias] = normalize_keys(value, nested)
         else:

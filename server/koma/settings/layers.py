@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from koma.errors import ConfigError
 from koma.redaction import remember_secret
 from koma.settings.errors import config_error
 from koma.settings.files import (
@@ -33,7 +34,13 @@ from koma.settings.files import (
     trust_store,
     user_config_path,
 )
-from koma.settings.keys import deep_merge, drop_none, leaf_fields, normalize_keys
+from koma.settings.keys import (
+    deep_merge,
+    drop_none,
+    leaf_fields,
+    names_model_file,
+    normalize_keys,
+)
 from koma.settings.markers import field_trust
 from koma.settings.schema import KomaSettings
 from koma.trust import ProjectConfig, UnsafeConfigFile, read_project_file
@@ -177,7 +184,7 @@ def sensitive_keys_in(values: Mapping[str, Any]) -> list[str]:
         value = _get(values, key)
         if value is _MISSING:
             continue
-        if field_trust(info) == "sensitive" or _risky_value(key, value):
+        if field_trust(info) == "sensitive" or names_model_file(key, value):
             found.append(key)
     return found
 
@@ -206,10 +213,6 @@ def untrusted_values(
         _delete(out, key)
         ignored.append(key)
     return out, ignored
-
-
-def _risky_value(key: str, value: Any) -> bool:
-    return key in ("model", "completionModel") and str(value).lower().endswith(".gguf")
 
 
 def _is_str_list(value: Any) -> bool:
@@ -296,6 +299,25 @@ def resolve(sources: Sources) -> Resolved:
         settings = settings.model_copy(update={"api_key": None})
         warnings.append(withheld)
     return Resolved(settings, warnings, sources.project)
+
+
+def valid_layers(layers: Sequence[Layer]) -> tuple[list[Layer], list[ConfigError]]:
+    """The layers that validate on their own, and the error of each that does not.
+
+    For a fallback where there are no settings yet to keep (a language server starting): a
+    bad layer — a typo in a repository's `.koma.toml` — is left out and reported instead of
+    taking the user's own layers down with it.
+    """
+    kept: list[Layer] = []
+    errors: list[ConfigError] = []
+    for layer in layers:
+        try:
+            KomaSettings.model_validate(layer.values)
+        except ValidationError as err:
+            errors.append(config_error(err, layer.source))
+            continue
+        kept.append(layer)
+    return kept, errors
 
 
 def withhold_key(settings: KomaSettings, layers: Sequence[Layer]) -> str | None:

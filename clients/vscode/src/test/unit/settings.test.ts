@@ -161,6 +161,22 @@ describe('sensitive settings', () => {
   });
 });
 
+describe('a model file named by a workspace', () => {
+  it('is dropped: only the user\'s own settings may make the embedded runtime load a .gguf', () => {
+    const dropped: string[] = [];
+    const repo: Record<string, Inspection> = {
+      model: { globalValue: 'gpt-oss:20b', workspaceValue: './models/evil.gguf' },
+      completionModel: { workspaceFolderValue: '/tmp/x.GGUF ' },
+    };
+    const sent = userSettings((key) => trustedInspection(key, repo[key], (k) => dropped.push(k)));
+    assert.deepEqual(sent, { model: 'gpt-oss:20b' });
+    assert.deepEqual(dropped, ['model', 'completionModel']);
+    // A model name from the workspace, and a .gguf in the user's own settings, still count.
+    assert.deepEqual(trustedInspection('model', { workspaceValue: 'qwen2.5-coder:1.5b' }), { workspaceValue: 'qwen2.5-coder:1.5b' });
+    assert.deepEqual(trustedInspection('model', { globalValue: '/home/me/m.gguf' }), { globalValue: '/home/me/m.gguf' });
+  });
+});
+
 describe('whichIn', () => {
   it('finds the first executable on PATH and checks paths directly', () => {
     const exists = new Set(['/b/koma', '/c/koma']);
