@@ -19,8 +19,8 @@ import pytest
 
 from cli_support import isolated_project  # noqa: F401  (autouse fixture)
 from koma.cli import main
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import gpt_oss_20b, gpt_oss_120b, qwen_coder, tokenize
+from koma_sim import Reply, Simulator
+from koma_sim.script import gpt_oss_20b, gpt_oss_120b, qwen_coder, tokenize
 
 THINKING = "The user greets me. I should greet back briefly."
 ANSWER = "Hello! How can I help?"

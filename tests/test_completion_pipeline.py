@@ -20,9 +20,9 @@ from koma.engine.completion.prompt import Neighbour
 from koma.engine.stream import stream_completion_events, stream_events
 from koma.providers.ollama import OllamaProvider
 from koma.settings import CompletionSettings
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
 from koma.types import StreamEvent
+from koma_sim import Reply, Simulator
+from koma_sim.script import RequestRecord, gpt_oss_20b, qwen_coder
 
 FIM = "qwen2.5-coder:1.5b"
 URI = "file:///w/a.py"

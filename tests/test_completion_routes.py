@@ -23,8 +23,8 @@ from koma.providers.base import Provider
 from koma.providers.ollama import OllamaProvider
 from koma.providers.openai_compat import OpenAICompatProvider
 from koma.settings import CompletionSettings, KomaSettings
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator
+from koma_sim.script import RequestRecord, gpt_oss_20b, qwen_coder
 
 URI = "file:///w/a.py"
 

@@ -21,8 +21,8 @@ from koma.engine.chat import (
 from koma.errors import ContextOverflow, KomaError
 from koma.providers.base import Provider
 from koma.providers.registry import create_provider
-from koma.simulator import Reply, Simulator
 from koma.types import Done, GenerationSettings, Message, TextDelta, ToolCall, ToolCallEvent
+from koma_sim import Reply, Simulator
 
 MODEL = "gpt-oss:20b"
 

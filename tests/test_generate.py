@@ -24,7 +24,7 @@ from koma import (
     stream_text,
 )
 from koma.providers.registry import create_provider
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 THINKING = "The user asks about relativity. Explain <briefly> | simply."
 ANSWER = "Time slows down when you move fast; analysis of clocks shows it."

@@ -21,8 +21,8 @@ from koma.engine.stream import note_raw_harmony, stream_events
 from koma.providers.base import ChatRequest, Provider
 from koma.providers.ollama import OllamaProvider
 from koma.providers.openai_compat import OpenAICompatProvider
-from koma.simulator import Reply, Simulator
 from koma.types import Done, GenerationSettings, Message, TextDelta, ToolCallEvent
+from koma_sim import Reply, Simulator
 
 MODEL = "gpt-oss:20b"
 

@@ -10,8 +10,8 @@ import pytest
 from koma.errors import CapabilityMissing, KomaError, ProviderUnreachable
 from koma.providers.base import ChatRequest
 from koma.providers.lmstudio import LMStudioProvider
-from koma.simulator import Reply, Simulator
 from koma.types import Message
+from koma_sim import Reply, Simulator
 from provider_support import Canned, closed_port, collect, sse
 
 QUIRK = b'{"error": "Unexpected endpoint or method. (POST /api/v1/models/load)"}'

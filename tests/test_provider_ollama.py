@@ -23,8 +23,8 @@ from koma.errors import (
 )
 from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.ollama import OllamaProvider
-from koma.simulator import Reply, SimModel, Simulator
 from koma.types import GenerationSettings, Message, ToolCall
+from koma_sim import Reply, SimModel, Simulator
 from provider_support import Canned, closed_port, collect
 
 VALID_OPTIONS = {
@@ -41,7 +41,7 @@ PLAIN = SimModel(name="llama3.2:1b", capabilities=["completion", "tools"], famil
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    from koma.simulator.script import default_models
+    from koma_sim.script import default_models
 
     server = Simulator(models=[*default_models(), THINKER, PLAIN], flavor="ollama")
     server.start()

@@ -19,8 +19,8 @@ from koma.errors import (
 )
 from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.openai_compat import OpenAICompatProvider, normalize_v1_url
-from koma.simulator import Reply, Simulator
 from koma.types import GenerationSettings, Message, ToolCall
+from koma_sim import Reply, Simulator
 from provider_support import Canned, closed_port, collect, sse
 
 WEATHER_TOOL = {

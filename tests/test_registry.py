@@ -16,7 +16,7 @@ from koma.providers.ollama import OllamaProvider
 from koma.providers.openai_compat import OpenAICompatProvider
 from koma.providers.registry import DEFAULT_URLS, create_provider, resolve_provider
 from koma.settings import KomaSettings
-from koma.simulator import Simulator
+from koma_sim import Simulator
 
 
 def closed_port() -> int:

@@ -8,7 +8,7 @@ import pytest
 from lc_support import oss_20b, oss_120b
 
 from koma.providers.ollama import OllamaProvider
-from koma.simulator import Simulator, qwen_coder
+from koma_sim import Simulator, qwen_coder
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from lc_support import machine, oss_20b, oss_120b
 from cli_support import KOMA_ENV, isolated_project  # noqa: F401  (isolated_project: autouse fixture)
 from koma.cli import main
 from koma.engine.lifecycle import checks
-from koma.simulator import Simulator, qwen_coder
-from koma.simulator.script import gpt_oss_120b
+from koma_sim import Simulator, qwen_coder
+from koma_sim.script import gpt_oss_120b
 
 CREATIVE = "FROM gpt-oss:20b\nPARAMETER temperature 1.2\nPARAMETER top_p 0.98\n"
 

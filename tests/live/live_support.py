@@ -28,7 +28,7 @@ from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
-from koma.simulator.env import isolated_env as koma_env
+from koma_sim.env import isolated_env as koma_env
 
 CHAT_FORMAT = "alpaca"
 START_SECONDS = 180.0

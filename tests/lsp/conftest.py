@@ -10,7 +10,7 @@ Reuse them from any test module under `tests/lsp/`:
         events = client.chat_events                       # every koma/chat/event payload
         await client.wait_for(lambda: ..., "what we wait for")
 
-- `sim`: a started `koma.simulator.Simulator` (Ollama flavour, gpt-oss:20b + qwen2.5-coder).
+- `sim`: a started `koma_sim.Simulator` (Ollama flavour, gpt-oss:20b + qwen2.5-coder).
 - `profile_capabilities`: a modifiable copy of the current profile's client capabilities.
 - `dead_url`: a loopback URL where nothing listens (a provider that is down).
 - `client_profile`: parametrized — every test using `lsp` runs once as Neovim and once as
@@ -42,8 +42,8 @@ from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
-from koma.simulator import SimModel, Simulator, gpt_oss_20b, qwen_coder
-from koma.simulator.env import isolated_env
+from koma_sim import SimModel, Simulator, gpt_oss_20b, qwen_coder
+from koma_sim.env import isolated_env
 
 PROFILES = ("neovim", "visual_studio_code")
 CHAT_MODEL = "gpt-oss:20b"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b
+from koma_sim import Reply, Simulator, gpt_oss_20b
 
 FIM_MODEL = "qwen2.5-coder:1.5b"
 

@@ -18,8 +18,8 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator
+from koma_sim.script import RequestRecord, gpt_oss_20b, qwen_coder
 
 FIM_MODEL = "qwen2.5-coder:1.5b"
 CHAT_MODEL = "gpt-oss:20b"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator
+from koma_sim.script import RequestRecord, gpt_oss_20b, qwen_coder
 
 SOURCE = "import math\n\ndef area(r):\n    return \n"
 CURSOR = types.Position(line=3, character=11)

@@ -12,7 +12,7 @@ import pytest
 from lsprotocol import types
 
 from koma.lsp.settings import client_options
-from koma.simulator import Reply, Simulator, gpt_oss_20b
+from koma_sim import Reply, Simulator, gpt_oss_20b
 
 CHAT_MODEL = "gpt-oss:20b"  # what the `lsp` fixture sends as koma.model
 FIM_MODEL = "qwen2.5-coder:1.5b"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sec_support import Home, build_home
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator, gpt_oss_20b, qwen_coder
 
 
 @pytest.fixture

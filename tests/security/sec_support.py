@@ -30,8 +30,8 @@ from typing import Any
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, client_capabilities
 
-from koma.simulator import Reply, Simulator
-from koma.simulator.env import isolated_env
+from koma_sim import Reply, Simulator
+from koma_sim.env import isolated_env
 from lsp.conftest import WAIT_SECONDS, KomaClient, as_dict, make_client
 
 CHAT_MODEL = "gpt-oss:20b"

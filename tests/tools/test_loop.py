@@ -16,7 +16,6 @@ from koma.engine.tools.toolkit import Tool
 from koma.errors import ProviderError
 from koma.providers.base import Provider
 from koma.providers.registry import create_provider
-from koma.simulator import Reply, SimModel, Simulator
 from koma.types import (
     ChannelEnd,
     ChannelStart,
@@ -26,6 +25,7 @@ from koma.types import (
     ToolCall,
     ToolCallEvent,
 )
+from koma_sim import Reply, SimModel, Simulator
 
 MODEL = "gpt-oss:20b"
 READ_A = {"name": "read_file", "arguments": {"path": "a.py"}}

@@ -12,8 +12,8 @@ from koma import GenerationSettings, Message, generate_text, stream_text
 from koma.engine.tools import Tool, ToolArgumentError, ToolError, Toolkit, as_toolkit, tool, toolkit
 from koma.providers.base import Provider
 from koma.providers.registry import create_provider
-from koma.simulator import Reply, Simulator
 from koma.types import Done, ToolCallEvent
+from koma_sim import Reply, Simulator
 
 
 @toolkit
