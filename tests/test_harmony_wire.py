@@ -39,6 +39,8 @@ class Chunked(Reply):
 
 @pytest.fixture(scope="module", params=["ollama", "llamacpp"])
 def wire(request: pytest.FixtureRequest) -> Iterator[tuple[str, Simulator]]:
+    """One server per wire for the whole module (not the root `sim`, which is per test): every
+    vector is played cut many ways, and each case scripts its own reply (`times=1`)."""
     with Simulator(flavor=request.param) as sim:
         yield request.param, sim
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,18 +18,13 @@ QUIRK = b'{"error": "Unexpected endpoint or method. (POST /api/v1/models/load)"}
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    server = Simulator(flavor="lmstudio")
-    server.start()
-    yield server
-    server.stop()
+def sim_options() -> dict[str, Any]:
+    return {"flavor": "lmstudio"}
 
 
 @pytest.fixture
-async def provider(sim: Simulator) -> AsyncIterator[LMStudioProvider]:
-    p = LMStudioProvider(sim.openai_url, context_length=8192)
-    yield p
-    await p.aclose()
+def provider_options() -> dict[str, Any]:
+    return {"context_length": 8192}
 
 
 def chat(model: str = "gpt-oss:20b") -> ChatRequest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -33,19 +33,14 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture(params=["llamacpp", "vllm", "lmstudio", "ollama"])
-def sim(request: pytest.FixtureRequest) -> Iterator[Simulator]:
-    server = Simulator(flavor=request.param)
-    server.start()
-    yield server
-    server.stop()
+def sim_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every test here runs against each OpenAI-compatible flavour."""
+    return {"flavor": request.param}
 
 
 @pytest.fixture
-def llama_sim() -> Iterator[Simulator]:
-    server = Simulator(flavor="llamacpp")
-    server.start()
-    yield server
-    server.stop()
+def llama_sim(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(flavor="llamacpp")
 
 
 def chat(model: str = "gpt-oss:20b", text: str = "hi", **settings: Any) -> ChatRequest:

@@ -29,12 +29,6 @@ def _close_client() -> Iterator[None]:
     HTTP.close()
 
 
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator() as s:
-        yield s
-
-
 def ndjson(response: httpx.Response) -> list[dict[str, Any]]:
     return [json.loads(line) for line in response.iter_lines() if line.strip()]
 

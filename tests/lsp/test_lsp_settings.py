@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +135,9 @@ run_tests = "allow"
 
 
 @pytest.fixture
-def repo_sim() -> Iterator[Simulator]:
+def repo_sim(start_sim: Callable[..., Simulator]) -> Simulator:
     """The server a hostile repository's .koma.toml points at; it must get nothing."""
-    simulator = Simulator(models=[gpt_oss_20b()], flavor="ollama")
-    simulator.start()
-    yield simulator
-    simulator.stop()
+    return start_sim(models=[gpt_oss_20b()], flavor="ollama")
 
 
 def user_config(tmp_path: Path, text: str) -> None:

@@ -11,12 +11,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pynvim
 import pytest
 from nvim_harness import PLUGIN, REPO, Editor, nvim_binary
 
-from koma_sim import SimModel, Simulator
+from koma_sim import SimModel
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,17 +29,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    """A simulated Ollama serving gpt-oss:120b (tools + thinking) and a FIM model."""
-    models = [
-        SimModel(name="gpt-oss:120b", capabilities=["completion", "tools", "thinking"]),
-    ]
-    simulator = Simulator(models=models, flavor="ollama")
-    simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def sim_options() -> dict[str, Any]:
+    """The root `sim` as a simulated Ollama serving gpt-oss:120b (tools + thinking)."""
+    return {
+        "models": [SimModel(name="gpt-oss:120b", capabilities=["completion", "tools", "thinking"])]
+    }
 
 
 @pytest.fixture
