@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+from enum import IntEnum
 from typing import Literal
 
 from koma.engine.markers import Markers
@@ -117,17 +118,35 @@ _PARTIAL_HEADER_RE = re.compile(
 # Model names of the Harmony family (gpt-oss:20b, openai/gpt-oss-120b, gpt_oss…).
 _HARMONY_MODEL_RE = re.compile(r"gpt[-_ ]?oss", re.IGNORECASE)
 
-# Parser states.
-_S_START = 0  # start of a response or just after reasoning: degraded Harmony is possible
-_S_PLAIN = 1  # outside any channel marker: text is final
-_S_TAG = 2  # inside <think>…</think> and friends
-_S_HEADER = 3  # reading a Harmony header up to <|message|>
-_S_BODY = 4  # inside a Harmony message body
-_S_HTOOL = 5  # inside a Harmony message addressed to a tool (`to=functions.x`)
-_S_DEG = 6  # inside a degraded Harmony message
-_S_DEG_COMMENTARY = 7  # after degraded `commentary`: a recipient may follow
-_S_DTOOL = 8  # inside a degraded Harmony tool call
-_S_OPEN = 9  # raw Harmony response start: maybe a channel the prompt opened (held back)
+
+class _State(IntEnum):
+    """Where the parser stands in the content; what a marker means depends on it."""
+
+    START = 0  # start of a response or just after reasoning: degraded Harmony is possible
+    PLAIN = 1  # outside any channel marker: text is final
+    TAG = 2  # inside <think>…</think> and friends
+    HEADER = 3  # reading a Harmony header up to <|message|>
+    BODY = 4  # inside a Harmony message body
+    HTOOL = 5  # inside a Harmony message addressed to a tool (`to=functions.x`)
+    DEG = 6  # inside a degraded Harmony message
+    DEG_COMMENTARY = 7  # after degraded `commentary`: a recipient may follow
+    DTOOL = 8  # inside a degraded Harmony tool call
+    OPEN = 9  # raw Harmony response start: maybe a channel the prompt opened (held back)
+
+
+# The members as module constants for the state machine, which checks the state for every
+# chunk: on Python 3.11 `_State.PLAIN` goes through EnumType.__getattr__ and costs about six
+# global lookups. (IntEnum: comparing two states stays an integer compare.)
+_S_START = _State.START
+_S_PLAIN = _State.PLAIN
+_S_TAG = _State.TAG
+_S_HEADER = _State.HEADER
+_S_BODY = _State.BODY
+_S_HTOOL = _State.HTOOL
+_S_DEG = _State.DEG
+_S_DEG_COMMENTARY = _State.DEG_COMMENTARY
+_S_DTOOL = _State.DTOOL
+_S_OPEN = _State.OPEN
 
 
 _PLAIN_MARKERS = Markers((*HARMONY_TOKENS, *TAGS))
@@ -360,7 +379,7 @@ class ChannelParser:
         if text:
             _merge(out, [(channel, text)])
 
-    def _enter(self, state: int, channel: Channel) -> None:
+    def _enter(self, state: _State, channel: Channel) -> None:
         self._state, self._channel = state, channel
         if state in (_S_PLAIN, _S_START):
             self._markers = _PLAIN_MARKERS
