@@ -42,7 +42,7 @@ from pygls.lsp.client import LanguageClient
 from rich.console import Console
 from rich.table import Table
 
-from koma.simulator.env import isolated_env as koma_env
+from koma_sim.env import isolated_env as koma_env
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "performance.md"

@@ -31,8 +31,8 @@ from koma.engine.stream import stream_events
 from koma.providers.base import ChatRequest, Provider
 from koma.providers.ollama import OllamaProvider
 from koma.providers.openai_compat import OpenAICompatProvider
-from koma.simulator import Reply, Simulator
 from koma.types import GenerationSettings, Message, TextDelta
+from koma_sim import Reply, Simulator
 
 MODEL = "gpt-oss:20b"
 CHAT_ENDPOINTS = ("chat", "chat_completions")

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 
 from koma.engine.completion.prompt import HOLE
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import gpt_oss_120b, qwen_coder
+from koma_sim import Reply, Simulator
+from koma_sim.script import gpt_oss_120b, qwen_coder
 from traces.typing_trace import Trace
 
 ACCURACY = 0.55  # how often the simulated model predicts the real continuation

@@ -35,7 +35,7 @@ from common import (
     verdict,
     write_section,
 )
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 SYSTEM = "You are a helpful coding assistant. Answer briefly."
 QUESTION = "Write a Python function that reverses a string."

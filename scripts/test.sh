@@ -11,8 +11,8 @@ scripts/install.sh dev server
 scripts/setup-neovim.sh >/dev/null
 
 echo "== lint and types"
-ruff check server tests benchmarks
-ruff format --check server tests benchmarks
+ruff check server testing tests benchmarks
+ruff format --check server testing tests benchmarks
 mypy
 
 echo "== live llama.cpp server"

@@ -11,16 +11,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cli_support import isolated_project  # noqa: F401  (autouse fixture)
 from koma.cli import main
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import gpt_oss_20b, gpt_oss_120b, qwen_coder, tokenize
+from koma_sim import Reply, Simulator
+from koma_sim.script import gpt_oss_20b, gpt_oss_120b, qwen_coder, tokenize
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 THINKING = "The user greets me. I should greet back briefly."
 ANSWER = "Hello! How can I help?"
@@ -31,19 +32,14 @@ HARMONY = (
 
 
 @pytest.fixture
-def ollama() -> Iterator[Simulator]:
-    sim = Simulator(models=[gpt_oss_120b(), gpt_oss_20b(), qwen_coder()], flavor="ollama")
-    sim.start()
-    yield sim
-    sim.stop()
+def ollama(start_sim: Callable[..., Simulator]) -> Simulator:
+    """The user's Ollama, with both gpt-oss sizes and a FIM model."""
+    return start_sim(models=[gpt_oss_120b(), gpt_oss_20b(), qwen_coder()], flavor="ollama")
 
 
 @pytest.fixture
-def vllm() -> Iterator[Simulator]:
-    sim = Simulator(models=[gpt_oss_120b()], flavor="vllm")
-    sim.start()
-    yield sim
-    sim.stop()
+def vllm(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(models=[gpt_oss_120b()], flavor="vllm")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -596,12 +592,9 @@ def test_mid_stream_error_exits_1_with_one_line(
 
 
 @pytest.fixture
-def repo_server() -> Iterator[Simulator]:
+def repo_server(start_sim: Callable[..., Simulator]) -> Simulator:
     """A second server: the one a hostile repository's .koma.toml points at."""
-    sim = Simulator(models=[gpt_oss_20b()], flavor="ollama")
-    sim.start()
-    yield sim
-    sim.stop()
+    return start_sim(models=[gpt_oss_20b()], flavor="ollama")
 
 
 def test_untrusted_project_cannot_move_the_chat_until_koma_trust(
@@ -704,11 +697,8 @@ def test_the_users_api_key_goes_only_to_the_users_base_url(
 
 
 @pytest.fixture
-def llamacpp() -> Iterator[Simulator]:
-    sim = Simulator(models=[gpt_oss_20b()], flavor="llamacpp")
-    sim.start()
-    yield sim
-    sim.stop()
+def llamacpp(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(models=[gpt_oss_20b()], flavor="llamacpp")
 
 
 def test_empty_answer_warns_in_json_with_the_cause_and_the_flags(

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli_support import isolated_project  # noqa: F401  (autouse fixture)
 from harmony_vectors import by_id
 from koma.cli import main
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import gpt_oss_20b
+from koma_sim import Reply, Simulator
+from koma_sim.script import gpt_oss_20b
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 FAILING_SHAPES = [
     "lc-recipient-role-header",
@@ -23,6 +24,8 @@ FAILING_SHAPES = [
 
 @pytest.fixture(scope="module", params=["ollama", "vllm"])
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, Simulator]]:
+    """One server per wire for the whole module (not the root `sim`, which is per test): each
+    vector case scripts its own reply (`times=1`)."""
     with Simulator(models=[gpt_oss_20b()], flavor=request.param) as sim:
         provider = "ollama" if request.param == "ollama" else "openai"
         url = sim.url if request.param == "ollama" else sim.openai_url

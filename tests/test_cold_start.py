@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from koma.simulator.env import isolated_env
+from koma_sim.env import isolated_env
 
 LATE = ("pydantic", "rich", "httpx", "psutil", "koma.engine", "koma.providers", "koma.settings")
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
-
-import pytest
 
 from koma.engine.completion.pipeline import (
     CompletionInput,
@@ -20,27 +18,12 @@ from koma.engine.completion.prompt import Neighbour
 from koma.engine.stream import stream_completion_events, stream_events
 from koma.providers.ollama import OllamaProvider
 from koma.settings import CompletionSettings
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
 from koma.types import StreamEvent
+from koma_sim import Reply, Simulator
+from koma_sim.script import RequestRecord, qwen_coder
 
 FIM = "qwen2.5-coder:1.5b"
 URI = "file:///w/a.py"
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    server = Simulator(models=[gpt_oss_20b(), qwen_coder()])
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def provider(sim: Simulator) -> AsyncIterator[OllamaProvider]:
-    p = OllamaProvider(sim.url, backoff=0.01)
-    yield p
-    await p.aclose()
 
 
 def pipeline_for(

@@ -56,8 +56,8 @@ async def test_idle_after_a_new_chunk_warms_the_llama_server_cache() -> None:
     from koma.engine.completion.pipeline import CompletionInput, CompletionPipeline, ModelTarget
     from koma.providers.openai_compat import OpenAICompatProvider
     from koma.settings import CompletionSettings
-    from koma.simulator import Reply, Simulator
-    from koma.simulator.script import qwen_coder
+    from koma_sim import Reply, Simulator
+    from koma_sim.script import qwen_coder
 
     sim = Simulator(models=[qwen_coder()], flavor="llamacpp")
     sim.start()

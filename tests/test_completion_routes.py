@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -20,47 +20,27 @@ from koma.engine.completion.prompt import Neighbour, build_prompt
 from koma.engine.completion.routes import RouteChoice, choose_route
 from koma.engine.doctor import run_doctor
 from koma.providers.base import Provider
-from koma.providers.ollama import OllamaProvider
 from koma.providers.openai_compat import OpenAICompatProvider
 from koma.settings import CompletionSettings, KomaSettings
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator
+from koma_sim.script import RequestRecord, gpt_oss_20b, qwen_coder
 
 URI = "file:///w/a.py"
 
 
-def _sim(flavor: str, *models: object) -> Iterator[Simulator]:
-    server = Simulator(models=list(models), flavor=flavor)  # type: ignore[arg-type]
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def llama_fim_sim(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(models=[qwen_coder()], flavor="llamacpp")
 
 
 @pytest.fixture
-def ollama_sim() -> Iterator[Simulator]:
-    yield from _sim("ollama", gpt_oss_20b(), qwen_coder())
+def llama_plain_sim(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(models=[gpt_oss_20b()], flavor="llamacpp")
 
 
 @pytest.fixture
-def llama_fim_sim() -> Iterator[Simulator]:
-    yield from _sim("llamacpp", qwen_coder())
-
-
-@pytest.fixture
-def llama_plain_sim() -> Iterator[Simulator]:
-    yield from _sim("llamacpp", gpt_oss_20b())
-
-
-@pytest.fixture
-def vllm_sim() -> Iterator[Simulator]:
-    yield from _sim("vllm", gpt_oss_20b())
-
-
-@pytest.fixture
-async def ollama(ollama_sim: Simulator) -> AsyncIterator[OllamaProvider]:
-    provider = OllamaProvider(ollama_sim.url, backoff=0.01)
-    yield provider
-    await provider.aclose()
+def vllm_sim(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(models=[gpt_oss_20b()], flavor="vllm")
 
 
 def pipeline_for(provider: Provider, model: str, **settings: object) -> CompletionPipeline:
@@ -84,26 +64,24 @@ async def ask(pipeline: CompletionPipeline, prefix: str, suffix: str = "\n") -> 
 # -- Ollama ------------------------------------------------------------------------------------
 
 
-async def test_ollama_fim_model_gets_the_suffix(
-    ollama_sim: Simulator, ollama: OllamaProvider
-) -> None:
-    ollama_sim.set_default_reply(Reply(content="a + b"))
-    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b")
+async def test_ollama_fim_model_gets_the_suffix(sim: Simulator, provider: Provider) -> None:
+    sim.set_default_reply(Reply(content="a + b"))
+    pipeline = pipeline_for(provider, "qwen2.5-coder:1.5b")
     assert await ask(pipeline, "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n") == "a + b"
-    (call,) = model_calls(ollama_sim)
+    (call,) = model_calls(sim)
     assert call.endpoint == "generate" and call.body["suffix"].startswith("\n\nprint")
     assert not call.body.get("raw")
     assert pipeline.last_route is not None and pipeline.last_route[1].route == "fim"
 
 
 async def test_ollama_model_without_fim_continues_the_prefix_raw(
-    ollama_sim: Simulator, ollama: OllamaProvider
+    sim: Simulator, provider: Provider
 ) -> None:
     # gpt-oss has no `insert`: a raw prompt, no chat, no suffix, stopped at the line end.
-    ollama_sim.set_default_reply(Reply(thinking="never shown", content="a + b\nprint('x')"))
-    pipeline = pipeline_for(ollama, "gpt-oss:20b")
+    sim.set_default_reply(Reply(thinking="never shown", content="a + b\nprint('x')"))
+    pipeline = pipeline_for(provider, "gpt-oss:20b")
     assert await ask(pipeline, "def add(a, b):\n    return ") == "a + b"
-    (call,) = model_calls(ollama_sim)
+    (call,) = model_calls(sim)
     assert call.endpoint == "generate" and call.body["raw"] is True
     assert "suffix" not in call.body and call.body["prompt"].endswith("    return ")
     assert call.body["options"]["stop"] == ["\n"]
@@ -111,14 +89,14 @@ async def test_ollama_model_without_fim_continues_the_prefix_raw(
 
 
 async def test_the_route_override_asks_for_the_hole_filler_with_a_stop(
-    ollama_sim: Simulator, ollama: OllamaProvider
+    sim: Simulator, provider: Provider
 ) -> None:
-    ollama_sim.set_default_reply(
+    sim.set_default_reply(
         Reply(thinking="Sum.", content="<COMPLETION>a + b</COMPLETION> and then some chatter")
     )
-    pipeline = pipeline_for(ollama, "gpt-oss:20b", route="chat")
+    pipeline = pipeline_for(provider, "gpt-oss:20b", route="chat")
     assert await ask(pipeline, "def add(a, b):\n    return ") == "a + b"
-    (call,) = model_calls(ollama_sim)
+    (call,) = model_calls(sim)
     assert call.endpoint == "chat" and call.body["think"] == "low"
     assert call.body["options"]["stop"] == ["</COMPLETION>"]
     # The server stopped at the stop sequence: the chatter after it was never generated.
@@ -214,16 +192,16 @@ async def test_the_openai_cloud_preset_is_chat_only() -> None:
 
 
 async def test_a_model_that_never_stops_is_closed_at_the_time_cap(
-    ollama_sim: Simulator, ollama: OllamaProvider
+    sim: Simulator, provider: Provider
 ) -> None:
     # A hole-filler answer that never closes its tag, one token every 50 ms for a minute.
-    ollama_sim.set_default_reply(Reply(content="<COMPLETION>" + "x = 1 " * 1200, token_delay_ms=50))
+    sim.set_default_reply(Reply(content="<COMPLETION>" + "x = 1 " * 1200, token_delay_ms=50))
     parts = build_prompt("y = ", "\n", prefix_tokens=256, suffix_tokens=64)
     ctx = CursorContext.from_text("y = ", "\n")
     streams: Streams = default_streams()
     started = time.perf_counter()
     text = await stream_text(
-        ModelTarget(ollama, "gpt-oss:20b"),
+        ModelTarget(provider, "gpt-oss:20b"),
         RouteChoice("chat", "test", "chat"),
         parts,
         ctx,
@@ -234,7 +212,7 @@ async def test_a_model_that_never_stops_is_closed_at_the_time_cap(
     assert time.perf_counter() - started < 3.0
     assert text.startswith("<COMPLETION>x = 1")
     await asyncio.sleep(0.2)
-    (call,) = model_calls(ollama_sim)
+    (call,) = model_calls(sim)
     assert call.client_disconnected  # the server was told to stop
 
 
@@ -257,18 +235,18 @@ async def test_doctor_names_the_route_and_why(
 
 
 async def test_first_line_is_answered_before_the_block_ends_and_the_rest_is_cached(
-    ollama_sim: Simulator, ollama: OllamaProvider
+    sim: Simulator, provider: Provider
 ) -> None:
     # A slow model: ~40 tokens at 60 ms each would take 2.4 s to finish the block.
     block = "total = 0\n    for x in xs:\n        total += x\n    return total\n\nprint(1)"
-    ollama_sim.set_default_reply(Reply(content=block, token_delay_ms=60))
-    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b")
+    sim.set_default_reply(Reply(content=block, token_delay_ms=60))
+    pipeline = pipeline_for(provider, "qwen2.5-coder:1.5b")
     prefix, suffix = "def total(xs):\n    ", "\n"
     started = time.perf_counter()
     first = await pipeline.complete(CompletionInput(URI, prefix, suffix, invoked=True))
     answered_s = time.perf_counter() - started
     assert first.text == "total = 0" and first.source == "model"
-    (call,) = model_calls(ollama_sim)
+    (call,) = model_calls(sim)
     assert not call.completed  # the block was still being generated when the editor got its line
     # Tab: the first line is in the document; the next line comes from the cache, no new call.
     accepted = prefix + "total = 0"
@@ -279,22 +257,22 @@ async def test_first_line_is_answered_before_the_block_ends_and_the_rest_is_cach
     after_tab = await pipeline.complete(CompletionInput(URI, accepted, suffix))
     assert after_tab.source == "cache"
     assert after_tab.text == "\n    for x in xs:\n        total += x\n    return total"
-    assert len(model_calls(ollama_sim)) == 1
+    assert len(model_calls(sim)) == 1
     assert answered_s < 2.0
 
 
 async def test_a_block_still_streaming_is_closed_when_the_user_moves_elsewhere(
-    ollama_sim: Simulator, ollama: OllamaProvider
+    sim: Simulator, provider: Provider
 ) -> None:
-    ollama_sim.set_default_reply(Reply(content="a = 1\n" + "    b = 2\n" * 60, token_delay_ms=80))
-    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b")
+    sim.set_default_reply(Reply(content="a = 1\n" + "    b = 2\n" * 60, token_delay_ms=80))
+    pipeline = pipeline_for(provider, "qwen2.5-coder:1.5b")
     first = await pipeline.complete(CompletionInput(URI, "def f():\n    ", "\n", invoked=True))
     assert first.text == "a = 1"
-    (call,) = model_calls(ollama_sim)
+    (call,) = model_calls(sim)
     # The user types somewhere else in the document: the block's stream is shut.
-    ollama_sim.set_default_reply(Reply(content="0"))
+    sim.set_default_reply(Reply(content="0"))
     await pipeline.complete(CompletionInput(URI, "x = ", "\n\ndef f():\n    \n", invoked=True))
-    assert await asyncio.to_thread(ollama_sim.wait_for_disconnect, call, 5.0)
+    assert await asyncio.to_thread(sim.wait_for_disconnect, call, 5.0)
 
 
 async def test_infill_reports_the_prompt_cache_reuse(llama_fim_sim: Simulator) -> None:
@@ -326,38 +304,38 @@ async def test_infill_reports_the_prompt_cache_reuse(llama_fim_sim: Simulator) -
 
 
 async def test_the_suggestion_after_an_acceptance_is_fetched_ahead(
-    ollama_sim: Simulator, ollama: OllamaProvider
+    sim: Simulator, provider: Provider
 ) -> None:
-    ollama_sim.add_reply(Reply(content="    total = 0", times=1))
-    ollama_sim.set_default_reply(Reply(content="for x in xs:"))
-    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b", speculative=True, multiline="never")
+    sim.add_reply(Reply(content="    total = 0", times=1))
+    sim.set_default_reply(Reply(content="for x in xs:"))
+    pipeline = pipeline_for(provider, "qwen2.5-coder:1.5b", speculative=True, multiline="never")
     prefix, suffix = "def total(xs):\n", "\n    return 0\n"
     first = await pipeline.complete(CompletionInput(URI, prefix, suffix, invoked=True))
     assert first.text == "    total = 0"
     for _ in range(100):  # the speculative call runs in the background
-        if len(model_calls(ollama_sim)) == 2 and model_calls(ollama_sim)[1].completed:
+        if len(model_calls(sim)) == 2 and model_calls(sim)[1].completed:
             break
         await asyncio.sleep(0.05)
-    speculative = model_calls(ollama_sim)[1]
+    speculative = model_calls(sim)[1]
     assert speculative.body["prompt"].endswith("    total = 0")
     # Tab, then the editor asks at the end of the accepted text: no new model call.
     after = await pipeline.complete(CompletionInput(URI, prefix + "    total = 0", suffix))
-    assert after.source == "cache" and len(model_calls(ollama_sim)) == 2
+    assert after.source == "cache" and len(model_calls(sim)) == 2
     assert pipeline.stats.speculative == 1
 
 
 async def test_a_speculative_call_is_closed_when_the_user_types_something_else(
-    ollama_sim: Simulator, ollama: OllamaProvider
+    sim: Simulator, provider: Provider
 ) -> None:
-    ollama_sim.add_reply(Reply(content="a + b", times=1))
-    ollama_sim.set_default_reply(Reply(content=" # slow" * 200, token_delay_ms=50))
-    pipeline = pipeline_for(ollama, "qwen2.5-coder:1.5b", speculative=True)
+    sim.add_reply(Reply(content="a + b", times=1))
+    sim.set_default_reply(Reply(content=" # slow" * 200, token_delay_ms=50))
+    pipeline = pipeline_for(provider, "qwen2.5-coder:1.5b", speculative=True)
     first = await pipeline.complete(CompletionInput(URI, "x = ", "\n", invoked=True))
     assert first.text == "a + b"
-    record = await asyncio.to_thread(ollama_sim.wait_for_requests, 3, 10.0, None)
+    record = await asyncio.to_thread(sim.wait_for_requests, 3, 10.0, None)
     speculative = [r for r in record if r.endpoint == "generate" and r.body][-1]
     assert speculative.body["prompt"].endswith("x = a + b")
     # The user typed something other than the suggestion: the speculative stream is shut.
-    ollama_sim.set_default_reply(Reply(content="1"))
+    sim.set_default_reply(Reply(content="1"))
     await pipeline.complete(CompletionInput(URI, "x = 4", "\n", invoked=True))
-    assert await asyncio.to_thread(ollama_sim.wait_for_disconnect, speculative, 5.0)
+    assert await asyncio.to_thread(sim.wait_for_disconnect, speculative, 5.0)

@@ -9,11 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from cli_support import isolated_project  # noqa: F401  (autouse fixture)
 from harmony_vectors import by_id
 from koma.cli import main
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import gpt_oss_20b
+from koma_sim import Reply, Simulator
+from koma_sim.script import gpt_oss_20b
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 RAW = by_id("lc-analysis-final").text
 

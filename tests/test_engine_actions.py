@@ -18,8 +18,8 @@ from koma.engine.actions import (
 )
 from koma.errors import KomaError
 from koma.providers.registry import create_provider
-from koma.simulator import Reply, Simulator
 from koma.types import GenerationSettings
+from koma_sim import Reply, Simulator
 
 LINES = [
     "import os",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,9 +19,8 @@ from koma.engine.chat import (
 )
 from koma.errors import ContextOverflow, KomaError
 from koma.providers.base import Provider
-from koma.providers.registry import create_provider
-from koma.simulator import Reply, Simulator
 from koma.types import Done, GenerationSettings, Message, TextDelta, ToolCall, ToolCallEvent
+from koma_sim import Reply, Simulator
 
 MODEL = "gpt-oss:20b"
 
@@ -98,16 +96,7 @@ class Recorder:
         self.events.append(event)
 
 
-@pytest.fixture
-async def sim_provider() -> AsyncIterator[tuple[Simulator, Provider]]:
-    with Simulator(flavor="ollama") as sim:
-        provider = create_provider("ollama", sim.url)
-        yield sim, provider
-        await provider.aclose()
-
-
-async def test_a_turn_streams_and_is_remembered(sim_provider: tuple[Simulator, Provider]) -> None:
-    sim, provider = sim_provider
+async def test_a_turn_streams_and_is_remembered(sim: Simulator, provider: Provider) -> None:
     sim.add_reply(Reply(thinking="SECRET-THOUGHT", content="Paris."))
     conversation = Conversation("c1")
     recorder = Recorder()
@@ -126,9 +115,9 @@ async def test_a_turn_streams_and_is_remembered(sim_provider: tuple[Simulator, P
 
 
 async def test_a_failed_turn_leaves_history_untouched(
-    sim_provider: tuple[Simulator, Provider],
+    sim: Simulator,
+    provider: Provider,
 ) -> None:
-    sim, provider = sim_provider
     sim.add_reply(Reply(content="a b c d", error="boom", error_after_tokens=1))
     conversation = Conversation("c1")
     with pytest.raises(KomaError, match="boom"):
@@ -160,9 +149,9 @@ class EchoTools:
 
 
 async def test_the_tool_hook_runs_calls_and_feeds_results_back(
-    sim_provider: tuple[Simulator, Provider],
+    sim: Simulator,
+    provider: Provider,
 ) -> None:
-    sim, provider = sim_provider
     sim.add_reply(
         Reply(
             thinking="I need the file.",
@@ -197,8 +186,7 @@ async def test_the_tool_hook_runs_calls_and_feeds_results_back(
     assert all(m.thinking is None for m in conversation.history)
 
 
-async def test_the_tool_loop_stops_at_max_steps(sim_provider: tuple[Simulator, Provider]) -> None:
-    sim, provider = sim_provider
+async def test_the_tool_loop_stops_at_max_steps(sim: Simulator, provider: Provider) -> None:
     sim.add_reply(Reply(tool_calls=[{"name": "read_file", "arguments": {"path": "x"}}]))
     tools = EchoTools()
     result = await run_turn(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +24,7 @@ from koma import (
     stream_text,
 )
 from koma.providers.registry import create_provider
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 THINKING = "The user asks about relativity. Explain <briefly> | simply."
 ANSWER = "Time slows down when you move fast; analysis of clocks shows it."
@@ -37,10 +37,8 @@ def generations(server: Simulator) -> list:
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator(flavor="ollama") as server:
-        server.set_default_reply(Reply(thinking=THINKING, content=ANSWER))
-        yield server
+def sim_options() -> dict[str, Any]:
+    return {"default_reply": Reply(thinking=THINKING, content=ANSWER)}
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from koma.engine.stream import note_raw_harmony, stream_events
 from koma.providers.base import ChatRequest, Provider
 from koma.providers.ollama import OllamaProvider
 from koma.providers.openai_compat import OpenAICompatProvider
-from koma.simulator import Reply, Simulator
 from koma.types import Done, GenerationSettings, Message, TextDelta, ToolCallEvent
+from koma_sim import Reply, Simulator
 
 MODEL = "gpt-oss:20b"
 
@@ -39,6 +39,8 @@ class Chunked(Reply):
 
 @pytest.fixture(scope="module", params=["ollama", "llamacpp"])
 def wire(request: pytest.FixtureRequest) -> Iterator[tuple[str, Simulator]]:
+    """One server per wire for the whole module (not the root `sim`, which is per test): every
+    vector is played cut many ways, and each case scripts its own reply (`times=1`)."""
     with Simulator(flavor=request.param) as sim:
         yield request.param, sim
 

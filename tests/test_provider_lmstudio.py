@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
 from koma.errors import CapabilityMissing, KomaError, ProviderUnreachable
 from koma.providers.base import ChatRequest
 from koma.providers.lmstudio import LMStudioProvider
-from koma.simulator import Reply, Simulator
 from koma.types import Message
+from koma_sim import Reply, Simulator
 from provider_support import Canned, closed_port, collect, sse
 
 QUIRK = b'{"error": "Unexpected endpoint or method. (POST /api/v1/models/load)"}'
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    server = Simulator(flavor="lmstudio")
-    server.start()
-    yield server
-    server.stop()
+def sim_options() -> dict[str, Any]:
+    return {"flavor": "lmstudio"}
 
 
 @pytest.fixture
-async def provider(sim: Simulator) -> AsyncIterator[LMStudioProvider]:
-    p = LMStudioProvider(sim.openai_url, context_length=8192)
-    yield p
-    await p.aclose()
+def provider_options() -> dict[str, Any]:
+    return {"context_length": 8192}
 
 
 def chat(model: str = "gpt-oss:20b") -> ChatRequest:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -23,8 +22,8 @@ from koma.errors import (
 )
 from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.ollama import OllamaProvider
-from koma.simulator import Reply, SimModel, Simulator
 from koma.types import GenerationSettings, Message, ToolCall
+from koma_sim import Reply, SimModel, Simulator
 from provider_support import Canned, closed_port, collect
 
 VALID_OPTIONS = {
@@ -40,20 +39,10 @@ PLAIN = SimModel(name="llama3.2:1b", capabilities=["completion", "tools"], famil
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    from koma.simulator.script import default_models
+def sim_options() -> dict[str, Any]:
+    from koma_sim.script import default_models
 
-    server = Simulator(models=[*default_models(), THINKER, PLAIN], flavor="ollama")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def provider(sim: Simulator) -> AsyncIterator[OllamaProvider]:
-    p = OllamaProvider(sim.url, backoff=0.01)
-    yield p
-    await p.aclose()
+    return {"models": [*default_models(), THINKER, PLAIN]}
 
 
 def chat(model: str, text: str = "hi", **settings: Any) -> ChatRequest:

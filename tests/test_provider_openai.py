@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -19,8 +19,8 @@ from koma.errors import (
 )
 from koma.providers.base import ChatRequest, CompletionRequest, WireChunk
 from koma.providers.openai_compat import OpenAICompatProvider, normalize_v1_url
-from koma.simulator import Reply, Simulator
 from koma.types import GenerationSettings, Message, ToolCall
+from koma_sim import Reply, Simulator
 from provider_support import Canned, closed_port, collect, sse
 
 WEATHER_TOOL = {
@@ -33,19 +33,14 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture(params=["llamacpp", "vllm", "lmstudio", "ollama"])
-def sim(request: pytest.FixtureRequest) -> Iterator[Simulator]:
-    server = Simulator(flavor=request.param)
-    server.start()
-    yield server
-    server.stop()
+def sim_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every test here runs against each OpenAI-compatible flavour."""
+    return {"flavor": request.param}
 
 
 @pytest.fixture
-def llama_sim() -> Iterator[Simulator]:
-    server = Simulator(flavor="llamacpp")
-    server.start()
-    yield server
-    server.stop()
+def llama_sim(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(flavor="llamacpp")
 
 
 def chat(model: str = "gpt-oss:20b", text: str = "hi", **settings: Any) -> ChatRequest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -16,7 +16,7 @@ from koma.providers.ollama import OllamaProvider
 from koma.providers.openai_compat import OpenAICompatProvider
 from koma.providers.registry import DEFAULT_URLS, create_provider, resolve_provider
 from koma.settings import KomaSettings
-from koma.simulator import Simulator
+from koma_sim import Simulator
 
 
 def closed_port() -> int:
@@ -26,19 +26,13 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def ollama_sim() -> Iterator[Simulator]:
-    server = Simulator(flavor="ollama")
-    server.start()
-    yield server
-    server.stop()
+def ollama_sim(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(flavor="ollama")
 
 
 @pytest.fixture
-def lmstudio_sim() -> Iterator[Simulator]:
-    server = Simulator(flavor="lmstudio")
-    server.start()
-    yield server
-    server.stop()
+def lmstudio_sim(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(flavor="lmstudio")
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from koma.engine.doctor import DoctorContext, check_model
 from koma.engine.inflight import InFlightProvider, ProviderRetired
 from koma.engine.session import Session
 from koma.settings import KomaSettings
-from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
 from koma.types import ModelInfo
+from koma_sim import Reply, Simulator, gpt_oss_20b, qwen_coder
 
 LONG_ANSWER = " ".join(f"word{i}" for i in range(200))
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from koma.simulator import Reply, SimModel, Simulator, tokenize
+from koma_sim import Reply, SimModel, Simulator, tokenize
 
 # One pooled client: building a client per call costs tens of ms (TLS context setup).
 HTTP = httpx.Client(timeout=10)
@@ -27,12 +27,6 @@ CHAT = {"model": "gpt-oss:20b", "messages": [{"role": "user", "content": "hi"}]}
 def _close_client() -> Iterator[None]:
     yield
     HTTP.close()
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator() as s:
-        yield s
 
 
 def ndjson(response: httpx.Response) -> list[dict[str, Any]]:
@@ -475,7 +469,7 @@ def test_cli_serves_a_script(tmp_path: Path) -> None:
     path = tmp_path / "script.json"
     path.write_text(json.dumps(script))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "koma.simulator", "--port", "0", "--script", str(path)],
+        [sys.executable, "-m", "koma_sim", "--port", "0", "--script", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -503,7 +497,7 @@ def test_cli_rejects_a_bad_script(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"replies": [{"contnet": "typo"}]}))
     done = subprocess.run(
-        [sys.executable, "-m", "koma.simulator", "--script", str(path)],
+        [sys.executable, "-m", "koma_sim", "--script", str(path)],
         capture_output=True,
         text=True,
         timeout=30,

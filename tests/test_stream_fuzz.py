@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import isolated_project  # noqa: F401  (autouse: no user config, no KOMA_*)
 from koma.engine.generate import generate_text
 from koma.errors import KomaError
 from koma.providers.registry import create_provider
@@ -36,6 +35,8 @@ from stream_fuzz_support import (
     expected_error,
     make_cases,
 )
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 SEED = 20261206
 WIRES = ("ollama", "openai")

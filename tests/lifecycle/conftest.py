@@ -1,26 +1,17 @@
-"""Fixtures of the model-lifecycle tests: a loopback Ollama with gpt-oss as Ollama shows it."""
+"""Fixtures of the model-lifecycle tests: the root `sim` serves gpt-oss as Ollama shows it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from lc_support import oss_20b, oss_120b
 
-from koma.providers.ollama import OllamaProvider
-from koma.simulator import Simulator, qwen_coder
+from koma_sim import qwen_coder
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    server = Simulator(models=[oss_20b(), oss_120b(), qwen_coder()], flavor="ollama")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def provider(sim: Simulator) -> AsyncIterator[OllamaProvider]:
-    p = OllamaProvider(sim.url, backoff=0.01)
-    yield p
-    await p.aclose()
+def sim_options() -> dict[str, Any]:
+    """Both gpt-oss sizes with their sliding-window metadata (memory and context planning
+    read it), and a FIM model."""
+    return {"models": [oss_20b(), oss_120b(), qwen_coder()]}

@@ -7,7 +7,7 @@ reports in `/api/show` model_info and which halves gpt-oss's KV cache.
 from __future__ import annotations
 
 from koma.engine.lifecycle.hardware import MemorySnapshot
-from koma.simulator import SimModel, gpt_oss_20b, gpt_oss_120b
+from koma_sim import SimModel, gpt_oss_20b, gpt_oss_120b
 
 GB = 10**9
 SLIDING = {"gptoss.attention.sliding_window": 128}

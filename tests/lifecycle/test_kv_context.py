@@ -24,8 +24,8 @@ from koma.engine.lifecycle.context import (
 from koma.engine.lifecycle.hardware import GpuMemory, MemorySnapshot, parse_nvidia_csv, probe_memory
 from koma.providers.base import ChatRequest
 from koma.providers.ollama import OllamaProvider
-from koma.simulator import SimModel, Simulator
 from koma.types import GenerationSettings, Message
+from koma_sim import SimModel, Simulator
 
 WEIGHTS_120B = 65_369_818_941  # Ollama's /api/tags size of gpt-oss:120b
 WEIGHTS_20B = 13_780_173_734

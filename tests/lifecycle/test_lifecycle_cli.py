@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lc_support import machine, oss_20b, oss_120b
 
-from cli_support import KOMA_ENV, isolated_project  # noqa: F401  (isolated_project: autouse fixture)
 from koma.cli import main
 from koma.engine.lifecycle import checks
-from koma.simulator import Simulator, qwen_coder
-from koma.simulator.script import gpt_oss_120b
+from koma_sim import Simulator, qwen_coder
+from koma_sim.env import isolated_env
+from koma_sim.script import gpt_oss_120b
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 CREATIVE = "FROM gpt-oss:20b\nPARAMETER temperature 1.2\nPARAMETER top_p 0.98\n"
 
 
 @pytest.fixture
-def ollama() -> Iterator[Simulator]:
-    with Simulator(models=[oss_120b(), oss_20b(), qwen_coder()]) as sim:
-        yield sim
+def sim_options() -> dict[str, Any]:
+    """gpt-oss:120b listed first, then gpt-oss:20b and a FIM model (the folder's `sim_options`
+    lists the two sizes the other way)."""
+    return {"models": [oss_120b(), oss_20b(), qwen_coder()]}
 
 
 def koma(capsys: pytest.CaptureFixture[str], sim: Simulator, *argv: str) -> tuple[int, str, str]:
@@ -47,9 +49,9 @@ def test_pull_shows_bytes_and_installs(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_pull_of_an_unknown_model_is_one_clear_line(
-    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _out, err = koma(capsys, ollama, "pull", "nosuch:7b")
+    code, _out, err = koma(capsys, sim, "pull", "nosuch:7b")
     assert code == 1
     assert "file does not exist" in err and "Traceback" not in err
 
@@ -60,11 +62,9 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_stops_a_pull_which_can_resume() -> None:
+def test_ctrl_c_stops_a_pull_which_can_resume(tmp_path: Path) -> None:
     with Simulator(models=[], catalog=[gpt_oss_120b()], token_delay_ms=150) as sim:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for var in KOMA_ENV:
-            env.pop(var, None)
+        env = {**isolated_env(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "koma", "pull", "gpt-oss:120b",
              "--provider", "ollama", "--base-url", sim.url],
@@ -89,26 +89,26 @@ def test_ctrl_c_stops_a_pull_which_can_resume() -> None:
 
 
 def test_preload_then_chat_uses_one_context_and_unload_frees_it(
-    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = koma(capsys, ollama, "preload", "gpt-oss:20b", "--keep-alive", "30m")
+    code, out, err = koma(capsys, sim, "preload", "gpt-oss:20b", "--keep-alive", "30m")
     assert code == 0, err
     assert "gpt-oss:20b loaded" in out
-    assert ollama.loaded_models() == ["gpt-oss:20b"]
-    code, _out, err = koma(capsys, ollama, "chat", "--model", "gpt-oss:20b", "hi")
+    assert sim.loaded_models() == ["gpt-oss:20b"]
+    code, _out, err = koma(capsys, sim, "chat", "--model", "gpt-oss:20b", "hi")
     assert code == 0, err
-    load, chat = [r.body for r in ollama.requests if r.endpoint in ("generate", "chat")]
+    load, chat = [r.body for r in sim.requests if r.endpoint in ("generate", "chat")]
     assert load["keep_alive"] == "30m"
     # The same computed num_ctx: chatting after a preload does not load the model again.
     assert load["options"]["num_ctx"] == chat["options"]["num_ctx"] >= 4096
-    code, out, err = koma(capsys, ollama, "unload", "gpt-oss:20b", "--json")
+    code, out, err = koma(capsys, sim, "unload", "gpt-oss:20b", "--json")
     assert code == 0, err
     assert json.loads(out) == {
         "ok": True,
         "model": "gpt-oss:20b",
         "message": "gpt-oss:20b unloaded",
     }
-    assert ollama.loaded_models() == []
+    assert sim.loaded_models() == []
 
 
 def test_preload_on_a_server_that_manages_its_own_model(
@@ -121,29 +121,29 @@ def test_preload_on_a_server_that_manages_its_own_model(
     assert "manages its own model" in err
 
 
-def test_preload_needs_a_model(ollama: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _out, err = koma(capsys, ollama, "preload")
+def test_preload_needs_a_model(sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = koma(capsys, sim, "preload")
     assert code == 2
     assert "koma preload MODEL" in err
 
 
 def test_model_create_from_flags_is_the_guides_creative_variant(
-    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = koma(
-        capsys, ollama, "model", "create", "gpt-oss-creative", "--from", "gpt-oss:120b",
+        capsys, sim, "model", "create", "gpt-oss-creative", "--from", "gpt-oss:120b",
         "--temperature", "1.2", "--top-p", "0.98", "--repeat-penalty", "0.9",
     )  # fmt: skip
     assert code == 0, err
     assert "created gpt-oss-creative" in out
-    (create,) = [r.body for r in ollama.requests if r.endpoint == "create"]
+    (create,) = [r.body for r in sim.requests if r.endpoint == "create"]
     assert create["from"] == "gpt-oss:120b"
     assert create["parameters"] == {"temperature": 1.2, "top_p": 0.98, "repeat_penalty": 0.9}
-    assert "gpt-oss-creative:latest" in [m.name for m in ollama.models]
+    assert "gpt-oss-creative:latest" in [m.name for m in sim.models]
 
 
 def test_model_create_from_a_modelfile_reports_what_it_will_not_send(
-    ollama: Simulator, capsys: pytest.CaptureFixture[str], isolated: Path
+    sim: Simulator, capsys: pytest.CaptureFixture[str], isolated: Path
 ) -> None:
     modelfile = isolated / "creative.Modelfile"
     modelfile.write_text(
@@ -151,24 +151,24 @@ def test_model_create_from_a_modelfile_reports_what_it_will_not_send(
         'TEMPLATE """<|im_start|>user\n{{ .Prompt }}<|im_end|>"""\n'
     )
     code, _out, err = koma(
-        capsys, ollama, "model", "create", "creative", "--modelfile", str(modelfile),
+        capsys, sim, "model", "create", "creative", "--modelfile", str(modelfile),
         "--temperature", "1.1",
     )  # fmt: skip
     assert code == 0, err
     assert "use_mlock" in err and "removed in 0.7" in err
     assert "trailing comment" in err
     assert "Harmony" in err  # a ChatML template on gpt-oss
-    (create,) = [r.body for r in ollama.requests if r.endpoint == "create"]
+    (create,) = [r.body for r in sim.requests if r.endpoint == "create"]
     assert create["parameters"] == {"top_p": 0.98, "num_ctx": 32768, "temperature": 1.1}
 
 
 def test_model_create_dry_run_prints_the_request(
-    ollama: Simulator, capsys: pytest.CaptureFixture[str], isolated: Path
+    sim: Simulator, capsys: pytest.CaptureFixture[str], isolated: Path
 ) -> None:
     adapter = isolated / "medical.gguf"
     adapter.write_bytes(b"lora")
     code, out, err = koma(
-        capsys, ollama, "model", "create", "med", "--from", "gpt-oss:20b",
+        capsys, sim, "model", "create", "med", "--from", "gpt-oss:20b",
         "--adapter", str(adapter), "--system", "You are a physician.", "--dry-run",
     )  # fmt: skip
     assert code == 0, err
@@ -179,20 +179,20 @@ def test_model_create_dry_run_prints_the_request(
         "system": "You are a physician.",
         "adapters": {"medical.gguf": str(adapter)},
     }
-    assert not [r for r in ollama.requests if r.endpoint in ("create", "blob")]
+    assert not [r for r in sim.requests if r.endpoint in ("create", "blob")]
 
 
-def test_model_create_usage_errors(ollama: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
-    assert koma(capsys, ollama, "model", "create", "x")[0] == 2  # neither --from nor --modelfile
-    code, _out, err = koma(capsys, ollama, "model", "create", "x", "--modelfile", "/nonexistent")
+def test_model_create_usage_errors(sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    assert koma(capsys, sim, "model", "create", "x")[0] == 2  # neither --from nor --modelfile
+    code, _out, err = koma(capsys, sim, "model", "create", "x", "--modelfile", "/nonexistent")
     assert code == 2 and "cannot read" in err
 
 
 def test_bench_reports_ttft_speed_and_memory(
-    ollama: Simulator, capsys: pytest.CaptureFixture[str]
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = koma(
-        capsys, ollama, "bench", "gpt-oss:20b", "--prompt", "one", "--prompt", "two", "--json"
+        capsys, sim, "bench", "gpt-oss:20b", "--prompt", "one", "--prompt", "two", "--json"
     )
     assert code == 0, err
     report = json.loads(out)
@@ -201,10 +201,10 @@ def test_bench_reports_ttft_speed_and_memory(
         assert run["ttft_ms"] is not None and run["tokens_per_second"] > 0
     assert report["summary"]["memory_used_bytes"] == 13_780_173_734  # Ollama's /api/ps size
     assert all(
-        r.body["options"]["num_predict"] == 128 for r in ollama.requests if r.endpoint == "chat"
+        r.body["options"]["num_predict"] == 128 for r in sim.requests if r.endpoint == "chat"
     )
 
-    code, out, err = koma(capsys, ollama, "bench", "gpt-oss:20b", "--prompt", "one")
+    code, out, err = koma(capsys, sim, "bench", "gpt-oss:20b", "--prompt", "one")
     assert code == 0, err
     assert "tokens/s" in out and "median" in out
 
@@ -218,10 +218,10 @@ def doctor(
 
 
 def test_doctor_says_why_the_120b_will_not_load_here_and_what_to_run(
-    ollama: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    sim: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(checks, "memory_probe", lambda: machine(32, 28))
-    code, rows = doctor(capsys, ollama, "--model", "gpt-oss:120b")
+    code, rows = doctor(capsys, sim, "--model", "gpt-oss:120b")
     assert code == 1
     memory = rows["memory"]
     assert memory["status"] == "error" and memory["fix"] == "koma pull gpt-oss:20b"
@@ -235,14 +235,14 @@ def test_doctor_says_why_the_120b_will_not_load_here_and_what_to_run(
 
 
 def test_doctor_on_a_big_machine_recommends_context_and_flags_a_numctx_too_large(
-    ollama: Simulator,
+    sim: Simulator,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     isolated: Path,
 ) -> None:
     monkeypatch.setattr(checks, "memory_probe", lambda: machine(96, 85))
     (isolated / ".koma.toml").write_text("num_ctx = 65536\n")
-    code, rows = doctor(capsys, ollama, "--model", "gpt-oss:120b")
+    code, rows = doctor(capsys, sim, "--model", "gpt-oss:120b")
     context = rows["context"]
     # 96 GB with 85 free holds the 120b with 8,192 tokens (see test_kv_context).
     assert context["status"] == "warn"
@@ -252,7 +252,7 @@ def test_doctor_on_a_big_machine_recommends_context_and_flags_a_numctx_too_large
 
 
 def test_doctor_warns_about_a_pair_that_evicts_itself_and_a_non_fim_completion_model(
-    ollama: Simulator,
+    sim: Simulator,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     isolated: Path,
@@ -261,7 +261,7 @@ def test_doctor_warns_about_a_pair_that_evicts_itself_and_a_non_fim_completion_m
     (isolated / ".koma.toml").write_text(
         'completion_model = "gpt-oss:20b"\n[memory]\nmax_memory_gb = 70\n'
     )
-    code, rows = doctor(capsys, ollama, "--model", "gpt-oss:120b")
+    code, rows = doctor(capsys, sim, "--model", "gpt-oss:120b")
     assert code == 0
     pair = rows["model pair"]
     assert pair["status"] == "warn" and "evict" in str(pair["detail"])

@@ -11,8 +11,8 @@ from koma.providers.base import ChatRequest
 from koma.providers.lmstudio import LMStudioProvider
 from koma.providers.ollama import OllamaProvider
 from koma.settings import MemorySettings
-from koma.simulator import Simulator
 from koma.types import Message, ModelInfo
+from koma_sim import Simulator
 
 MINUTE = 60.0
 

@@ -20,7 +20,7 @@ from koma.engine.lifecycle.variants import create_variant, harmony_warnings
 from koma.errors import CapabilityMissing, ConfigError, StreamError
 from koma.providers.lmstudio import LMStudioProvider
 from koma.providers.ollama import OllamaProvider
-from koma.simulator import SimModel, Simulator
+from koma_sim import SimModel, Simulator
 
 # The Modelfile of the GPT-OSS guide, verbatim (docs/local-models.md, "Custom variants", says
 # what Koma warns about in it).

@@ -10,8 +10,8 @@ from koma.engine.lifecycle.pull import PullProgress, PullSnapshot, format_eta, p
 from koma.errors import CapabilityMissing, StreamError
 from koma.providers.lmstudio import LMStudioProvider
 from koma.providers.ollama import OllamaProvider
-from koma.simulator import Simulator
-from koma.simulator.script import gpt_oss_120b
+from koma_sim import Simulator
+from koma_sim.script import gpt_oss_120b
 
 LAYER_A = "sha256:" + "a" * 64
 LAYER_B = "sha256:" + "b" * 64

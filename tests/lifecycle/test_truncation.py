@@ -13,8 +13,8 @@ from koma.engine.lifecycle.truncation import (
 from koma.engine.stream import collect, stream_completion_events, stream_events
 from koma.providers.base import ChatRequest, CompletionRequest
 from koma.providers.ollama import OllamaProvider
-from koma.simulator import Reply, Simulator
 from koma.types import GenerationSettings, Message, ToolCall
+from koma_sim import Reply, Simulator
 
 LONG = "def handler(event):\n    return event['value'] * 2\n" * 800  # ≈ 39,200 characters
 

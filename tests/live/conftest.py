@@ -30,6 +30,9 @@ from live_support import (
 
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[LiveServer]:
+    """A real OpenAI-compatible llama.cpp server with a real model, not the root `sim`: these
+    tests check what only a model shows (its tokens, its prompt cache, its timings), so one
+    server serves the whole session."""
     url = os.environ.get("KOMA_LIVE_BASE_URL")
     if url:
         url = url.rstrip("/")

@@ -8,7 +8,6 @@ output, and sleeping OpenMP threads (spinning ones stall on a busy two-core mach
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -16,19 +15,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from lsprotocol import types
-from pygls.protocol import default_converter
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
-from koma.simulator.env import isolated_env as koma_env
+from koma_sim.env import isolated_env as koma_env
+from lsp_support import KomaClient, capabilities_for, start_koma_lsp, stop_koma_lsp
 
 CHAT_FORMAT = "alpaca"
 START_SECONDS = 180.0
@@ -133,100 +129,23 @@ def tail(path: Path, chars: int = 4000) -> str:
 
 # ---------------------------------------------------------------- koma lsp as a real process
 
-LSP_COMMAND = [sys.executable, "-m", "koma", "lsp"]
+# A real model on a small machine answers in seconds, not milliseconds.
 LSP_WAIT_SECONDS = 90.0
 
 
-class LiveClient(LanguageClient):
-    """A pytest-lsp client that records `koma/chat/event` and `koma/status` notifications."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.chat_events: list[dict[str, Any]] = []
-        self.statuses: list[dict[str, Any]] = []
-        self.changed = asyncio.Event()
-
-    def events_of(self, chat_id: str, kind: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.chat_events
-            if e.get("chatId") == chat_id and (kind is None or e.get("type") == kind)
-        ]
-
-    async def wait_for(self, predicate: Callable[[], Any], what: str) -> Any:
-        """Wait until `predicate()` is truthy, re-checking whenever a notification arrives."""
-        deadline = time.monotonic() + LSP_WAIT_SECONDS
-        while not (value := predicate()):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {what}")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
-        return value
-
-    async def command(self, name: str, *arguments: Any) -> Any:
-        params = types.ExecuteCommandParams(command=name, arguments=list(arguments))
-        result = await asyncio.wait_for(
-            self.workspace_execute_command_async(params), LSP_WAIT_SECONDS
-        )
-        return plain(result)
-
-    def open(self, uri: str, text: str) -> None:
-        item = types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
-        self.text_document_did_open(types.DidOpenTextDocumentParams(text_document=item))
-
-
-def plain(value: Any) -> Any:
-    """pygls hands unknown payloads over as attribute objects; tests compare plain JSON."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple) and not hasattr(value, "_fields"):
-        return [plain(v) for v in value]
-    if hasattr(value, "_asdict"):
-        return {k: plain(v) for k, v in value._asdict().items()}
-    return value
-
-
-def make_client() -> LiveClient:
-    client = LiveClient(converter_factory=default_converter)
-    register_lsp_features(client, dict(DEFAULT_CLIENT_FEATURES))
-
-    @client.feature("koma/chat/event")
-    def on_chat_event(ls: LiveClient, params: Any) -> None:
-        ls.chat_events.append(plain(params))
-        ls.changed.set()
-
-    @client.feature("koma/status")
-    def on_status(ls: LiveClient, params: Any) -> None:
-        ls.statuses.append(plain(params))
-        ls.changed.set()
-
-    return client
-
-
 @contextlib.asynccontextmanager
-async def koma_lsp(koma: dict[str, Any], home: Path, workspace: Path) -> AsyncIterator[LiveClient]:
+async def koma_lsp(koma: dict[str, Any], home: Path, workspace: Path) -> AsyncIterator[KomaClient]:
     """`koma lsp` as a real process, initialized with `{"koma": koma}` as VS Code would."""
-    config = ClientServerConfig(
-        server_command=LSP_COMMAND, client_factory=make_client, server_env=koma_env(home)
+    client = await start_koma_lsp(
+        env=koma_env(home),
+        root=workspace,
+        capabilities=capabilities_for("visual_studio_code"),
+        initialization_options={"koma": koma},
+        folder_name="ws",
+        wait_seconds=LSP_WAIT_SECONDS,
+        command=[sys.executable, "-m", "koma", "lsp"],
     )
-    client = await config.start()
-    assert isinstance(client, LiveClient)
     try:
-        await asyncio.wait_for(
-            client.initialize_session(
-                types.InitializeParams(
-                    capabilities=client_capabilities("visual_studio_code"),
-                    root_uri=workspace.as_uri(),
-                    workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name="ws")],
-                    initialization_options={"koma": koma},
-                )
-            ),
-            LSP_WAIT_SECONDS,
-        )
         yield client
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.shutdown_session(), 15)
-        await client.stop()
+        await stop_koma_lsp(client, 15)

@@ -58,8 +58,8 @@ async def suggest(server: LiveServer, tmp_path: Path, route: str) -> tuple[list[
     workspace.mkdir(exist_ok=True)
     uri = (workspace / "calc.py").as_uri()
     async with koma_lsp(settings(server, route), home, workspace) as client:
-        client.open((workspace / "other.py").as_uri(), OTHER)
-        client.open(uri, SOURCE)
+        client.open_uri((workspace / "other.py").as_uri(), OTHER)
+        client.open_uri(uri, SOURCE)
         result = await asyncio.wait_for(
             client.text_document_inline_completion_async(
                 types.InlineCompletionParams(

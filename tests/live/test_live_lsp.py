@@ -61,7 +61,7 @@ async def test_inline_completion_returns_clean_text(
     uri = (workspace / "calc.py").as_uri()
     text = 'def add(a, b):\n    """Return the sum of a and b."""\n    return '
     async with koma_lsp(koma_settings(live_server), home, workspace) as client:
-        client.open(uri, text)
+        client.open_uri(uri, text)
         result = await asyncio.wait_for(
             client.text_document_inline_completion_async(
                 types.InlineCompletionParams(
@@ -91,7 +91,7 @@ async def test_code_action_resolves_to_an_edit(
     text = "def add(a, b):\n    return a + b\n"
     whole = types.Range(start=position(0, 0), end=position(1, 16))
     async with koma_lsp(koma_settings(live_server, maxTokens=120), home, workspace) as client:
-        client.open(uri, text)
+        client.open_uri(uri, text)
         actions = await client.text_document_code_action_async(
             types.CodeActionParams(
                 text_document=types.TextDocumentIdentifier(uri=uri),

@@ -18,9 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from cli_support import isolated_project  # noqa: F401  (autouse: an empty project, no KOMA_*)
 from koma import generate
 from koma.cli import main as koma_main
+
+# An empty project and no KOMA_* variables (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isolated")
 
 # Listed after the two models the `sim` fixture installs, and the only one loaded: every entry
 # point must pick it when no model is configured.

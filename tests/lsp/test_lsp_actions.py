@@ -9,7 +9,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 SOURCE = (
     "import os\n"

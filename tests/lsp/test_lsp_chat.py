@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 HARMONY = (
     "<|channel|>analysis<|message|>The user greets me; answer briefly.<|end|>"

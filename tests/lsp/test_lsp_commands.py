@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from lsprotocol import types
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b
+from koma_sim import Reply, Simulator, gpt_oss_20b
 
 FIM_MODEL = "qwen2.5-coder:1.5b"
 
@@ -20,12 +20,9 @@ def generations(sim: Simulator) -> list[Any]:
 
 
 @pytest.fixture
-def openai_sim() -> Iterator[Simulator]:
+def openai_sim(start_sim: Callable[..., Simulator]) -> Simulator:
     """A llama.cpp-style OpenAI-compatible server, which cannot load or unload models."""
-    server = Simulator(models=[gpt_oss_20b()], flavor="llamacpp")
-    server.start()
-    yield server
-    server.stop()
+    return start_sim(models=[gpt_oss_20b()], flavor="llamacpp")
 
 
 async def test_startup_and_status_never_touch_the_provider(lsp: Any, sim: Simulator) -> None:

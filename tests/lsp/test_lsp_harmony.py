@@ -17,7 +17,7 @@ from test_lsp_chat import assert_well_formed, streamed
 
 from harmony_vectors import VECTORS
 from koma.engine.harmony import is_builtin_tool
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 # The first answer shows the server sends raw Harmony; from then on the language server holds
 # an answer's start back, so the vectors that begin inside a prompt-opened channel parse too.

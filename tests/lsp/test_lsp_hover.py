@@ -7,7 +7,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 SOURCE = "def area(r):\n    return 3.14 * r * r\n\nprint(area(2))\n"
 NEW = "def area(r):\n    return math.pi * r ** 2"

@@ -8,9 +8,8 @@ Neovim 0.12 and current VS Code declare it); the fallback test uses them unchang
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,9 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator
+from koma_sim.env import isolated_env
+from koma_sim.script import RequestRecord, qwen_coder
 
 FIM_MODEL = "qwen2.5-coder:1.5b"
 CHAT_MODEL = "gpt-oss:20b"
@@ -29,26 +29,20 @@ CURSOR = types.Position(line=1, character=11)
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    server = Simulator(models=[gpt_oss_20b(), qwen_coder()], ttft_ms=20, token_delay_ms=5)
-    server.start()
-    yield server
-    server.stop()
+def sim_options() -> dict[str, Any]:
+    """The root `sim` with a model's pace: 20 ms to the first token, 5 ms a token."""
+    return {"ttft_ms": 20, "token_delay_ms": 5}
 
 
 @pytest.fixture
 async def lsp(tmp_path: Path) -> AsyncIterator[LanguageClient]:
-    """A started `koma lsp` process that reads no user or project config."""
-    env = {
-        **os.environ,
-        "HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "KOMA_CONFIG": str(tmp_path / "none.toml"),
-    }
-    for key in ("KOMA_PROVIDER", "KOMA_BASE_URL", "KOMA_MODEL", "KOMA_API_KEY"):
-        env.pop(key, None)
+    """A started, not yet initialized `koma lsp` process that reads no user or project config.
+
+    Unlike the root `lsp` factory, each test initializes it itself (`initialize`): with the
+    inline-completion capability added to the profile, or, for the fallback, without.
+    """
     config = ClientServerConfig(
-        server_command=[sys.executable, "-m", "koma", "lsp"], server_env=env
+        server_command=[sys.executable, "-m", "koma", "lsp"], server_env=isolated_env(tmp_path)
     )
     client = await config.start()
     yield client

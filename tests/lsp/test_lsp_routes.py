@@ -8,33 +8,29 @@ doctor rows (`koma.doctor`, which `:checkhealth koma` shows).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from lsprotocol import types
 
-from koma.simulator import Reply, Simulator
-from koma.simulator.script import RequestRecord, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator
+from koma_sim.script import RequestRecord, gpt_oss_20b, qwen_coder
 
 SOURCE = "import math\n\ndef area(r):\n    return \n"
 CURSOR = types.Position(line=3, character=11)
 
 
 @pytest.fixture
-def llama_fim() -> Iterator[Simulator]:
-    server = Simulator(models=[qwen_coder()], flavor="llamacpp")
-    server.start()
-    yield server
-    server.stop()
+def llama_fim(start_sim: Callable[..., Simulator]) -> Simulator:
+    """llama-server with a FIM model: `/infill` is the route."""
+    return start_sim(models=[qwen_coder()], flavor="llamacpp")
 
 
 @pytest.fixture
-def llama_plain() -> Iterator[Simulator]:
-    server = Simulator(models=[gpt_oss_20b()], flavor="llamacpp")
-    server.start()
-    yield server
-    server.stop()
+def llama_plain(start_sim: Callable[..., Simulator]) -> Simulator:
+    """llama-server with a model that has no FIM tokens."""
+    return start_sim(models=[gpt_oss_20b()], flavor="llamacpp")
 
 
 def with_inline(capabilities: types.ClientCapabilities) -> types.ClientCapabilities:

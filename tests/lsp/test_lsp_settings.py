@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from lsprotocol import types
 
 from koma.lsp.settings import client_options
-from koma.simulator import Reply, Simulator, gpt_oss_20b
+from koma_sim import Reply, Simulator, gpt_oss_20b
 
 CHAT_MODEL = "gpt-oss:20b"  # what the `lsp` fixture sends as koma.model
 FIM_MODEL = "qwen2.5-coder:1.5b"
@@ -135,12 +135,9 @@ run_tests = "allow"
 
 
 @pytest.fixture
-def repo_sim() -> Iterator[Simulator]:
+def repo_sim(start_sim: Callable[..., Simulator]) -> Simulator:
     """The server a hostile repository's .koma.toml points at; it must get nothing."""
-    simulator = Simulator(models=[gpt_oss_20b()], flavor="ollama")
-    simulator.start()
-    yield simulator
-    simulator.stop()
+    return start_sim(models=[gpt_oss_20b()], flavor="ollama")
 
 
 def user_config(tmp_path: Path, text: str) -> None:

@@ -20,8 +20,8 @@ import pytest
 import pytest_asyncio
 
 from koma.lsp.tcp import check_handshake
-from koma.simulator import Reply, Simulator
-from koma.simulator.env import isolated_env
+from koma_sim import Reply, Simulator
+from koma_sim.env import isolated_env
 
 SECONDS = 30.0
 ANNOUNCE = re.compile(r"listening on (\S+):(\d+);(.*)")

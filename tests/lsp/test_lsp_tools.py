@@ -13,7 +13,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from koma.simulator import Reply, SimModel, Simulator
+from koma_sim import Reply, SimModel, Simulator
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 HARMONY = "<|channel|>commentary to=functions.read_file <|constrain|>json<|message|>{args}<|call|>"

@@ -7,17 +7,17 @@ test folders' conftest modules).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pynvim
 import pytest
 from nvim_harness import PLUGIN, REPO, Editor, nvim_binary
 
-from koma.simulator import SimModel, Simulator
+from koma_sim import SimModel
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,17 +29,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    """A simulated Ollama serving gpt-oss:120b (tools + thinking) and a FIM model."""
-    models = [
-        SimModel(name="gpt-oss:120b", capabilities=["completion", "tools", "thinking"]),
-    ]
-    simulator = Simulator(models=models, flavor="ollama")
-    simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def sim_options() -> dict[str, Any]:
+    """The root `sim` as a simulated Ollama serving gpt-oss:120b (tools + thinking)."""
+    return {
+        "models": [SimModel(name="gpt-oss:120b", capabilities=["completion", "tools", "thinking"])]
+    }
 
 
 @pytest.fixture
@@ -80,28 +74,6 @@ def editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Editor]:
         except Exception:  # the editor may already be gone; closing below still applies
             pass
         nvim.close()
-
-
-@pytest.fixture(scope="session")
-def koma_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Koma's wheel built from this checkout (as the README and `npm run package` build it)."""
-    out = tmp_path_factory.mktemp("wheel")
-    # From a copy: setuptools' build/ scratch directory stays out of the checkout.
-    src = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    shutil.copytree(
-        REPO / "server",
-        src / "server",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"),
-    )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
-        check=True,
-        capture_output=True,
-    )
-    (built,) = out.glob("koma_lsp-*.whl")
-    return built
 
 
 @pytest.fixture(scope="session")

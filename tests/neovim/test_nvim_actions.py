@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nvim_harness import Editor
 
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 FENCE = "`" * 3
 SOURCE = "def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n"

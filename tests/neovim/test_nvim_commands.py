@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nvim_harness import Editor
 
-from koma.simulator import Reply, SimModel, Simulator
+from koma_sim import Reply, SimModel, Simulator
 
 CHAT_LINES = "vim.api.nvim_buf_get_lines(require('koma.chat').state.buf, 0, -1, false)"
 CHAT_DONE = "require('koma.chat').state.buf and not require('koma.chat').state.pending"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nvim_harness import PLUGIN, SERVER_CMD, Editor
 
-from koma.simulator import Simulator
+from koma_sim import Simulator
 
 
 def test_server_settings_are_sent_as_written(editor: Editor) -> None:

@@ -11,7 +11,7 @@ import time
 
 from nvim_harness import Editor
 
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 MARKER = "MARKER_CONSTANT = 42"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from nvim_harness import PLUGIN, nvim_binary
 
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 
 @pytest.mark.timeout(300)

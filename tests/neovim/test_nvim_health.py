@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nvim_harness import Editor
 
-from koma.simulator import Simulator
+from koma_sim import Simulator
 
 
 def checkhealth(editor: Editor) -> str:

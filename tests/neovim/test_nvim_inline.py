@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from nvim_harness import Editor
 
-from koma.simulator import Reply, Simulator
+from koma_sim import Reply, Simulator
 
 SECRETS = ("SECRET", "analysis", "<think>", "<|channel|>")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from nvim_harness import Editor
 from test_nvim_trust import SCRIPTED_SELECT
 
-from koma.simulator import Simulator
+from koma_sim import Simulator
 
 
 def test_the_real_server_asks_and_trust_is_stored(editor: Editor, sim: Simulator) -> None:

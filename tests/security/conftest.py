@@ -1,4 +1,9 @@
-"""Fixtures of the end-to-end attack suite (helpers in `sec_support`)."""
+"""Fixtures of the end-to-end attack suite (helpers in `sec_support`).
+
+The two servers are module-scoped, unlike the root `sim` fixture: each module drives one
+`koma lsp` (or one hostile home) through many cases, and a case resets what it scripted
+(`model.reset()`) instead of paying for a new server and a new editor session.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +13,29 @@ from pathlib import Path
 import pytest
 from sec_support import Home, build_home
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator, gpt_oss_20b
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model() -> Iterator[Simulator]:
     """The model server the user chose (scripted: it plays the hostile model)."""
-    sim = Simulator(models=[gpt_oss_20b(), qwen_coder()], flavor="ollama")
-    sim.set_default_reply(Reply(content="Done."))
-    sim.start()
-    yield sim
-    sim.stop()
+    with Simulator(default_reply=Reply(content="Done.")) as sim:
+        yield sim
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def evil() -> Iterator[Simulator]:
     """A server the repository names; it must never get a request, a key or code."""
-    sim = Simulator(models=[gpt_oss_20b()], flavor="vllm")
-    sim.set_default_reply(Reply(content="EVIL SERVER ANSWER"))
-    sim.start()
-    yield sim
-    sim.stop()
+    with Simulator(
+        models=[gpt_oss_20b()], flavor="vllm", default_reply=Reply(content="EVIL SERVER ANSWER")
+    ) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def sims(model: Simulator, evil: Simulator) -> tuple[Simulator, Simulator]:
+    """The user's server and the hostile one, for cases that point Koma at both."""
+    return model, evil
 
 
 @pytest.fixture

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, client_capabilities
 
-from koma.simulator import Reply, Simulator
-from koma.simulator.env import isolated_env
-from lsp.conftest import WAIT_SECONDS, KomaClient, as_dict, make_client
+from koma_sim import Reply, Simulator
+from koma_sim.env import isolated_env
+from lsp_support import KomaClient, as_dict, capabilities_for, start_koma_lsp, stop_koma_lsp
 
 CHAT_MODEL = "gpt-oss:20b"
 STATUS_BUDGET_S = 1.0
@@ -235,39 +234,24 @@ async def start_lsp(
     No `baseUrl` is sent by the editor unless `koma` says so, so the user's config file and the
     project file decide where the model is.
     """
-    config = ClientServerConfig(
-        server_command=[sys.executable, "-m", "koma.lsp"],
-        client_factory=make_client,
-        server_env=env or home.env(),
-    )
-    lsp_client = await config.start()
-    assert isinstance(lsp_client, KomaClient)
-    editor = Editor(lsp_client, answer)
     root = folder or home.ws
-    lsp_client.root = root
     options: dict[str, Any] = {"koma": koma or {}}
     if client is not None:
         options["client"] = client
-    await asyncio.wait_for(
-        lsp_client.initialize_session(
-            types.InitializeParams(
-                capabilities=client_capabilities(profile),
-                root_uri=root.as_uri(),
-                workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
-                initialization_options=options,
-            )
-        ),
-        WAIT_SECONDS,
+    editors: list[Editor] = []
+    lsp_client = await start_koma_lsp(
+        env=env or home.env(),
+        root=root,
+        capabilities=capabilities_for(profile),
+        initialization_options=options,
+        # The editor answers from the start: the server may ask as soon as it is initialized.
+        before_initialize=lambda started: editors.append(Editor(started, answer)),
     )
-    return lsp_client, editor
+    return lsp_client, editors[0]
 
 
 async def stop_lsp(client: KomaClient) -> None:
-    try:
-        await asyncio.wait_for(client.shutdown_session(), 5)
-    except Exception:
-        pass
-    await client.stop()
+    await stop_koma_lsp(client, 5)
 
 
 async def status_time(client: KomaClient) -> float:

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ from sec_support import (
     user_config_for,
 )
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
+from koma_sim import Simulator
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -59,16 +59,6 @@ def unblock(fifo: Path) -> None:
     """Let a reader stuck in open() of the FIFO go (a writer opens and closes it)."""
     with contextlib.suppress(OSError):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Simulator]:
-    sim = Simulator(
-        models=[gpt_oss_20b(), qwen_coder()], flavor="ollama", default_reply=Reply(content="Done.")
-    )
-    sim.start()
-    yield sim
-    sim.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

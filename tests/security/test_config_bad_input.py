@@ -27,7 +27,7 @@ from sec_support import (
     user_config_for,
 )
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator, gpt_oss_20b, qwen_coder
 
 DEEP = 3000
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ from sec_support import (
     user_config_for,
 )
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
+from koma_sim import Simulator
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -54,20 +54,6 @@ class Session:
         self.home, self.model, self.evil = home, model, evil
         self.client: KomaClient
         self.editor: Editor
-
-
-@pytest.fixture(scope="module")
-def sims() -> Iterator[tuple[Simulator, Simulator]]:
-    model = Simulator(
-        models=[gpt_oss_20b(), qwen_coder()], flavor="ollama", default_reply=Reply(content="Done.")
-    )
-    evil = Simulator(models=[gpt_oss_20b()], flavor="vllm")
-    evil.set_default_reply(Reply(content="EVIL SERVER ANSWER"))
-    model.start()
-    evil.start()
-    yield model, evil
-    model.stop()
-    evil.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,7 @@ from sec_support import (
     user_config_for,
 )
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
-
-
-@pytest.fixture(scope="module")
-def sims() -> Iterator[tuple[Simulator, Simulator]]:
-    model = Simulator(
-        models=[gpt_oss_20b(), qwen_coder()], flavor="ollama", default_reply=Reply(content="Done.")
-    )
-    evil = Simulator(models=[gpt_oss_20b()], flavor="vllm")
-    model.start()
-    evil.start()
-    yield model, evil
-    model.stop()
-    evil.stop()
+from koma_sim import Reply, Simulator
 
 
 def spelled(marker: Path, evil_url: str, form: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from sec_support import (
     user_config_for,
 )
 
-from koma.simulator import Reply, Simulator, gpt_oss_20b, qwen_coder
+from koma_sim import Reply, Simulator
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -80,16 +80,6 @@ class Jailed:
         if isinstance(value, dict):
             return {k: self.fill(v) for k, v in value.items()}
         return value
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Simulator]:
-    sim = Simulator(
-        models=[gpt_oss_20b(), qwen_coder()], flavor="ollama", default_reply=Reply(content="Done.")
-    )
-    sim.start()
-    yield sim
-    sim.stop()
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="module")

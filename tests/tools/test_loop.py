@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,8 +14,6 @@ from koma.engine.tools.policy import PolicyGate
 from koma.engine.tools.toolkit import Tool
 from koma.errors import ProviderError
 from koma.providers.base import Provider
-from koma.providers.registry import create_provider
-from koma.simulator import Reply, SimModel, Simulator
 from koma.types import (
     ChannelEnd,
     ChannelStart,
@@ -26,6 +23,7 @@ from koma.types import (
     ToolCall,
     ToolCallEvent,
 )
+from koma_sim import Reply, SimModel, Simulator, default_models
 
 MODEL = "gpt-oss:20b"
 READ_A = {"name": "read_file", "arguments": {"path": "a.py"}}
@@ -33,12 +31,9 @@ HARMONY_CALL = "<|channel|>commentary to=functions.read_file <|constrain|>json<|
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[Simulator, Provider]]:
-    with Simulator(flavor="ollama") as sim:
-        sim.add_model(SimModel(name="llama3:8b", capabilities=["completion"]))
-        provider = create_provider("ollama", sim.url)
-        yield sim, provider
-        await provider.aclose()
+def sim_options() -> dict[str, Any]:
+    """The default models plus one without tool support."""
+    return {"models": [*default_models(), SimModel(name="llama3:8b", capabilities=["completion"])]}
 
 
 class Turn:
@@ -90,9 +85,8 @@ def well_formed(events: list[TurnEvent]) -> None:
 
 
 async def test_bad_calls_are_fed_back_and_tools_withdrawn_after_three(
-    trap: Trap, server: Any
+    trap: Trap, sim: Simulator, provider: Provider
 ) -> None:
-    sim, provider = server
     sim.add_reply(
         Reply(tool_calls=[{"name": "write_file", "arguments": {"path": "a.py"}}], times=1)
     )
@@ -116,8 +110,9 @@ async def test_bad_calls_are_fed_back_and_tools_withdrawn_after_three(
     assert [r.outcome.ok for r in turn.of(ToolResultEvent)] == [False, False, False]
 
 
-async def test_a_leaked_harmony_call_with_broken_json_is_fed_back(trap: Trap, server: Any) -> None:
-    sim, provider = server
+async def test_a_leaked_harmony_call_with_broken_json_is_fed_back(
+    trap: Trap, sim: Simulator, provider: Provider
+) -> None:
     sim.add_reply(Reply(content=HARMONY_CALL.replace("{}", '{"path": "a.py"'), times=1))
     sim.add_reply(Reply(content=HARMONY_CALL.replace("{}", '{"path": "a.py"}'), times=1))
     sim.add_reply(Reply(content="It adds two numbers."))
@@ -133,8 +128,9 @@ async def test_a_leaked_harmony_call_with_broken_json_is_fed_back(trap: Trap, se
     well_formed(turn.events)
 
 
-async def test_a_tool_call_parse_error_is_retried_once(trap: Trap, server: Any) -> None:
-    sim, provider = server
+async def test_a_tool_call_parse_error_is_retried_once(
+    trap: Trap, sim: Simulator, provider: Provider
+) -> None:
     broken = 'error parsing tool call: raw=\'{"path": "a.py\''
     sim.add_reply(Reply(status=500, error=broken, times=1))
     sim.add_reply(Reply(tool_calls=[READ_A], times=1))
@@ -145,9 +141,8 @@ async def test_a_tool_call_parse_error_is_retried_once(trap: Trap, server: Any) 
 
 
 async def test_a_repeated_parse_error_ends_the_turn_with_a_clear_error(
-    trap: Trap, server: Any
+    trap: Trap, sim: Simulator, provider: Provider
 ) -> None:
-    sim, provider = server
     sim.add_reply(Reply(status=500, error="error parsing tool call: raw='{'", times=2))
     turn = Turn(trap.loop())
     with pytest.raises(ProviderError) as err:
@@ -158,9 +153,8 @@ async def test_a_repeated_parse_error_ends_the_turn_with_a_clear_error(
 
 
 async def test_a_parse_error_mid_stream_closes_the_open_channel_before_the_retry(
-    trap: Trap, server: Any
+    trap: Trap, sim: Simulator, provider: Provider
 ) -> None:
-    sim, provider = server
     sim.add_reply(
         Reply(
             thinking="Let me look at the file.",
@@ -176,9 +170,8 @@ async def test_a_parse_error_mid_stream_closes_the_open_channel_before_the_retry
 
 
 async def test_a_model_without_tools_gets_the_text_protocol_announced_once(
-    trap: Trap, server: Any
+    trap: Trap, sim: Simulator, provider: Provider
 ) -> None:
-    sim, provider = server
     call = '```json\n{"tool": "read_file", "arguments": {"path": "a.py"}}\n```'
     sim.add_reply(Reply(content=call, times=1))
     sim.add_reply(Reply(content="It adds two numbers.", times=1))
@@ -215,9 +208,8 @@ async def test_a_model_without_tools_gets_the_text_protocol_announced_once(
 
 
 async def test_a_json_call_in_the_final_channel_is_recovered_not_shown(
-    trap: Trap, server: Any
+    trap: Trap, sim: Simulator, provider: Provider
 ) -> None:
-    sim, provider = server
     sim.add_reply(
         Reply(
             thinking="I will read it.",
@@ -236,9 +228,8 @@ async def test_a_json_call_in_the_final_channel_is_recovered_not_shown(
 
 
 async def test_an_answer_that_is_json_but_no_call_streams_unchanged(
-    trap: Trap, server: Any
+    trap: Trap, sim: Simulator, provider: Provider
 ) -> None:
-    sim, provider = server
     answer = '{"name": "Ada", "born": 1815}\n\nThat is the record.'
     sim.add_reply(Reply(content=answer))
     turn = Turn(trap.loop())
@@ -247,8 +238,9 @@ async def test_an_answer_that_is_json_but_no_call_streams_unchanged(
     assert result.tool_calls == [] and len(bodies(sim)) == 1
 
 
-async def test_the_step_limit_withdraws_tools_and_says_so(trap: Trap, server: Any) -> None:
-    sim, provider = server
+async def test_the_step_limit_withdraws_tools_and_says_so(
+    trap: Trap, sim: Simulator, provider: Provider
+) -> None:
     sim.set_default_reply(Reply(tool_calls=[READ_A]))
     loop = ToolLoop(trap.tools().toolkit(), gate=PolicyGate({"read_file": "allow"}), max_steps=2)
     turn = Turn(loop)
@@ -263,9 +255,8 @@ async def test_the_step_limit_withdraws_tools_and_says_so(trap: Trap, server: An
 
 
 async def test_reasoning_stays_inside_the_loop_and_is_dropped_after_it(
-    trap: Trap, server: Any
+    trap: Trap, sim: Simulator, provider: Provider
 ) -> None:
-    sim, provider = server
     sim.add_reply(Reply(thinking="SECRET-STEP: read a.py first.", tool_calls=[READ_A], times=1))
     sim.add_reply(Reply(thinking="SECRET-FINAL", content="It adds.", times=1))
     sim.add_reply(Reply(content="You're welcome."))
@@ -361,9 +352,8 @@ async def test_an_invalid_call_is_refused_before_the_user_is_asked(trap: Trap) -
 
 
 async def test_tools_are_withdrawn_once_results_fill_their_share_of_the_context(
-    trap: Trap, server: Any
+    trap: Trap, sim: Simulator, provider: Provider
 ) -> None:
-    sim, provider = server
     (trap.ws / "long.txt").write_text("word " * 2000)
     sim.add_reply(Reply(tool_calls=[{"name": "read_file", "arguments": {"path": "long.txt"}}]))
     gate = PolicyGate({"read_file": "allow"})

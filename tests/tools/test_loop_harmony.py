@@ -12,8 +12,8 @@ from harmony_vectors import by_id
 from koma.engine.chat import Conversation, ToolResultEvent, TurnEvent, run_turn
 from koma.providers.ollama import OllamaProvider
 from koma.providers.openai_compat import OpenAICompatProvider
-from koma.simulator import Reply, Simulator
 from koma.types import GenerationSettings, TextDelta, ToolCallEvent
+from koma_sim import Reply, Simulator
 
 MODEL = "gpt-oss:20b"
 READ_A = {"name": "read_file", "arguments": {"path": "a.py"}}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,9 +10,8 @@ import pytest
 from koma import GenerationSettings, Message, generate_text, stream_text
 from koma.engine.tools import Tool, ToolArgumentError, ToolError, Toolkit, as_toolkit, tool, toolkit
 from koma.providers.base import Provider
-from koma.providers.registry import create_provider
-from koma.simulator import Reply, Simulator
 from koma.types import Done, ToolCallEvent
+from koma_sim import Reply, Simulator
 
 
 @toolkit
@@ -141,17 +139,9 @@ def test_what_cannot_be_a_tool_is_said_clearly() -> None:
 
 
 @pytest.fixture(params=["ollama", "lmstudio"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Simulator, Provider]]:
-    flavor = request.param
-    with Simulator(flavor=flavor) as sim:
-        if flavor == "ollama":
-            provider = create_provider("ollama", sim.url)
-        else:
-            provider = create_provider("lmstudio", sim.openai_url)
-        try:
-            yield sim, provider
-        finally:
-            await provider.aclose()
+def sim_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Each tool test runs against Ollama's native wire and LM Studio's OpenAI-compatible one."""
+    return {"flavor": request.param}
 
 
 def chat_bodies(sim: Simulator) -> list[dict[str, Any]]:
@@ -159,9 +149,9 @@ def chat_bodies(sim: Simulator) -> list[dict[str, Any]]:
 
 
 async def test_generate_text_runs_the_guides_math_tools(
-    backend: tuple[Simulator, Provider],
+    sim: Simulator,
+    provider: Provider,
 ) -> None:
-    sim, provider = backend
     sim.add_reply(
         Reply(
             thinking="I should compute the integral with the tool.",
@@ -192,9 +182,9 @@ async def test_generate_text_runs_the_guides_math_tools(
 
 
 async def test_stream_text_streams_every_step_and_one_done(
-    backend: tuple[Simulator, Provider],
+    sim: Simulator,
+    provider: Provider,
 ) -> None:
-    sim, provider = backend
     sim.add_reply(
         Reply(tool_calls=[{"name": "calculate", "arguments": {"expression": "2^8"}}], times=1)
     )
@@ -213,8 +203,7 @@ async def test_stream_text_streams_every_step_and_one_done(
     assert "only arithmetic is allowed" in chat_bodies(sim)[1]["messages"][-1]["content"]
 
 
-async def test_raw_definitions_are_only_sent_not_run(backend: tuple[Simulator, Provider]) -> None:
-    sim, provider = backend
+async def test_raw_definitions_are_only_sent_not_run(sim: Simulator, provider: Provider) -> None:
     sim.add_reply(Reply(tool_calls=[{"name": "calculate", "arguments": {"expression": "1"}}]))
     result = await generate_text(
         "gpt-oss:20b", prompt="1?", tools=as_toolkit(MathTools()).definitions(), provider=provider

@@ -40,12 +40,12 @@ fail() { printf '[e2e] error: %s\n' "$*" >&2; exit 1; }
 # The interpreter Koma is installed in (it also runs the simulator).
 PYTHON=""
 for candidate in python python3; do
-  if command -v "$candidate" >/dev/null && "$candidate" -c 'import koma.simulator' 2>/dev/null; then
+  if command -v "$candidate" >/dev/null && "$candidate" -c 'import koma, koma_sim' 2>/dev/null; then
     PYTHON="$(command -v "$candidate")"
     break
   fi
 done
-[[ -n "$PYTHON" ]] || fail "no python on PATH can import koma; install Koma first (scripts/install.sh)"
+[[ -n "$PYTHON" ]] || fail "no python on PATH can import koma and koma_sim; install Koma first (scripts/install.sh dev)"
 PYTHON_EXE="$("$PYTHON" -c 'import sys; print(sys.executable)')"
 
 RUN="$(mktemp -d "${TMPDIR:-/tmp}/koma-vscode-e2e.XXXXXX")"
@@ -99,7 +99,7 @@ unset KOMA_PROVIDER KOMA_BASE_URL KOMA_MODEL KOMA_API_KEY KOMA_CONFIG
 mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_CACHE_HOME"
 
 # 3. The loopback Ollama simulator --------------------------------------------------------------
-setsid "$PYTHON" -m koma.simulator --port 0 --script "$HERE/src/test/e2e/fixtures/sim-script.json" \
+setsid "$PYTHON" -m koma_sim --port 0 --script "$HERE/src/test/e2e/fixtures/sim-script.json" \
   >"$RUN/simulator.log" 2>&1 &
 pids+=($!)
 wait_for "the simulator" 30 "${pids[-1]}" grep -q '^listening on ' "$RUN/simulator.log"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from koma.simulator.playback import Playback
-from koma.simulator.script import SimModel
-from koma.simulator.transport import Exchange
+from koma_sim.playback import Playback
+from koma_sim.script import SimModel
+from koma_sim.transport import Exchange
 
 
 def resolve_model(ex: Exchange, name: Any) -> SimModel | None:

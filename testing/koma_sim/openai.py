@@ -12,9 +12,9 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from koma.simulator import oai_meta
-from koma.simulator.playback import Playback, finish_time, ms, play, split_fragments
-from koma.simulator.script import (
+from koma_sim import oai_meta
+from koma_sim.playback import Playback, finish_time, ms, play, split_fragments
+from koma_sim.script import (
     Reply,
     SimModel,
     count_tokens,
@@ -22,10 +22,10 @@ from koma.simulator.script import (
     prompt_text,
     render_messages,
 )
-from koma.simulator.transport import Exchange, Route
+from koma_sim.transport import Exchange, Route
 
 if TYPE_CHECKING:
-    from koma.simulator.simulator import Simulator
+    from koma_sim.simulator import Simulator
 
 SSE = "text/event-stream"
 DEFAULT_REASONING = {
@@ -215,7 +215,7 @@ class Job:
         )
 
     def _error_body(self) -> dict[str, Any]:
-        from koma.simulator.simulator import openai_error
+        from koma_sim.simulator import openai_error
 
         status = self.reply.status if self.reply.status >= 400 else 500
         message = self.reply.error or "an error was encountered while running the model"

@@ -1,4 +1,4 @@
-"""`python -m koma.simulator`: run the simulator as a separate process for editor end-to-end
+"""`python -m koma_sim`: run the simulator as a separate process for editor end-to-end
 tests, scripted from a JSON file, until killed.
 """
 
@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from koma.simulator.script import FLAVORS, model_from_dict, reply_from_dict
-from koma.simulator.simulator import Simulator
+from koma_sim.script import FLAVORS, model_from_dict, reply_from_dict
+from koma_sim.simulator import Simulator
 
 
 def load_script(path: Path) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def build(args: argparse.Namespace) -> Simulator:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; print the URL once ready."""
-    parser = argparse.ArgumentParser(prog="python -m koma.simulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m koma_sim", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free)")
     parser.add_argument("--flavor", choices=FLAVORS, default=None)
     parser.add_argument("--script", help="JSON file with models, replies and default reply")
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         sim = build(args)
         url = sim.start(args.port)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        print(f"koma.simulator: {exc}", file=sys.stderr, flush=True)
+        print(f"koma_sim: {exc}", file=sys.stderr, flush=True)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

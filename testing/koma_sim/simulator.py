@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from koma.simulator import blobs, llamacpp, lmstudio, ollama, openai
-from koma.simulator.script import (
+from koma_sim import blobs, llamacpp, lmstudio, ollama, openai
+from koma_sim.script import (
     FLAVORS,
     Reply,
     RequestRecord,
@@ -21,8 +21,8 @@ from koma.simulator.script import (
     default_catalog,
     default_models,
 )
-from koma.simulator.store import ModelStore
-from koma.simulator.transport import Exchange, Route, SimHTTPServer, serve_in_thread
+from koma_sim.store import ModelStore
+from koma_sim.transport import Exchange, Route, SimHTTPServer, serve_in_thread
 
 RouteTable = dict[tuple[str, str], tuple[str, Route]]
 DEFAULT_REPLY_TEXT = "Hello from the simulator."

@@ -1,49 +1,24 @@
-"""Shared fixtures for end-to-end tests of the real `koma lsp` process.
+"""The language-server client every end-to-end test drives `koma lsp` with.
 
-Reuse them from any test module under `tests/lsp/`:
-
-    async def test_something(lsp, sim):
-        sim.add_reply(Reply(content="..."))               # script the loopback model server
-        client = await lsp()                             # spawn + initialize the real server
-        client.open("a.py", "x = 1\\n")                   # didOpen; returns the document uri
-        result = await client.command("koma.chat", {"message": "hi"})
-        events = client.chat_events                       # every koma/chat/event payload
-        await client.wait_for(lambda: ..., "what we wait for")
-
-- `sim`: a started `koma.simulator.Simulator` (Ollama flavour, gpt-oss:20b + qwen2.5-coder).
-- `profile_capabilities`: a modifiable copy of the current profile's client capabilities.
-- `dead_url`: a loopback URL where nothing listens (a provider that is down).
-- `client_profile`: parametrized — every test using `lsp` runs once as Neovim and once as
-  VS Code (pytest-lsp's recorded client capabilities).
-- `lsp(settings=None, init_options=None, configuration=None, profile=None, env=None,
-  capabilities=None)`: starts
-  `python -m koma.lsp` pointed at `sim` (provider ollama, baseUrl sim.url, model gpt-oss:20b,
-  unless `settings` overrides keys / `init_options` replaces initializationOptions entirely;
-  `configuration` is what the client answers to workspace/configuration, `env` adds server
-  environment variables, `capabilities` replaces the profile's),
-  isolated from the user's config files and environment, and returns an initialized
-  `KomaClient`. Shutdown happens at teardown.
+The `lsp` fixture (tests/conftest.py) starts one against the `sim` fixture; the attack suite
+(tests/security) starts one against its own hostile home with `start_koma_lsp`. Both get a
+`KomaClient`: a pytest-lsp client that also records Koma's own notifications and whose waits
+wake on every notification, so a test waits for what it expects instead of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-import pytest_asyncio
 from lsprotocol import types
 from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
-
-from koma.simulator import SimModel, Simulator, gpt_oss_20b, qwen_coder
-from koma.simulator.env import isolated_env
 
 PROFILES = ("neovim", "visual_studio_code")
 CHAT_MODEL = "gpt-oss:20b"
@@ -53,6 +28,9 @@ SERVER_COMMAND = [sys.executable, "-m", "koma.lsp"]
 
 class KomaClient(LanguageClient):
     """A pytest-lsp client that also records Koma's own notifications."""
+
+    # How long a request or a wait may take (a real model needs longer than the simulator).
+    wait_seconds = WAIT_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,10 +49,10 @@ class KomaClient(LanguageClient):
         self._changed.set()
 
     async def wait_for(
-        self, predicate: Callable[[], Any], what: str, seconds: float = WAIT_SECONDS
+        self, predicate: Callable[[], Any], what: str, seconds: float | None = None
     ) -> Any:
         """Wait until `predicate()` is truthy, re-checking whenever a notification arrives."""
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + (self.wait_seconds if seconds is None else seconds)
         while True:
             value = predicate()
             if value:
@@ -88,12 +66,28 @@ class KomaClient(LanguageClient):
             except TimeoutError:
                 pass
 
-    def events_of(self, chat_id: str) -> list[dict[str, Any]]:
-        return [e for e in self.chat_events if e.get("chatId") == chat_id]
+    def events_of(self, chat_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """The chat's `koma/chat/event` payloads so far (only those of type `kind`, if given)."""
+        return [
+            e
+            for e in self.chat_events
+            if e.get("chatId") == chat_id and (kind is None or e.get("type") == kind)
+        ]
+
+    def reports(self) -> list[tuple[str, Any]]:
+        """Every `$/progress` value so far, with its token."""
+        return [(str(t), v) for t, values in self.progress_reports.items() for v in values]
+
+    def logs(self) -> str:
+        """Every `window/logMessage` text so far, one a line."""
+        return "\n".join(m.message for m in self.log_messages)
 
     def open(self, name: str, text: str, language: str = "python") -> str:
         """Open a document (a file under the workspace root that need not exist on disk)."""
-        uri = (self.root / name).as_uri()
+        return self.open_uri((self.root / name).as_uri(), text, language)
+
+    def open_uri(self, uri: str, text: str, language: str = "python") -> str:
+        """Open the document at `uri` with this text (didOpen, version 1)."""
         self._versions[uri] = 1
         self.text_document_did_open(
             types.DidOpenTextDocumentParams(
@@ -126,7 +120,7 @@ class KomaClient(LanguageClient):
 
     async def current_model(self, expected: str) -> None:
         """Wait until the server's settings name `expected` as the chat model."""
-        deadline = time.monotonic() + WAIT_SECONDS
+        deadline = time.monotonic() + self.wait_seconds
         while True:
             current = (await self.command("koma.models"))["current"]["model"]
             if current == expected:
@@ -140,7 +134,7 @@ class KomaClient(LanguageClient):
             self.workspace_execute_command_async(
                 types.ExecuteCommandParams(command=name, arguments=list(arguments))
             ),
-            WAIT_SECONDS,
+            self.wait_seconds,
         )
         return as_dict(result)
 
@@ -156,10 +150,22 @@ def as_dict(value: Any) -> Any:
     return value
 
 
+def _waking(handler: Callable[[Any, Any], Any]) -> Callable[[KomaClient, Any], Any]:
+    """pytest-lsp's own handler (it records the notification), then wake the waiters."""
+
+    def woken(ls: KomaClient, params: Any) -> Any:
+        outcome = handler(ls, params)
+        ls.poke()
+        return outcome
+
+    return woken
+
+
 def make_client() -> KomaClient:
     client = KomaClient(converter_factory=default_converter)
     features = dict(DEFAULT_CLIENT_FEATURES)
-    features.pop(types.WINDOW_SHOW_MESSAGE)  # replaced below so waiters wake up
+    for method in (types.PROGRESS, types.WINDOW_LOG_MESSAGE, types.WINDOW_SHOW_MESSAGE):
+        features[method] = _waking(features[method])
     register_lsp_features(client, features)
 
     @client.feature("koma/chat/event")
@@ -174,103 +180,71 @@ def make_client() -> KomaClient:
     def on_untrusted_config(ls: KomaClient, params: Any) -> None:
         ls.record(ls.untrusted_configs, params)
 
-    @client.feature(types.WINDOW_SHOW_MESSAGE)
-    def on_message(ls: KomaClient, params: types.ShowMessageParams) -> None:
-        ls.messages.append(params)
-        ls.poke()
-
     return client
 
 
-@pytest.fixture
-def sim() -> Any:
-    simulator = Simulator(models=[gpt_oss_20b(), qwen_coder()], flavor="ollama")
-    simulator.start()
-    yield simulator
-    simulator.stop()
-
-
-@pytest.fixture
-def dead_url() -> str:
-    """A loopback URL where nothing listens (a port that was free a moment ago)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    return f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(params=PROFILES)
-def client_profile(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def capabilities_for(profile: str) -> types.ClientCapabilities:
+    """pytest-lsp's recorded capabilities of a real client ("neovim", "visual_studio_code")."""
     return client_capabilities(profile)
 
 
-@pytest.fixture
-def profile_capabilities(client_profile: str) -> types.ClientCapabilities:
-    """A fresh copy of the current profile's capabilities, for tests that change them."""
-    return capabilities_for(client_profile)
+async def start_koma_lsp(
+    *,
+    env: dict[str, str],
+    root: Path,
+    capabilities: types.ClientCapabilities,
+    initialization_options: Any,
+    folder_name: str | None = None,
+    configuration: dict[str, Any] | None = None,
+    before_initialize: Callable[[KomaClient], Any] | None = None,
+    wait_seconds: float = WAIT_SECONDS,
+    command: list[str] = SERVER_COMMAND,
+) -> KomaClient:
+    """The real `python -m koma.lsp` with `env`, initialized on the workspace folder `root`.
 
-
-LspFactory = Callable[..., Awaitable[KomaClient]]
-
-
-@pytest_asyncio.fixture
-async def lsp(sim: Simulator, client_profile: str, tmp_path: Path) -> AsyncIterator[LspFactory]:
-    clients: list[KomaClient] = []
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    home = tmp_path / "home"
-    home.mkdir()
-
-    async def start(
-        settings: dict[str, Any] | None = None,
-        init_options: Any = None,
-        configuration: dict[str, Any] | None = None,
-        profile: str | None = None,
-        env: dict[str, str] | None = None,
-        capabilities: types.ClientCapabilities | None = None,
-    ) -> KomaClient:
-        koma = {"provider": "ollama", "baseUrl": sim.url, "model": CHAT_MODEL}
-        koma.update(settings or {})
-        config = ClientServerConfig(
-            server_command=SERVER_COMMAND,
-            client_factory=make_client,
-            server_env={**isolated_env(home), **(env or {})},
-        )
-        client = await config.start()
-        assert isinstance(client, KomaClient)
-        clients.append(client)
-        client.root = workspace
-        if configuration is not None:
-            client.set_configuration(configuration)
+    `configuration` is what the client answers to workspace/configuration;
+    `before_initialize(client)` registers handlers the server may call as soon as it is
+    initialized (confirmations, edits); `wait_seconds` bounds initialize and, later, every
+    request and wait of the client; `command` is how the server is started (`python -m koma
+    lsp` goes through the CLI, as the editors start it). The caller shuts the client down
+    (`stop_koma_lsp`).
+    """
+    config = ClientServerConfig(server_command=command, client_factory=make_client, server_env=env)
+    client = await config.start()
+    assert isinstance(client, KomaClient)
+    client.root = root
+    client.wait_seconds = wait_seconds
+    if configuration is not None:
+        client.set_configuration(configuration)
+    try:
+        if before_initialize is not None:
+            before_initialize(client)
         await asyncio.wait_for(
             client.initialize_session(
                 types.InitializeParams(
-                    capabilities=capabilities or capabilities_for(profile or client_profile),
-                    root_uri=workspace.as_uri(),
+                    capabilities=capabilities,
+                    root_uri=root.as_uri(),
                     workspace_folders=[
-                        types.WorkspaceFolder(uri=workspace.as_uri(), name="workspace")
+                        types.WorkspaceFolder(uri=root.as_uri(), name=folder_name or root.name)
                     ],
-                    initialization_options=(
-                        {"koma": koma} if init_options is None else init_options
-                    ),
+                    initialization_options=initialization_options,
                 )
             ),
-            WAIT_SECONDS,
+            wait_seconds,
         )
-        return client
-
-    yield start
-    for client in clients:
-        try:
-            await asyncio.wait_for(client.shutdown_session(), 10)
-        except Exception:
-            pass
+    except BaseException:
         await client.stop()
+        raise
+    return client
 
 
-def sim_model(name: str, capabilities: list[str]) -> SimModel:
-    return SimModel(name=name, capabilities=capabilities)
+async def stop_koma_lsp(client: KomaClient, seconds: float = 10.0) -> None:
+    """Shut the server down politely if it still answers, then end the process."""
+    try:
+        await asyncio.wait_for(client.shutdown_session(), seconds)
+    except Exception:  # the server may be gone or the session over (a test shut it down)
+        pass
+    await client.stop()
+
+
+LspFactory = Callable[..., Awaitable[KomaClient]]

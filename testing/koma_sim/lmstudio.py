@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from koma.simulator.openai import native_chat_completions
-from koma.simulator.script import SimModel
-from koma.simulator.transport import Exchange, Route
+from koma_sim.openai import native_chat_completions
+from koma_sim.script import SimModel
+from koma_sim.transport import Exchange, Route
 
 if TYPE_CHECKING:
-    from koma.simulator.simulator import Simulator
+    from koma_sim.simulator import Simulator
 
 
 def _entry(sim: Simulator, model: SimModel) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from koma.simulator.script import SimModel
+from koma_sim.script import SimModel
 
 DEFAULT_KEEP_ALIVE_S = 300.0
 _FOREVER_AT = "2318-11-20T09:22:38.000000000Z"

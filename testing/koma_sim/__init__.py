@@ -1,7 +1,11 @@
 """Loopback simulator of the Ollama and OpenAI-compatible (LM Studio, llama.cpp, vLLM) wire
 formats, written from the servers' documented formats so tests and benchmarks run without a GPU.
 
-    from koma.simulator import Simulator, Reply, SimModel
+A test tool, not part of Koma: it lives in `testing/` (distribution `koma-testing`, installed by
+`scripts/install.sh dev`), stays out of Koma's wheel, and imports nothing of Koma, so it answers
+as the servers do and not as the client expects (tests/test_packaging.py holds both).
+
+    from koma_sim import Simulator, Reply, SimModel
 
     with Simulator(flavor="ollama", token_delay_ms=5) as sim:
         sim.add_reply(Reply(thinking="Let me see.", content="Hi!", match="hello"))
@@ -13,7 +17,7 @@ streamed before content, token by token, and the server notices a client hang-up
 at once (`RequestRecord.disconnected_at`, perf_counter seconds).
 """
 
-from koma.simulator.script import (
+from koma_sim.script import (
     Reply,
     RequestRecord,
     SimModel,
@@ -24,7 +28,7 @@ from koma.simulator.script import (
     qwen_coder,
     tokenize,
 )
-from koma.simulator.simulator import Simulator
+from koma_sim.simulator import Simulator
 
 __all__ = [
     "Reply",

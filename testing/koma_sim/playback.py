@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from koma.simulator.script import Reply
-from koma.simulator.transport import Exchange
+from koma_sim.script import Reply
+from koma_sim.transport import Exchange
 
 Emit = Callable[[str, str], None]
 

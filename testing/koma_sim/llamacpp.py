@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from koma.simulator.oai_meta import timings
-from koma.simulator.openai import _cache_tokens, _stop_words, sse
-from koma.simulator.playback import finish_time, play
-from koma.simulator.script import count_tokens
-from koma.simulator.transport import Exchange, Route
+from koma_sim.oai_meta import timings
+from koma_sim.openai import _cache_tokens, _stop_words, sse
+from koma_sim.playback import finish_time, play
+from koma_sim.script import count_tokens
+from koma_sim.transport import Exchange, Route
 
 if TYPE_CHECKING:
-    from koma.simulator.simulator import Simulator
+    from koma_sim.simulator import Simulator
 
 
 def health(ex: Exchange) -> None:
@@ -130,7 +130,7 @@ def infill(ex: Exchange) -> None:
         sim.store.release(model)
     finish_time(result)
     if result.finish == "error":
-        from koma.simulator.simulator import openai_error
+        from koma_sim.simulator import openai_error
 
         error = openai_error(sim.flavor, 500, reply.error or "internal error")
         if stream:

@@ -11,11 +11,11 @@ import hashlib
 import json
 from typing import Any
 
-from koma.simulator import blobs
-from koma.simulator.ollama import body_dict, line
-from koma.simulator.playback import ms
-from koma.simulator.script import SimModel
-from koma.simulator.transport import Exchange
+from koma_sim import blobs
+from koma_sim.ollama import body_dict, line
+from koma_sim.playback import ms
+from koma_sim.script import SimModel
+from koma_sim.transport import Exchange
 
 _FULL_PRECISION = ("F16", "F32", "BF16")
 

@@ -10,8 +10,8 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from koma.simulator.playback import finish_time, play
-from koma.simulator.script import (
+from koma_sim.playback import finish_time, play
+from koma_sim.script import (
     Reply,
     SimModel,
     count_tokens,
@@ -19,11 +19,11 @@ from koma.simulator.script import (
     prompt_text,
     render_messages,
 )
-from koma.simulator.store import KeepAliveError, parse_keep_alive
-from koma.simulator.transport import Exchange, Route
+from koma_sim.store import KeepAliveError, parse_keep_alive
+from koma_sim.transport import Exchange, Route
 
 if TYPE_CHECKING:
-    from koma.simulator.simulator import Simulator
+    from koma_sim.simulator import Simulator
 
 NDJSON = "application/x-ndjson"
 
@@ -346,7 +346,7 @@ def root(ex: Exchange) -> None:
 
 def routes(sim: Simulator) -> dict[tuple[str, str], tuple[str, Route]]:
     """Ollama native endpoints."""
-    from koma.simulator import manage  # manage builds on this module's helpers
+    from koma_sim import manage  # manage builds on this module's helpers
 
     return {
         ("GET", "/"): ("root", root),

@@ -19,10 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from koma.simulator.script import RequestRecord
+from koma_sim.script import RequestRecord
 
 if TYPE_CHECKING:
-    from koma.simulator.simulator import Simulator
+    from koma_sim.simulator import Simulator
 
 
 # Endpoints whose request body is raw bytes handed to the route as `ex.body`.

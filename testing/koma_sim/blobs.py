@@ -14,11 +14,11 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from koma.simulator.script import SimModel
-from koma.simulator.transport import Exchange, Route
+from koma_sim.script import SimModel
+from koma_sim.transport import Exchange, Route
 
 if TYPE_CHECKING:
-    from koma.simulator.simulator import Simulator
+    from koma_sim.simulator import Simulator
 
 ENDPOINT = "blob"
 _DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
