@@ -90,8 +90,8 @@ def build_input(
     ls: KomaLanguageServer, uri: str, position: types.Position, invoked: bool
 ) -> CompletionInput | None:
     """The text around the cursor as plain data; None for documents or positions we can't use."""
-    from koma.engine.completion.pipeline import CompletionInput
     from koma.engine.completion.prompt import Neighbour
+    from koma.engine.completion.request import CompletionInput
     from koma.engine.tokens import completion_read_chars
 
     documents = ls.workspace.text_documents
@@ -168,7 +168,7 @@ async def serve(
     ls: KomaLanguageServer, uri: str, position: types.Position, invoked: bool
 ) -> tuple[CompletionResult, types.Range | None]:
     """Run one request through the pipeline; shared with the `textDocument/completion` fallback."""
-    from koma.engine.completion.pipeline import CompletionResult
+    from koma.engine.completion.request import CompletionResult
 
     started = time.perf_counter()
     request = build_input(ls, uri, position, invoked)

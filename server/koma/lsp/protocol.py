@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from lsprotocol import types
 
     from koma.engine.chat import TurnEvent
-    from koma.engine.completion.pipeline import CompletionResult
+    from koma.engine.completion.request import CompletionResult
     from koma.engine.completion.routes import RouteChoice
     from koma.trust import ProjectConfig
     from koma.types import Channel, Metrics, ModelInfo

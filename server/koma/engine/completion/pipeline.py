@@ -40,7 +40,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from koma.engine.completion.cache import CompletionCache, key_suffix
 from koma.engine.completion.debounce import AdaptiveDebounce
@@ -55,7 +55,8 @@ from koma.engine.completion.model_call import (
     stream_text,
 )
 from koma.engine.completion.postprocess import CursorContext, Route, clean, fit_to_line
-from koma.engine.completion.prompt import Neighbour, build_prompt
+from koma.engine.completion.prompt import build_prompt
+from koma.engine.completion.request import CompletionInput, CompletionResult
 from koma.engine.completion.ring import ContextRing
 from koma.engine.completion.routes import RouteChoice, RouteSetting, choose_route
 from koma.engine.completion.warmup import PromptCacheWarmer, warm_prompt_cache
@@ -66,44 +67,11 @@ __all__ = ["CompletionInput", "CompletionPipeline", "CompletionResult", "ModelTa
 
 logger = logging.getLogger("koma.completion")
 
-Source = Literal["cache", "model", "none"]
 # `completion.speculative`: how long after an answer the next suggestion is fetched (the
 # answered call closes its stream first).
 SPECULATE_AFTER_S = 0.05
 # How long a cancelled request's model call waits for the next keystroke's request to adopt it.
 ADOPT_GRACE_S = 0.005
-
-
-@dataclass(frozen=True)
-class CompletionInput:
-    """One request, as plain data: the text around the cursor and what else is open."""
-
-    uri: str
-    prefix: str
-    suffix: str
-    prefix_offset: int = 0  # absolute offset of prefix[0] in the document (prompt stability)
-    language_id: str = "python"
-    path: str = ""
-    invoked: bool = False  # explicitly asked for (no debounce)
-    neighbours: tuple[Neighbour, ...] = ()
-
-
-@dataclass
-class CompletionResult:
-    """What the LSP layer turns into an answer; `text` None means an empty list."""
-
-    text: str | None
-    replace_chars: int = 0
-    source: Source = "none"
-    reason: str = "ok"
-    debounce_ms: float = 0.0
-    upstream_ms: float = 0.0
-    route: Route | None = None
-    adopted: bool = False  # the answer came from a call started for an earlier keystroke
-    took_over: bool = False  # this request took a running call over (whatever came of it)
-    started_call: bool = False  # this request started a model call (upstream request)
-    waited_ms: float = 0.0  # spent on a running call whose answer then did not fit
-    error: str | None = None
 
 
 @dataclass
