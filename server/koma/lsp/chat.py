@@ -193,7 +193,8 @@ def register(server: KomaLanguageServer) -> None:
         from koma.engine.actions import explain_prompt
 
         prompt = explain_prompt(code, language_of(ls, uri), where)
-        return await run_chat(ls, params.get("chatId"), prompt, ls.effort("actions"), {})
+        effort = (await ls.session()).effort("actions")
+        return await run_chat(ls, params.get("chatId"), prompt, effort, {})
 
     @server.command("koma.chat.cancel")
     def cancel(ls: KomaLanguageServer, *args: Any) -> protocol.ChatCancelReply:

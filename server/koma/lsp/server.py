@@ -48,11 +48,9 @@ if TYPE_CHECKING:
     from koma.engine.tools.loop import ToolLoop
     from koma.providers.base import Provider
     from koma.settings import KomaSettings
-    from koma.types import Effort
 
 logger = logging.getLogger("koma.lsp")
 
-Feature = Literal["completion", "actions", "chat"]
 # Builds the tools for one chat turn: (server, chat id, context tokens) -> tools or None.
 ToolLoopFactory = Callable[["KomaLanguageServer", str, int], "ToolLoop | None"]
 # How long shutdown waits for running chat turns to end after cancelling them.
@@ -223,11 +221,6 @@ class KomaLanguageServer(FanoutLanguageServer):
         if text is None or "\x00" in text:
             return None
         return text
-
-    def effort(self, feature: Feature) -> Effort:
-        """The reasoning effort configured for one feature (`low`, `medium` or `high`)."""
-        effort: Effort = getattr(self.settings.reasoning_effort, feature)
-        return effort
 
     # -- engine ---------------------------------------------------------------------------------
 
