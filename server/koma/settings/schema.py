@@ -49,12 +49,10 @@ class ReasoningEffort(_Camel):
     )
     actions: Effort = safe(
         "medium",
-        description="Reasoning effort for code actions (refactor, docstring, tests, fixes).",
+        description="Reasoning effort for code actions (explain, refactor, docstring, tests, fixes).",
         enum_descriptions=_EFFORT,
     )
-    chat: Effort = safe(
-        "high", description="Reasoning effort for chat and Explain.", enum_descriptions=_EFFORT
-    )
+    chat: Effort = safe("high", description="Reasoning effort for chat.", enum_descriptions=_EFFORT)
 
 
 class CompletionSettings(_Camel):
