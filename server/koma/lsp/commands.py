@@ -17,7 +17,7 @@ from koma.lsp import protocol
 from koma.lsp.params import first_argument
 from koma.lsp.settings import (
     EDITOR_SOURCE,
-    SESSION_SOURCE,
+    PICKED_SOURCE,
     apply_editor_settings,
     trust_state,
 )
@@ -42,7 +42,7 @@ async def list_models(ls: KomaLanguageServer) -> protocol.ModelsReply:
 
 
 def select_model(ls: KomaLanguageServer, params: dict[str, Any]) -> protocol.SelectModelReply:
-    """Switch the chat (or completion) model for this session; the editor's settings stay."""
+    """Switch the chat (or completion) model for this connection; the editor's settings stay."""
     model = params.get("model")
     kind = params.get("kind") or "chat"
     if not isinstance(model, str) or not model.strip():
@@ -50,7 +50,7 @@ def select_model(ls: KomaLanguageServer, params: dict[str, Any]) -> protocol.Sel
     if kind not in ("chat", "completion"):
         return {**current_models(ls), "error": f"kind {kind!r} is not chat or completion"}
     key = "model" if kind == "chat" else "completionModel"
-    ls.state.settings.session_section[key] = model.strip()
+    ls.state.settings.picked_section[key] = model.strip()
     apply_editor_settings(ls, None)
     return {**current_models(ls)}
 
@@ -101,8 +101,8 @@ async def doctor(ls: KomaLanguageServer) -> dict[str, Any]:
         sources = []
     if ls.state.settings.editor_section:
         sources.append(EDITOR_SOURCE)
-    if ls.state.settings.session_section:
-        sources.append(SESSION_SOURCE)
+    if ls.state.settings.picked_section:
+        sources.append(PICKED_SOURCE)
     report = await run_doctor(
         ls.settings,
         provider,

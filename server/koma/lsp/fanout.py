@@ -1,4 +1,4 @@
-"""A pygls server whose document and session notifications reach every module that listens.
+"""A pygls server whose document and connection notifications reach every module that listens.
 
 Several features need the same notifications (the reasoning ledger follows `didChange`, inline
 completion measures typing speed from it). pygls allows one handler per method, so
@@ -44,7 +44,7 @@ class FanoutLanguageServer(LanguageServer):
         self._listeners: dict[str, list[Callable[..., Any]]] = defaultdict(list)
 
     def feature(self, feature_name: str, options: Any | None = None) -> Callable[[Any], Any]:
-        """Like pygls' `feature`, but session and document notifications accept many listeners."""
+        """Like pygls' `feature`, but connection and document notifications take many listeners."""
         if feature_name not in FANOUT_METHODS:
             return super().feature(feature_name, options)
 

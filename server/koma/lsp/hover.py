@@ -1,9 +1,9 @@
 """`textDocument/hover`: why the model changed this code.
 
-Over a range that a resolved (and applied) code action changed in this session, hover shows the
-action, the model, and its reasoning as Markdown. Anywhere else it returns `null` at once — no
-model call, so hovering stays free. The ledger follows every document change (this module
-feeds it `didChange`), so the reasoning stays attached to the code it explains.
+Over a range that a resolved (and applied) code action changed since the editor connected, hover
+shows the action, the model, and its reasoning as Markdown. Anywhere else it returns `null` at
+once — no model call, so hovering stays free. The ledger follows every document change (this
+module feeds it `didChange`), so the reasoning stays attached to the code it explains.
 """
 
 from __future__ import annotations

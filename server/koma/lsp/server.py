@@ -15,7 +15,7 @@ engine and the providers (`preload_engine`); chat, actions and the provider wait
 without holding the event loop, so `koma.status` keeps answering during the first chat.
 `benchmarks/cold_start.py` measures what is left.
 
-Several features need the same document and session notifications (`initialize` … `shutdown`);
+Several features need the same document and connection notifications (`initialize` … `shutdown`);
 the base class in `koma.lsp.fanout` hands each of them to every module that registers a listener.
 What a feature keeps between requests is `state` (`koma.lsp.state`), one typed object per feature.
 """

@@ -38,7 +38,7 @@ logger = logging.getLogger("koma.lsp.settings")
 
 SECTION = "koma"
 EDITOR_SOURCE = "editor settings (koma)"
-SESSION_SOURCE = "koma.selectModel"
+PICKED_SOURCE = "koma.selectModel"
 CLIENT_SECTION = "client"
 RESTRICTED_REASON = (
     "the workspace is in Restricted Mode, so Koma does not run or change anything in it; "
@@ -101,16 +101,16 @@ def apply_editor_settings(
         editor = sections.editor_section
     else:
         editor = deep_merge(sections.initial_section, dict(section))
-    session = dict(sections.session_section)
-    for key in list(session):
+    picked = dict(sections.picked_section)
+    for key in list(picked):
         if section is not None and editor.get(key) != sections.editor_section.get(key):
-            del session[key]  # the user changed this in the editor since picking a model
+            del picked[key]  # the user changed this in the editor since picking a model
     state = trust_state(server)
     editor_layers: list[Layer] = []
     if editor:
         editor_layers.append(Layer(EDITOR_SOURCE, normalize_keys(drop_none(editor))))
-    if session:
-        editor_layers.append(Layer(SESSION_SOURCE, normalize_keys(session)))
+    if picked:
+        editor_layers.append(Layer(PICKED_SOURCE, normalize_keys(picked)))
     try:
         sources = gather_sources(
             None,
@@ -133,7 +133,7 @@ def apply_editor_settings(
     if initial:
         sections.initial_section = dict(editor)
     sections.editor_section = editor
-    sections.session_section = session
+    sections.picked_section = picked
     state.project = resolved.project
     state.warnings = resolved.warnings
     server.apply_settings(resolved.settings)

@@ -36,8 +36,9 @@ class SettingsState:
         # (initializationOptions overlaid by the latest workspace/configuration answer).
         self.initial_section: dict[str, Any] = {}
         self.editor_section: dict[str, Any] = {}
-        # Choices made with `koma.selectModel`; they sit above the editor's settings.
-        self.session_section: dict[str, Any] = {}
+        # Choices made with `koma.selectModel` on this connection; they sit above the editor's
+        # settings.
+        self.picked_section: dict[str, Any] = {}
 
 
 class TrustState:

@@ -97,7 +97,7 @@ class _Generation:
 
 
 def register(server: KomaLanguageServer) -> None:
-    """Tell the client the initial state once the session is up."""
+    """Tell the client the initial state once the connection is up (`initialized`)."""
 
     @server.feature(types.INITIALIZED)
     def on_initialized(ls: KomaLanguageServer, params: types.InitializedParams) -> None:

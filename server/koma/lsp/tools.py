@@ -15,7 +15,7 @@ The tool loop runs in the server (engine.tools); consent and edits belong to the
   the same jail and secret patterns, off the event loop;
 - known secret values (credential variables, the API key) are cut from every tool result, with
   the same redactor as the text the editor attaches (`lsp.exposure`);
-- a model without native tool calling switches to the text protocol once per model and session,
+- a model without native tool calling switches to the text protocol once per model and connection,
   and the user is told with `window/showMessage`.
 
 `register` installs `tool_loop` on the server, which chat asks for each turn's tools. The engine's
