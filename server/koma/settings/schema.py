@@ -49,7 +49,9 @@ class ReasoningEffort(_Camel):
     )
     actions: Effort = safe(
         "medium",
-        description="Reasoning effort for code actions (explain, refactor, docstring, tests, fixes).",
+        description=(
+            "Reasoning effort for code actions (explain, refactor, docstring, tests, fixes)."
+        ),
         enum_descriptions=_EFFORT,
     )
     chat: Effort = safe("high", description="Reasoning effort for chat.", enum_descriptions=_EFFORT)
