@@ -111,6 +111,39 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{closed_port()}"
 
 
+# -- the developer's own settings stay out ------------------------------------------------------
+# What Koma itself reads from the environment. The test tools' own `KOMA_LIVE_*`, `KOMA_LLAMA_*`
+# and build variables stay: they are how scripts/test.sh hands the session its live server.
+PRODUCT_ENV = (
+    "KOMA_CONFIG",
+    "KOMA_PROVIDER",
+    "KOMA_BASE_URL",
+    "KOMA_MODEL",
+    "KOMA_API_KEY",
+    "KOMA_LSP_TOKEN",
+    "KOMA_DEBUG",
+)
+
+
+@pytest.fixture(scope="session")
+def no_user_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user config path where no file is."""
+    return tmp_path_factory.mktemp("user") / "no-config.toml"
+
+
+@pytest.fixture(autouse=True)
+def no_user_settings(no_user_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test: no `KOMA_*` setting of the developer's shell and not their config.toml.
+
+    In-process code that reads settings (`koma.generate_text` without settings, a `Session`
+    built from `load_settings()`) would otherwise answer with the developer's model, server,
+    token limit or cache; a test sets what it needs itself (monkeypatch, `isolated`).
+    """
+    for var in PRODUCT_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KOMA_CONFIG", str(no_user_config))
+
+
 # -- an in-process `koma` command --------------------------------------------------------------
 @pytest.fixture(name="isolated")
 def isolated_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
