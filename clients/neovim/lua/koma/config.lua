@@ -83,27 +83,111 @@ local plugin_schema = {
   workspace_venv = 'boolean',
 }
 
+--- `value` for an error message: a few levels and a few hundred characters at most, so a big
+--- table never floods :messages.
+---@param value any
+---@return string
+local function show(value)
+  local text = vim.inspect(value, { depth = 2, newline = ' ', indent = '' })
+  return #text > 120 and (text:sub(1, 117) .. '...') or text
+end
+
 local function check(path, value, validator)
   if type(validator) == 'function' then
     local ok, expected = validator(value)
     if not ok then
-      error(('%s: expected %s, got %s'):format(path, expected, vim.inspect(value)), 0)
+      error(('%s: expected %s, got %s'):format(path, expected, show(value)), 0)
     end
   else
-    vim.validate(path, value, validator)
+    local ok, err = pcall(vim.validate, path, value, validator)
+    if not ok then
+      error((tostring(err):gsub('^[^\n]-:%d+: ', '')), 0)
+    end
   end
 end
 
---- A server setting must survive the trip as JSON (no functions, userdata or cycles); what it
---- means is the server's to judge.
----@param key string
+-- No setting nests 10 deep; JSON encoding stops at 1000.
+local MAX_DEPTH = 100
+
+--- A server setting must survive the trip as JSON (no functions, userdata, NaN or cycles);
+--- what it means is the server's to judge. The error names the path to the offending part.
+---@param path string
 ---@param value any
-local function check_json(key, value)
-  local ok = pcall(vim.json.encode, value)
-  if not ok then
-    local message = '%s: expected a value JSON can carry (server setting), got %s'
-    error(message:format(key, vim.inspect(value)), 0)
+---@param depth integer?
+---@param open table<table, true>? the tables being checked around this one
+local function check_json(path, value, depth, open)
+  depth, open = depth or 1, open or {}
+  local kind = type(value)
+  local function bad(what)
+    error(('%s: expected a value JSON can carry (server setting), got %s'):format(path, what), 0)
   end
+  if value == vim.NIL or kind == 'string' or kind == 'boolean' then
+    return
+  elseif kind == 'number' then
+    if value ~= value or value == math.huge or value == -math.huge then
+      bad(tostring(value) .. ', not a finite number')
+    end
+  elseif kind == 'table' then
+    if open[value] then
+      bad('a table that contains itself')
+    elseif depth > MAX_DEPTH then
+      bad(('tables nested over %d deep'):format(MAX_DEPTH))
+    end
+    open[value] = true
+    for k, v in pairs(value) do
+      if type(k) ~= 'string' and type(k) ~= 'number' then
+        bad(('a key of type %s (%s)'):format(type(k), show(k)))
+      end
+      local inner = type(k) == 'string' and (path .. '.' .. k) or ('%s[%s]'):format(path, k)
+      check_json(inner, v, depth + 1, open)
+    end
+    open[value] = nil
+    if depth == 1 then
+      local ok, err = pcall(vim.json.encode, value)
+      if not ok then
+        bad(('%s (%s)'):format(show(value), tostring(err)))
+      end
+    end
+  else
+    bad(('a %s (%s)'):format(kind, show(value)))
+  end
+end
+
+local OPTION_NAMES = vim.list_extend(vim.tbl_keys(plugin_schema), { 'keymaps', 'chat_window', 'install' })
+
+--- The plugin option `key` resembles, if any: the same after dropping case, `-` and `_`, or a
+--- letter or two away. Such a key is a typo of the option, not a server setting to send on.
+---@param key string
+---@return string?
+local function near_option(key)
+  local function norm(s)
+    return (s:lower():gsub('[-_]', ''))
+  end
+  local function distance(a, b)
+    if math.abs(#a - #b) > 2 then
+      return 3
+    end
+    local prev = {}
+    for j = 0, #b do
+      prev[j] = j
+    end
+    for i = 1, #a do
+      local cur = { [0] = i }
+      for j = 1, #b do
+        local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      end
+      prev = cur
+    end
+    return prev[#b]
+  end
+  for _, name in ipairs(OPTION_NAMES) do
+    local allowed = #name >= 6 and 2 or 1
+    if norm(key) == norm(name) or distance(key, name) <= allowed then
+      return name
+    end
+  end
+  return nil
 end
 
 ---@class koma.ResolvedConfig
@@ -122,6 +206,9 @@ function M.resolve(opts)
   local plugin = vim.deepcopy(M.plugin_defaults)
   local server = {}
   for key, value in pairs(opts) do
+    if type(key) ~= 'string' then
+      error(('setup() options are named (key = value); got [%s] = %s'):format(key, show(value)), 0)
+    end
     if key == 'keymaps' then
       check('keymaps', value, 'table')
       for name, lhs in pairs(value) do
@@ -157,6 +244,9 @@ function M.resolve(opts)
     elseif plugin_schema[key] then
       check(key, value, plugin_schema[key])
       plugin[key] = value
+    elseif near_option(key) then
+      local hint = '(did you mean the plugin option "%s"? Other keys are server settings)'
+      error(('unknown option "%s" %s'):format(key, hint:format(near_option(key))), 0)
     else
       check_json(key, value)
       server[key] = vim.deepcopy(value)
