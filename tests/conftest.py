@@ -14,6 +14,9 @@ A module or folder that needs another server overrides `sim_options` (keyword ar
 `provider_options`; a fixture with `params` runs every test once per server flavour. A test that
 needs a second server at once (the one a hostile repository names, another flavour) starts it
 with `start_sim(...)`.
+
+No test sees the developer's `KOMA_*` settings variables or their user `config.toml`
+(`no_user_settings`, autouse): a test sets what it needs.
 """
 
 from __future__ import annotations
