@@ -74,6 +74,8 @@ def test_lua_only_values_are_named_by_path_in_a_short_message(editor: Editor) ->
         "cycle": "local t = {} t.self = t return { chat = t }",
         "nan": "return { completion = { temperature = 0/0 } }",
         "timer": "return { cache = { handle = vim.uv.new_timer() } }",
+        # Not UTF-8: the server could not decode the initialize request and never answer it.
+        "bytes": "return { tools = { run_tests_command = { 'pytest', 'caf\\233' } } }",
     }
     errors = {
         name: editor.lua(
@@ -92,6 +94,8 @@ def test_lua_only_values_are_named_by_path_in_a_short_message(editor: Editor) ->
     assert "finite number" in errors["nan"]
     assert errors["timer"].startswith("cache.handle: "), errors
     assert "userdata" in errors["timer"]
+    assert errors["bytes"].startswith("tools.run_tests_command[2]: "), errors
+    assert "not UTF-8" in errors["bytes"]
     # vim.NIL is JSON null: the server reads it as unset.
     assert (
         editor.lua(

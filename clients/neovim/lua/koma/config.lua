@@ -106,6 +106,41 @@ local function check(path, value, validator)
   end
 end
 
+--- Where `s` stops being UTF-8 (nil: it is UTF-8). JSON would carry the bytes, but the server
+--- reads a message as UTF-8 and could not even answer a request that holds them.
+---@param s string
+---@return integer?
+local function not_utf8_at(s)
+  if not s:find('[\128-\255]') then
+    return nil
+  end
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len = c < 0x80 and 1
+      or (c >= 0xC2 and c < 0xE0) and 2
+      or (c >= 0xE0 and c < 0xF0) and 3
+      or (c >= 0xF0 and c < 0xF5) and 4
+      or nil
+    if not len or i + len - 1 > n then
+      return i
+    end
+    local second = s:byte(i + 1)
+    if (c == 0xE0 and second < 0xA0) or (c == 0xED and second > 0x9F)
+      or (c == 0xF0 and second < 0x90) or (c == 0xF4 and second > 0x8F) then
+      return i -- an overlong form or a surrogate
+    end
+    for j = i + 1, i + len - 1 do
+      local b = s:byte(j)
+      if b < 0x80 or b > 0xBF then
+        return i
+      end
+    end
+    i = i + len
+  end
+  return nil
+end
+
 -- No setting nests 10 deep; JSON encoding stops at 1000.
 local MAX_DEPTH = 100
 
@@ -121,8 +156,13 @@ local function check_json(path, value, depth, open)
   local function bad(what)
     error(('%s: expected a value JSON can carry (server setting), got %s'):format(path, what), 0)
   end
-  if value == vim.NIL or kind == 'string' or kind == 'boolean' then
+  if value == vim.NIL or kind == 'boolean' then
     return
+  elseif kind == 'string' then
+    local at = not_utf8_at(value)
+    if at then
+      bad(('a string that is not UTF-8 (byte %d of %d)'):format(at, #value))
+    end
   elseif kind == 'number' then
     if value ~= value or value == math.huge or value == -math.huge then
       bad(tostring(value) .. ', not a finite number')
@@ -137,6 +177,8 @@ local function check_json(path, value, depth, open)
     for k, v in pairs(value) do
       if type(k) ~= 'string' and type(k) ~= 'number' then
         bad(('a key of type %s (%s)'):format(type(k), show(k)))
+      elseif type(k) == 'string' and not_utf8_at(k) then
+        bad('a key that is not UTF-8')
       end
       local inner = type(k) == 'string' and (path .. '.' .. k) or ('%s[%s]'):format(path, k)
       check_json(inner, v, depth + 1, open)
@@ -208,6 +250,8 @@ function M.resolve(opts)
   for key, value in pairs(opts) do
     if type(key) ~= 'string' then
       error(('setup() options are named (key = value); got [%s] = %s'):format(key, show(value)), 0)
+    elseif not_utf8_at(key) then
+      error('setup(): an option name that is not UTF-8', 0)
     end
     if key == 'keymaps' then
       check('keymaps', value, 'table')
