@@ -14,6 +14,9 @@ A module or folder that needs another server overrides `sim_options` (keyword ar
 `provider_options`; a fixture with `params` runs every test once per server flavour. A test that
 needs a second server at once (the one a hostile repository names, another flavour) starts it
 with `start_sim(...)`.
+
+No test sees the developer's `KOMA_*` settings variables or their user `config.toml`
+(`no_user_settings`, autouse): a test sets what it needs.
 """
 
 from __future__ import annotations
@@ -109,6 +112,39 @@ async def provider(sim: Simulator, provider_options: dict[str, Any]) -> AsyncIte
 def dead_url() -> str:
     """A loopback URL where nothing listens (a port that was free a moment ago)."""
     return f"http://127.0.0.1:{closed_port()}"
+
+
+# -- the developer's own settings stay out ------------------------------------------------------
+# What Koma itself reads from the environment. The test tools' own `KOMA_LIVE_*`, `KOMA_LLAMA_*`
+# and build variables stay: they are how scripts/test.sh hands the session its live server.
+PRODUCT_ENV = (
+    "KOMA_CONFIG",
+    "KOMA_PROVIDER",
+    "KOMA_BASE_URL",
+    "KOMA_MODEL",
+    "KOMA_API_KEY",
+    "KOMA_LSP_TOKEN",
+    "KOMA_DEBUG",
+)
+
+
+@pytest.fixture(scope="session")
+def no_user_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user config path where no file is."""
+    return tmp_path_factory.mktemp("user") / "no-config.toml"
+
+
+@pytest.fixture(autouse=True)
+def no_user_settings(no_user_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test: no `KOMA_*` setting of the developer's shell and not their config.toml.
+
+    In-process code that reads settings (`koma.generate_text` without settings, a `Session`
+    built from `load_settings()`) would otherwise answer with the developer's model, server,
+    token limit or cache; a test sets what it needs itself (monkeypatch, `isolated`).
+    """
+    for var in PRODUCT_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KOMA_CONFIG", str(no_user_config))
 
 
 # -- an in-process `koma` command --------------------------------------------------------------

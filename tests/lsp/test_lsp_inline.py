@@ -241,6 +241,8 @@ async def test_typing_on_while_the_model_answers_reuses_its_answer(
     assert await asyncio.wait_for(first, 30) == []
     assert [i.insert_text for i in second] == [" + b"]
     assert len(generations(sim)) == 1
+    # The simulator marks the record after its last write, which the client may read first.
+    assert await asyncio.to_thread(sim.wait_for_completion, record, 10.0)
     assert record.completed and not record.client_disconnected
 
 

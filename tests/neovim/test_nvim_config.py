@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nvim_harness import PLUGIN, SERVER_CMD, Editor
 
+from koma.settings import KomaSettings
 from koma_sim import Simulator
 
 
@@ -62,6 +63,87 @@ def test_bad_plugin_options_are_named_and_do_not_break_neovim(editor: Editor) ->
     # Neovim is still usable and Koma was not configured with the bad values.
     assert editor.lua("return require('koma').config") is None
     assert editor.lua("return 1 + 1") == 2
+
+
+def test_lua_only_values_are_named_by_path_in_a_short_message(editor: Editor) -> None:
+    # A function deep inside a big table, a table that contains itself, NaN, userdata: each is
+    # named by where it is, in one short line, not by dumping the whole value into :messages.
+    cases = {
+        "big": "local t = {} for i = 1, 20000 do t['k' .. i] = i end t.on_attach = function() end "
+        "return { tools = t }",
+        "cycle": "local t = {} t.self = t return { chat = t }",
+        "nan": "return { completion = { temperature = 0/0 } }",
+        "timer": "return { cache = { handle = vim.uv.new_timer() } }",
+        # Not UTF-8: the server could not decode the initialize request and never answer it.
+        "bytes": "return { tools = { run_tests_command = { 'pytest', 'caf\\233' } } }",
+    }
+    errors = {
+        name: editor.lua(
+            f"local opts = (function() {code} end)() "
+            "local ok, err = pcall(require('koma.config').resolve, opts) "
+            "return ok and 'accepted' or err"
+        )
+        for name, code in cases.items()
+    }
+    assert all(len(e) < 300 for e in errors.values()), {k: len(e) for k, e in errors.items()}
+    assert errors["big"].startswith("tools.on_attach: expected a value JSON can carry"), errors
+    assert "a function" in errors["big"]
+    assert errors["cycle"].startswith("chat.self"), errors
+    assert "contains itself" in errors["cycle"]
+    assert errors["nan"].startswith("completion.temperature: "), errors
+    assert "finite number" in errors["nan"]
+    assert errors["timer"].startswith("cache.handle: "), errors
+    assert "userdata" in errors["timer"]
+    assert errors["bytes"].startswith("tools.run_tests_command[2]: "), errors
+    assert "not UTF-8" in errors["bytes"]
+    # vim.NIL is JSON null: the server reads it as unset.
+    assert (
+        editor.lua(
+            "return vim.json.encode(require('koma.config').resolve({ model = vim.NIL }).server)"
+        )
+        == '{"model":null}'
+    )
+
+
+def test_a_list_item_at_the_top_level_is_refused_not_sent(editor: Editor) -> None:
+    # setup({ 'gpt-oss:120b' }) would reach the server as the array ["gpt-oss:120b"] (ignored)
+    # and, next to named keys, as a key "1"; :checkhealth would fail sorting the keys.
+    editor.lua("require('koma').setup({ 'gpt-oss:120b', auto_start = false })")
+    assert editor.lua("return require('koma').config") is None
+    assert 'setup() options are named (key = value); got [1] = "gpt-oss:120b"' in (
+        editor.messages()
+    )
+
+
+def test_a_misspelled_plugin_option_is_named_not_sent_to_the_server(editor: Editor) -> None:
+    for typo, option in [
+        ("keymap", "keymaps"),
+        ("auto_strat", "auto_start"),
+        ("confirmEdits", "confirm_edits"),
+        ("inline-backend", "inline_backend"),
+        ("chat_windows", "chat_window"),
+    ]:
+        err = editor.lua(
+            "local ok, err = pcall(require('koma.config').resolve, { [...] = {} }) "
+            "return ok and 'accepted' or err",
+            typo,
+        )
+        assert err.startswith(
+            f'unknown option "{typo}" (did you mean the plugin option "{option}"?'
+        ), err
+
+
+def test_every_server_setting_still_passes_through(editor: Editor) -> None:
+    # The near-miss check must never catch a real server key, camelCase or snake_case.
+    keys = []
+    for name, field in KomaSettings.model_fields.items():
+        keys += [name, field.alias or name]
+    sent = editor.lua(
+        "local opts = {} for _, k in ipairs(...) do opts[k] = 'x' end "
+        "return vim.tbl_keys(require('koma.config').resolve(opts).server)",
+        keys,
+    )
+    assert sorted(sent) == sorted(set(keys))
 
 
 def test_the_server_reports_a_bad_setting_in_one_line(editor: Editor) -> None:
