@@ -105,13 +105,11 @@ async def iter_sse(
             continue
         if line == "":
             if data:
-                payload = "\n".join(data)
-                if payload.strip() == "[DONE]":
-                    yield SSE_DONE
-                    return
-                obj = _decode_event(payload, event, label, model)
+                obj = _dispatch(data, event, label, model)
                 if obj is not None:
                     yield obj
+                if obj is SSE_DONE:
+                    return
             event, data = "", []
             continue
         field, _, value = line.partition(":")
@@ -125,14 +123,20 @@ async def iter_sse(
             obj = _decode_event(line, event, label, model)
             if obj is not None:
                 yield obj
-    if data:
-        payload = "\n".join(data)
-        if payload.strip() == "[DONE]":
-            yield SSE_DONE
-            return
-        obj = _decode_event(payload, event, label, model)
+    if data:  # the stream ended without the blank line that closes its last event
+        obj = _dispatch(data, event, label, model)
         if obj is not None:
             yield obj
+
+
+def _dispatch(
+    data: list[str], event: str, label: ServerLabel, model: str | None
+) -> dict[str, Any] | None:
+    """One event's `data:` lines joined: `SSE_DONE` at `[DONE]`, else the decoded payload."""
+    payload = "\n".join(data)
+    if payload.strip() == "[DONE]":
+        return SSE_DONE
+    return _decode_event(payload, event, label, model)
 
 
 def _decode_event(
